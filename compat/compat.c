@@ -1,0 +1,96 @@
+/*
+ * Copyright (c) 2026 The smarthostd developers
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#include "compat.h"
+
+#ifndef __OpenBSD__
+/*
+ * Linux has no pledge(2) or unveil(2).  The chroot and uid separation do
+ * the real work there; these keep the call sites identical.
+ */
+int
+pledge(const char *promises, const char *execpromises)
+{
+	(void)promises;
+	(void)execpromises;
+	return (0);
+}
+
+int
+unveil(const char *path, const char *permissions)
+{
+	(void)path;
+	(void)permissions;
+	return (0);
+}
+
+int
+compat_no_new_privs(void)
+{
+#ifdef __linux__
+	return (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+#else
+	return (0);
+#endif
+}
+
+void
+compat_setproctitle_init(int argc, char *argv[], char *envp[])
+{
+	setproctitle_init(argc, argv, envp);
+}
+#endif
+
+int
+compat_exec_path(const char *argv0, char *buf, size_t len)
+{
+	if (argv0 != NULL && argv0[0] == '/') {
+		if (strlcpy(buf, argv0, len) >= len) {
+			errno = ENAMETOOLONG;
+			return (-1);
+		}
+		return (0);
+	}
+#ifdef __linux__
+	{
+		ssize_t	 n;
+
+		if ((n = readlink("/proc/self/exe", buf, len - 1)) == -1)
+			return (-1);
+		if ((size_t)n >= len - 1) {
+			errno = ENAMETOOLONG;
+			return (-1);
+		}
+		buf[n] = '\0';
+		return (0);
+	}
+#else
+	/* OpenBSD daemons require an absolute path to re-exec. */
+	errno = EINVAL;
+	return (-1);
+#endif
+}

@@ -1,0 +1,45 @@
+/*
+ * Copyright (c) 2026 The smarthostd developers
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
+ * What the daemon needs from the OS beyond POSIX.  On OpenBSD everything
+ * here is native; on Linux libbsd (through its overlay headers) provides
+ * the BSD functions and this file fills the few gaps it leaves.
+ */
+
+#ifndef SMARTHOSTD_COMPAT_H
+#define SMARTHOSTD_COMPAT_H
+
+#include <sys/types.h>
+#include <unistd.h>
+
+#ifdef __OpenBSD__
+#define compat_setproctitle_init(argc, argv, envp)	do { } while (0)
+#define compat_no_new_privs()				(0)
+#else
+#include <stdlib.h>
+#include <string.h>
+
+int	 pledge(const char *, const char *);
+int	 unveil(const char *, const char *);
+int	 compat_no_new_privs(void);
+void	 compat_setproctitle_init(int, char *[], char *[]);
+#endif
+
+/* Absolute path of the running executable, for re-exec. */
+int	 compat_exec_path(const char *, char *, size_t);
+
+#endif /* SMARTHOSTD_COMPAT_H */

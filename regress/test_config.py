@@ -1,0 +1,271 @@
+"""The configuration parser, through `smarthostd -n` and `-nv`.
+
+regress/config holds the cases:
+
+  NAME.conf + NAME.ok         a good configuration and its -nv output
+  NAME.args (optional)        more arguments for it, e.g. -D macro=value
+  bad-NAME.conf + .err        a bad configuration and its exact stderr
+
+Every case runs on a copy of regress/config in a temporary directory, with
+the secret files made private (git keeps no modes); `-D dir=COPY` names
+the copy, and "@DIR@" in the .ok and .err files stands for it.  Each good
+configuration is also printed, parsed again and printed again: the two
+printouts must be byte-identical.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+
+REGRESS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(REGRESS)
+CONFDIR = os.path.join(REGRESS, "config")
+SMARTHOSTD = os.path.join(REPO, "smarthostd", "smarthostd")
+SHIPPED = os.path.join(REPO, "etc", "smarthostd.conf")
+
+
+def smarthostd(*args):
+    return subprocess.run([SMARTHOSTD] + list(args), capture_output=True,
+                          text=True, timeout=60)
+
+
+def file_mode(name):
+    if name.startswith("world-readable"):
+        return 0o644
+    if name.endswith(".key") or name.startswith("passwd"):
+        return 0o600
+    return 0o644
+
+
+class ConfigCopy:
+    """regress/config copied to a temporary directory, modes set."""
+
+    def __enter__(self):
+        self.top = tempfile.mkdtemp(prefix="smarthostd-config-")
+        self.dir = os.path.join(self.top, "config")
+        shutil.copytree(CONFDIR, self.dir)
+        files = os.path.join(self.dir, "files")
+        for name in os.listdir(files):
+            os.chmod(os.path.join(files, name), file_mode(name))
+        return self
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.top, ignore_errors=True)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def expected(self, name):
+        with open(os.path.join(CONFDIR, name)) as f:
+            return f.read().replace("@DIR@", self.dir)
+
+    def args(self, name):
+        path = os.path.join(CONFDIR, name + ".args")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return f.read().split()
+
+    def run_good(self, name):
+        proc = smarthostd("-nv", "-D", "dir=" + self.dir,
+                          *self.args(name), "-f", self.path(name + ".conf"))
+        assert proc.returncode == 0 and proc.stderr == "", \
+            "%s: exit %d\n%s" % (name, proc.returncode, proc.stderr)
+        return proc.stdout
+
+
+def show_diff(expected, got, label):
+    import difflib
+    return "".join(difflib.unified_diff(
+        expected.splitlines(True), got.splitlines(True),
+        "expected " + label, "got"))
+
+
+def case_names(bad):
+    names = []
+    for f in sorted(os.listdir(CONFDIR)):
+        if not f.endswith(".conf"):
+            continue
+        name = f[:-5]
+        if name.startswith("bad-") == bad:
+            names.append(name)
+    return names
+
+
+def make_golden(name):
+    def test():
+        with ConfigCopy() as c:
+            got = c.run_good(name)
+            want = c.expected(name + ".ok")
+            assert got == want, show_diff(want, got, name + ".ok")
+    return test
+
+
+def make_roundtrip(name):
+    def test():
+        with ConfigCopy() as c:
+            first = c.run_good(name)
+            again = os.path.join(c.top, "printed.conf")
+            with open(again, "w") as f:
+                f.write(first)
+            proc = smarthostd("-nv", "-f", again)
+            assert proc.returncode == 0 and proc.stderr == "", \
+                "re-parsing the printout failed:\n%s\n%s" % (proc.stderr,
+                                                            first)
+            assert proc.stdout == first, show_diff(first, proc.stdout,
+                                                   "first printout")
+    return test
+
+
+def make_error(name):
+    def test():
+        with ConfigCopy() as c:
+            proc = smarthostd("-nv", "-D", "dir=" + c.dir,
+                              "-f", c.path(name + ".conf"))
+            want = c.expected(name + ".err")
+            assert proc.returncode == 1, "exit %d, stderr:\n%s" % (
+                proc.returncode, proc.stderr)
+            assert proc.stdout == "", proc.stdout
+            assert proc.stderr == want, show_diff(want, proc.stderr,
+                                                  name + ".err")
+    return test
+
+
+def ident(name):
+    return name.replace("-", "_").replace(".", "_")
+
+
+for _name in case_names(bad=False):
+    globals()["test_config_golden_" + ident(_name)] = make_golden(_name)
+    globals()["test_config_roundtrip_" + ident(_name)] = \
+        make_roundtrip(_name)
+for _name in case_names(bad=True):
+    globals()["test_config_error_" + ident(_name[4:])] = make_error(_name)
+
+
+def test_config_every_case_has_its_expectation():
+    for name in case_names(bad=False):
+        assert os.path.exists(os.path.join(CONFDIR, name + ".ok")), name
+    for name in case_names(bad=True):
+        assert os.path.exists(os.path.join(CONFDIR, name + ".err")), name
+
+
+def test_config_check_only_says_configuration_ok():
+    with ConfigCopy() as c:
+        proc = smarthostd("-n", "-D", "dir=" + c.dir,
+                          "-f", c.path("full.conf"))
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout + proc.stderr == "configuration OK\n", \
+            (proc.stdout, proc.stderr)
+
+
+def test_config_empty_file_prints_every_default():
+    with ConfigCopy() as c:
+        empty = c.path("empty.conf")
+        open(empty, "w").close()
+        proc = smarthostd("-nv", "-f", empty)
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        want = c.expected("minimal.ok").replace(
+            'hostname "minimal.example.org"',
+            'hostname "%s"' % socket.gethostname())
+        assert proc.stdout == want, show_diff(want, proc.stdout, "defaults")
+
+
+def test_config_missing_file_is_named():
+    with ConfigCopy() as c:
+        missing = c.path("no-such.conf")
+        proc = smarthostd("-n", "-f", missing)
+        assert proc.returncode == 1
+        assert proc.stderr == "%s: No such file or directory\n" % missing, \
+            proc.stderr
+
+
+def test_config_command_line_macro_wins_over_the_file():
+    with ConfigCopy() as c:
+        out = c.run_good("macros")
+        assert 'state "/srv/smarthostd/from-the-command-line/state"' in out
+        proc = smarthostd("-nv", "-f", c.path("macros.conf"))
+        assert proc.returncode == 0, proc.stderr
+        assert 'state "/srv/smarthostd/from-the-file/state"' in proc.stdout
+
+
+# The shipped example names system paths (/etc/mail, /etc/ssl).  It is
+# checked in a private mount namespace where an overlay on /etc, or bind
+# mounts over /etc/mail and /etc/ssl, supply those files; the real /etc
+# is never touched.
+SHIPPED_SCRIPT = r"""
+set -e
+stage=$1 work=$2 bin=$3 conf=$4
+mount -t tmpfs tmpfs "$work"
+mkdir "$work/upper" "$work/work"
+cp -a "$stage/." "$work/upper/"
+if ! mount -t overlay overlay \
+    -o "lowerdir=/etc,upperdir=$work/upper,workdir=$work/work" /etc \
+    2>/dev/null; then
+	if [ ! -d /etc/mail ]; then
+		echo "cannot overlay /etc, and /etc/mail does not exist" >&2
+		exit 99
+	fi
+	mount --bind "$work/upper/mail" /etc/mail
+	mount --bind "$work/upper/ssl" /etc/ssl
+fi
+exec "$bin" -n -f "$conf"
+"""
+
+
+def run_shipped(passwd_mode):
+    top = tempfile.mkdtemp(prefix="smarthostd-shipped-")
+    try:
+        stage = os.path.join(top, "stage")
+        work = os.path.join(top, "work")
+        os.makedirs(os.path.join(stage, "mail"))
+        os.makedirs(os.path.join(stage, "ssl", "private"))
+        os.makedirs(work)
+        files = {
+            "mail/aliases": ("postmaster: root\n", 0o644),
+            "mail/passwd-smtps": ("alice@example.com $2b$10$x\n",
+                                  passwd_mode),
+            "mail/relay-recipients": ("alice@example.com\n", 0o644),
+            "mail/nospamd": ("192.0.2.10\n", 0o644),
+            "mail/common_domains": ("google.com\n", 0o644),
+            "mail/blacklist": ("203.0.113.5\n", 0o644),
+            "ssl/example.com.crt": ("certificate\n", 0o644),
+            "ssl/private/example.com.key": ("key\n", 0o600),
+        }
+        for rel, (text, mode) in files.items():
+            path = os.path.join(stage, rel)
+            with open(path, "w") as f:
+                f.write(text)
+            os.chmod(path, mode)
+        cmd = ["unshare", "--mount", "--propagation", "private"]
+        if os.geteuid() != 0:
+            cmd.append("--map-root-user")
+        cmd += ["sh", "-c", SHIPPED_SCRIPT, "sh", stage, work, SMARTHOSTD,
+                SHIPPED]
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode != 99, proc.stderr
+        return proc
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_config_shipped_example_is_valid():
+    proc = run_shipped(0o600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout + proc.stderr == "configuration OK\n", \
+        (proc.stdout, proc.stderr)
+
+
+def test_config_shipped_example_refuses_a_readable_password_file():
+    with open(SHIPPED) as f:
+        lineno = [i for i, line in enumerate(f, 1)
+                  if "auth <passwd>" in line][0]
+    proc = run_shipped(0o644)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == (
+        "%s:%d: table passwd: /etc/mail/passwd-smtps: secret file is "
+        "group- or world-accessible (mode 0644); chmod 0600 it\n" %
+        (SHIPPED, lineno)), proc.stderr

@@ -1,0 +1,734 @@
+/*
+ * Copyright (c) 2026 The smarthostd developers
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+#include <sys/stat.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "smarthostd.h"
+
+static void	 config_recv_table_entry(struct smarthost_config *,
+		    struct imsg *);
+static void	 table_entries_free(struct table *);
+
+RB_GENERATE(table_entries, table_entry, entry, table_entry_cmp);
+
+#define CHECK_STRING(field)						\
+	do {								\
+		if (memchr((field), '\0', sizeof(field)) == NULL)	\
+			fatalx("config_recv: unterminated " #field);	\
+	} while (0)
+
+/* The first error of the last parse, for smarthostctl reload. */
+static char	 config_first_error[MESSAGE_LEN];
+
+/*
+ * Report one configuration error, "file:line: message".  On a terminal
+ * (smarthostd -n, or start-up) it is printed as it is; once the daemon
+ * runs it goes to the log.
+ */
+void
+config_error(const char *fmt, ...)
+{
+	char	 msg[MESSAGE_LEN];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (config_first_error[0] == '\0')
+		(void)strlcpy(config_first_error, msg,
+		    sizeof(config_first_error));
+	if (log_on_stderr())
+		(void)fprintf(stderr, "%s\n", msg);
+	else
+		log_warnx("%s", msg);
+}
+
+void
+config_errors_reset(void)
+{
+	config_first_error[0] = '\0';
+}
+
+void
+config_errors_first(char *buf, size_t len)
+{
+	(void)strlcpy(buf, config_first_error[0] != '\0' ?
+	    config_first_error : "unknown error", len);
+}
+
+struct smarthost_config *
+config_new(void)
+{
+	struct smarthost_config	*conf;
+
+	if ((conf = calloc(1, sizeof(*conf))) == NULL)
+		return (NULL);
+	TAILQ_INIT(&conf->tables);
+	TAILQ_INIT(&conf->pkis);
+	TAILQ_INIT(&conf->listeners);
+	TAILQ_INIT(&conf->blocklists);
+	TAILQ_INIT(&conf->actions);
+	TAILQ_INIT(&conf->matches);
+	TAILQ_INIT(&conf->scan.banned_files);
+	config_set_defaults(conf);
+	return (conf);
+}
+
+void
+config_set_defaults(struct smarthost_config *conf)
+{
+	char	 host[HOSTNAME_LEN];
+
+	if (gethostname(host, sizeof(host)) == -1)
+		(void)strlcpy(host, "localhost", sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+	(void)strlcpy(conf->hostname, host, sizeof(conf->hostname));
+	(void)strlcpy(conf->user, SMARTHOSTD_USER, sizeof(conf->user));
+	(void)strlcpy(conf->state_dir, SMARTHOSTD_STATE,
+	    sizeof(conf->state_dir));
+	(void)strlcpy(conf->control_path, SMARTHOSTD_SOCKET,
+	    sizeof(conf->control_path));
+	(void)strlcpy(conf->pidfile, SMARTHOSTD_PIDFILE,
+	    sizeof(conf->pidfile));
+	conf->resolver[0] = '\0';
+	conf->resolver_port = 53;
+
+	/* spamd(8)'s defaults. */
+	conf->greylist.passtime = 25 * 60;
+	conf->greylist.greyexp = 4 * 3600;
+	conf->greylist.whiteexp = 864 * 3600;
+	conf->greylist.spf_refresh = 3600;
+
+	(void)strlcpy(conf->scan.user, SMARTHOSTD_SCAN_USER,
+	    sizeof(conf->scan.user));
+	conf->firewall.kind = FIREWALL_NONE;
+}
+
+void
+config_free(struct smarthost_config *conf)
+{
+	struct table		*t;
+	struct pki		*p;
+	struct listener		*l;
+	struct blocklist	*b;
+	struct string_entry	*s;
+	struct action		*a;
+	struct match_rule	*m;
+
+	if (conf == NULL)
+		return;
+	while ((t = TAILQ_FIRST(&conf->tables)) != NULL) {
+		TAILQ_REMOVE(&conf->tables, t, entry);
+		table_free(t);
+	}
+	while ((p = TAILQ_FIRST(&conf->pkis)) != NULL) {
+		TAILQ_REMOVE(&conf->pkis, p, entry);
+		free(p);
+	}
+	while ((l = TAILQ_FIRST(&conf->listeners)) != NULL) {
+		TAILQ_REMOVE(&conf->listeners, l, entry);
+		free(l);
+	}
+	while ((b = TAILQ_FIRST(&conf->blocklists)) != NULL) {
+		TAILQ_REMOVE(&conf->blocklists, b, entry);
+		free(b);
+	}
+	while ((s = TAILQ_FIRST(&conf->scan.banned_files)) != NULL) {
+		TAILQ_REMOVE(&conf->scan.banned_files, s, entry);
+		free(s->value);
+		free(s);
+	}
+	while ((a = TAILQ_FIRST(&conf->actions)) != NULL) {
+		TAILQ_REMOVE(&conf->actions, a, entry);
+		free(a);
+	}
+	while ((m = TAILQ_FIRST(&conf->matches)) != NULL) {
+		TAILQ_REMOVE(&conf->matches, m, entry);
+		free(m);
+	}
+	free(conf);
+}
+
+/*
+ * Tables.
+ */
+
+int
+table_entry_cmp(struct table_entry *a, struct table_entry *b)
+{
+	return (strcmp(a->key, b->key));
+}
+
+struct table *
+table_new(const char *name)
+{
+	struct table	*t;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return (NULL);
+	if (strlcpy(t->name, name, sizeof(t->name)) >= sizeof(t->name)) {
+		free(t);
+		errno = ENAMETOOLONG;
+		return (NULL);
+	}
+	RB_INIT(&t->entries);
+	return (t);
+}
+
+struct table *
+table_find(struct smarthost_config *conf, const char *name)
+{
+	struct table	*t;
+
+	TAILQ_FOREACH(t, &conf->tables, entry)
+		if (strcmp(t->name, name) == 0)
+			return (t);
+	return (NULL);
+}
+
+/*
+ * Add a key with an optional value.  A duplicate key keeps the first
+ * value, as lookup tables conventionally do, and returns 1.
+ */
+int
+table_add(struct table *t, const char *key, const char *value)
+{
+	struct table_entry	*e;
+
+	if (strlen(key) >= TABLE_ENTRY_MAX ||
+	    (value != NULL && strlen(value) >= TABLE_ENTRY_MAX)) {
+		errno = ENAMETOOLONG;
+		return (-1);
+	}
+	if ((e = calloc(1, sizeof(*e))) == NULL)
+		return (-1);
+	if ((e->key = strdup(key)) == NULL ||
+	    (value != NULL && (e->value = strdup(value)) == NULL)) {
+		free(e->key);
+		free(e);
+		return (-1);
+	}
+	if (RB_INSERT(table_entries, &t->entries, e) != NULL) {
+		free(e->key);
+		free(e->value);
+		free(e);
+		return (1);
+	}
+	t->count++;
+	return (0);
+}
+
+static void
+table_entries_free(struct table *t)
+{
+	struct table_entry	*e, *next;
+
+	RB_FOREACH_SAFE(e, table_entries, &t->entries, next) {
+		RB_REMOVE(table_entries, &t->entries, e);
+		free(e->key);
+		free(e->value);
+		free(e);
+	}
+	t->count = 0;
+}
+
+void
+table_free(struct table *t)
+{
+	if (t == NULL)
+		return;
+	table_entries_free(t);
+	free(t);
+}
+
+static char *
+trim(char *s)
+{
+	char	*end;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return (s);
+}
+
+/*
+ * Load a table file: one entry a line, "key" or "key value" or, as in
+ * aliases(5), "key: value".  '#' starts a comment.  Errors are reported
+ * as "file:line: message" in errbuf.
+ */
+int
+table_load_file(struct table *t, char *errbuf, size_t errlen)
+{
+	FILE	*fp;
+	char	*line = NULL, *key, *value, *p;
+	size_t	 linesize = 0;
+	ssize_t	 linelen;
+	int	 lineno = 0, ret = -1;
+
+	if ((fp = fopen(t->path, "r")) == NULL) {
+		(void)snprintf(errbuf, errlen, "%s: %s", t->path,
+		    strerror(errno));
+		return (-1);
+	}
+	while ((linelen = getline(&line, &linesize, fp)) != -1) {
+		lineno++;
+		if (linelen > TABLE_LINE_MAX) {
+			(void)snprintf(errbuf, errlen, "%s:%d: line too long",
+			    t->path, lineno);
+			goto done;
+		}
+		if (memchr(line, '\0', (size_t)linelen) != NULL) {
+			(void)snprintf(errbuf, errlen, "%s:%d: NUL byte",
+			    t->path, lineno);
+			goto done;
+		}
+		if ((p = strchr(line, '#')) != NULL)
+			*p = '\0';
+		key = trim(line);
+		if (*key == '\0')
+			continue;
+		value = NULL;
+		if ((p = strpbrk(key, " \t")) != NULL) {
+			*p++ = '\0';
+			value = trim(p);
+			/* aliases(5) style "key: value" */
+			if (key[strlen(key) - 1] == ':')
+				key[strlen(key) - 1] = '\0';
+			if (*key == '\0') {
+				(void)snprintf(errbuf, errlen,
+				    "%s:%d: empty key", t->path, lineno);
+				goto done;
+			}
+		}
+		if (table_add(t, key, value) == -1) {
+			(void)snprintf(errbuf, errlen, "%s:%d: %s", t->path,
+			    lineno, strerror(errno));
+			goto done;
+		}
+	}
+	if (ferror(fp)) {
+		(void)snprintf(errbuf, errlen, "%s: %s", t->path,
+		    strerror(errno));
+		goto done;
+	}
+	ret = 0;
+ done:
+	free(line);
+	(void)fclose(fp);
+	return (ret);
+}
+
+struct action *
+action_find(struct smarthost_config *conf, const char *name)
+{
+	struct action	*a;
+
+	TAILQ_FOREACH(a, &conf->actions, entry)
+		if (strcmp(a->name, name) == 0)
+			return (a);
+	return (NULL);
+}
+
+struct pki *
+pki_find(struct smarthost_config *conf, const char *name)
+{
+	struct pki	*p;
+
+	TAILQ_FOREACH(p, &conf->pkis, entry)
+		if (strcmp(p->name, name) == 0)
+			return (p);
+	return (NULL);
+}
+
+int
+string_list_add(struct string_list *list, const char *value)
+{
+	struct string_entry	*s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return (-1);
+	if ((s->value = strdup(value)) == NULL) {
+		free(s);
+		return (-1);
+	}
+	TAILQ_INSERT_TAIL(list, s, entry);
+	return (0);
+}
+
+/*
+ * Password tables and private keys must be readable by their owner only:
+ * a secret that others can read is no secret, and refusing to start is
+ * kinder than a silent leak.
+ */
+int
+config_check_secret_file(const char *path, char *errbuf, size_t errlen)
+{
+	struct stat	 sb;
+
+	if (stat(path, &sb) == -1) {
+		(void)snprintf(errbuf, errlen, "%s: %s", path,
+		    strerror(errno));
+		return (-1);
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		(void)snprintf(errbuf, errlen, "%s: not a regular file", path);
+		return (-1);
+	}
+	if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
+		(void)snprintf(errbuf, errlen,
+		    "%s: secret file is group- or world-accessible "
+		    "(mode %04o); chmod 0600 it", path,
+		    (unsigned int)(sb.st_mode & 07777));
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Until the later parts of the daemon land, say once and plainly which
+ * configured features are parsed but not acted upon.
+ */
+void
+config_warn_unimplemented(struct smarthost_config *conf)
+{
+	char	 list[256] = "";
+
+	if (!TAILQ_EMPTY(&conf->listeners))
+		(void)strlcat(list, ", listen", sizeof(list));
+	if (!TAILQ_EMPTY(&conf->pkis))
+		(void)strlcat(list, ", pki", sizeof(list));
+	if (conf->greylist.enabled)
+		(void)strlcat(list, ", greylist", sizeof(list));
+	if (!TAILQ_EMPTY(&conf->blocklists))
+		(void)strlcat(list, ", blocklist", sizeof(list));
+	if (conf->scan.enabled)
+		(void)strlcat(list, ", scan", sizeof(list));
+	if (conf->firewall.configured)
+		(void)strlcat(list, ", firewall", sizeof(list));
+	if (!TAILQ_EMPTY(&conf->actions))
+		(void)strlcat(list, ", action", sizeof(list));
+	if (!TAILQ_EMPTY(&conf->matches))
+		(void)strlcat(list, ", match", sizeof(list));
+	if (conf->resolver[0] != '\0')
+		(void)strlcat(list, ", resolver", sizeof(list));
+	if (list[0] != '\0')
+		log_warnx("configured but not in effect in this version: %s",
+		    list + 2);
+}
+
+/*
+ * Configuration transfer from the parent to a child.  Fixed-size structs
+ * travel as they are (both ends are the same binary); the receiver clears
+ * every pointer and checks every string before it uses anything.
+ */
+
+static void
+compose_or_die(struct imsgev *iev, uint32_t type, const void *data,
+    size_t len)
+{
+	if (imsgev_compose(iev, type, 0, 0, -1, data, len) == -1)
+		fatal("config_send");
+}
+
+static void
+config_send_table(struct imsgev *iev, struct table *t)
+{
+	struct table_entry	*e;
+	struct table		 wire;
+	char			 buf[TABLE_ENTRY_MAX * 2];
+	size_t			 klen, vlen;
+
+	wire = *t;
+	memset(&wire.entry, 0, sizeof(wire.entry));
+	RB_INIT(&wire.entries);
+	if (t->secret)
+		wire.count = 0;
+	compose_or_die(iev, IMSG_CONF_TABLE, &wire, sizeof(wire));
+	if (t->secret)
+		return;
+	RB_FOREACH(e, table_entries, &t->entries) {
+		klen = strlen(e->key) + 1;
+		vlen = e->value == NULL ? 0 : strlen(e->value) + 1;
+		memcpy(buf, e->key, klen);
+		if (vlen)
+			memcpy(buf + klen, e->value, vlen);
+		compose_or_die(iev, IMSG_CONF_TABLE_ENTRY, buf, klen + vlen);
+	}
+}
+
+void
+config_send(struct imsgev *iev, struct smarthost_config *conf,
+    enum smarthost_proc proc)
+{
+	struct config_globals	 g;
+	struct table		*t;
+	struct pki		*p;
+	struct listener		*l;
+	struct blocklist	*b;
+	struct string_entry	*s;
+	struct action		*a;
+	struct match_rule	*m;
+
+	(void)proc;
+	compose_or_die(iev, IMSG_CONF_START, NULL, 0);
+
+	memset(&g, 0, sizeof(g));
+	(void)strlcpy(g.hostname, conf->hostname, sizeof(g.hostname));
+	(void)strlcpy(g.user, conf->user, sizeof(g.user));
+	(void)strlcpy(g.state_dir, conf->state_dir, sizeof(g.state_dir));
+	(void)strlcpy(g.control_path, conf->control_path,
+	    sizeof(g.control_path));
+	(void)strlcpy(g.pidfile, conf->pidfile, sizeof(g.pidfile));
+	(void)strlcpy(g.resolver, conf->resolver, sizeof(g.resolver));
+	g.resolver_port = conf->resolver_port;
+	g.greylist = conf->greylist;
+	g.scan_enabled = conf->scan.enabled;
+	(void)strlcpy(g.scan_user, conf->scan.user, sizeof(g.scan_user));
+	(void)strlcpy(g.clamav_db, conf->scan.clamav_db,
+	    sizeof(g.clamav_db));
+	g.spam_set = conf->scan.spam_set;
+	g.spam_tag = conf->scan.spam_tag;
+	g.spam_reject = conf->scan.spam_reject;
+	g.firewall = conf->firewall;
+	compose_or_die(iev, IMSG_CONF_GLOBALS, &g, sizeof(g));
+
+	TAILQ_FOREACH(t, &conf->tables, entry)
+		config_send_table(iev, t);
+	TAILQ_FOREACH(p, &conf->pkis, entry)
+		compose_or_die(iev, IMSG_CONF_PKI, p, sizeof(*p));
+	TAILQ_FOREACH(l, &conf->listeners, entry)
+		compose_or_die(iev, IMSG_CONF_LISTENER, l, sizeof(*l));
+	TAILQ_FOREACH(b, &conf->blocklists, entry)
+		compose_or_die(iev, IMSG_CONF_BLOCKLIST, b, sizeof(*b));
+	TAILQ_FOREACH(s, &conf->scan.banned_files, entry)
+		compose_or_die(iev, IMSG_CONF_BANNED_FILE, s->value,
+		    strlen(s->value) + 1);
+	TAILQ_FOREACH(a, &conf->actions, entry)
+		compose_or_die(iev, IMSG_CONF_ACTION, a, sizeof(*a));
+	TAILQ_FOREACH(m, &conf->matches, entry)
+		compose_or_die(iev, IMSG_CONF_MATCH, m, sizeof(*m));
+	compose_or_die(iev, IMSG_CONF_END, NULL, 0);
+}
+
+static void
+config_recv_globals(struct smarthost_config *conf, struct imsg *imsg)
+{
+	struct config_globals	 g;
+	int			 i;
+
+	imsg_expect_size(imsg, sizeof(g));
+	(void)imsg_get_data(imsg, &g, sizeof(g));
+	CHECK_STRING(g.hostname);
+	CHECK_STRING(g.user);
+	CHECK_STRING(g.state_dir);
+	CHECK_STRING(g.control_path);
+	CHECK_STRING(g.pidfile);
+	CHECK_STRING(g.resolver);
+	CHECK_STRING(g.greylist.whitelist);
+	CHECK_STRING(g.greylist.spf_whitelist);
+	CHECK_STRING(g.scan_user);
+	CHECK_STRING(g.clamav_db);
+	CHECK_STRING(g.firewall.nft_table);
+	for (i = 0; i < FW_TABLE_MAX; i++)
+		CHECK_STRING(g.firewall.tables[i]);
+
+	(void)strlcpy(conf->hostname, g.hostname, sizeof(conf->hostname));
+	(void)strlcpy(conf->user, g.user, sizeof(conf->user));
+	(void)strlcpy(conf->state_dir, g.state_dir, sizeof(conf->state_dir));
+	(void)strlcpy(conf->control_path, g.control_path,
+	    sizeof(conf->control_path));
+	(void)strlcpy(conf->pidfile, g.pidfile, sizeof(conf->pidfile));
+	(void)strlcpy(conf->resolver, g.resolver, sizeof(conf->resolver));
+	conf->resolver_port = g.resolver_port;
+	conf->greylist = g.greylist;
+	conf->scan.enabled = g.scan_enabled;
+	(void)strlcpy(conf->scan.user, g.scan_user, sizeof(conf->scan.user));
+	(void)strlcpy(conf->scan.clamav_db, g.clamav_db,
+	    sizeof(conf->scan.clamav_db));
+	conf->scan.spam_set = g.spam_set;
+	conf->scan.spam_tag = g.spam_tag;
+	conf->scan.spam_reject = g.spam_reject;
+	conf->firewall = g.firewall;
+}
+
+static void
+config_recv_table(struct smarthost_config *conf, struct imsg *imsg)
+{
+	struct table	*t;
+
+	imsg_expect_size(imsg, sizeof(*t));
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		fatal("config_recv");
+	(void)imsg_get_data(imsg, t, sizeof(*t));
+	CHECK_STRING(t->name);
+	CHECK_STRING(t->path);
+	RB_INIT(&t->entries);
+	t->count = 0;
+	if (table_find(conf, t->name) != NULL)
+		fatalx("config_recv: duplicate table %s", t->name);
+	TAILQ_INSERT_TAIL(&conf->tables, t, entry);
+}
+
+static void
+config_recv_table_entry(struct smarthost_config *conf, struct imsg *imsg)
+{
+	struct table	*t;
+	char		 buf[TABLE_ENTRY_MAX * 2], *key, *value = NULL;
+	size_t		 len, klen;
+
+	if ((t = TAILQ_LAST(&conf->tables, tables)) == NULL || t->secret)
+		fatalx("config_recv: table entry without a table");
+	len = imsg_get_len(imsg);
+	if (len == 0 || len > sizeof(buf))
+		fatalx("config_recv: bad table entry size %zu", len);
+	(void)imsg_get_data(imsg, buf, len);
+	if (buf[len - 1] != '\0')
+		fatalx("config_recv: unterminated table entry");
+	key = buf;
+	klen = strlen(key) + 1;
+	if (klen < len) {
+		value = buf + klen;
+		if (strlen(value) + 1 != len - klen)
+			fatalx("config_recv: malformed table entry");
+	}
+	if (table_add(t, key, value) == -1)
+		fatal("config_recv: table %s", t->name);
+}
+
+static void *
+config_recv_struct(struct imsg *imsg, size_t size)
+{
+	void	*p;
+
+	imsg_expect_size(imsg, size);
+	if ((p = calloc(1, size)) == NULL)
+		fatal("config_recv");
+	(void)imsg_get_data(imsg, p, size);
+	return (p);
+}
+
+/*
+ * Feed one configuration message into *pending.  Returns 1 when the
+ * configuration is complete, 0 while more is expected.
+ */
+int
+config_recv(struct smarthost_config **pending, struct imsg *imsg)
+{
+	struct smarthost_config	*conf = *pending;
+	struct pki		*p;
+	struct listener		*l;
+	struct blocklist	*b;
+	struct action		*a;
+	struct match_rule	*m;
+	char			*s;
+	uint32_t		 type = imsg_get_type(imsg);
+
+	if (type == IMSG_CONF_START) {
+		imsg_expect_size(imsg, 0);
+		config_free(*pending);
+		if ((*pending = config_new()) == NULL)
+			fatal("config_recv");
+		return (0);
+	}
+	if (conf == NULL)
+		fatalx("config_recv: %u before IMSG_CONF_START", type);
+
+	switch (type) {
+	case IMSG_CONF_GLOBALS:
+		config_recv_globals(conf, imsg);
+		break;
+	case IMSG_CONF_TABLE:
+		config_recv_table(conf, imsg);
+		break;
+	case IMSG_CONF_TABLE_ENTRY:
+		config_recv_table_entry(conf, imsg);
+		break;
+	case IMSG_CONF_PKI:
+		p = config_recv_struct(imsg, sizeof(*p));
+		CHECK_STRING(p->name);
+		CHECK_STRING(p->cert_file);
+		CHECK_STRING(p->key_file);
+		TAILQ_INSERT_TAIL(&conf->pkis, p, entry);
+		break;
+	case IMSG_CONF_LISTENER:
+		l = config_recv_struct(imsg, sizeof(*l));
+		CHECK_STRING(l->on);
+		CHECK_STRING(l->pki);
+		CHECK_STRING(l->auth_table);
+		CHECK_STRING(l->hostname);
+		if (l->tls > LISTEN_SMTPS)
+			fatalx("config_recv: bad listener tls mode");
+		TAILQ_INSERT_TAIL(&conf->listeners, l, entry);
+		break;
+	case IMSG_CONF_BLOCKLIST:
+		b = config_recv_struct(imsg, sizeof(*b));
+		CHECK_STRING(b->name);
+		CHECK_STRING(b->path);
+		CHECK_STRING(b->message);
+		TAILQ_INSERT_TAIL(&conf->blocklists, b, entry);
+		break;
+	case IMSG_CONF_BANNED_FILE:
+		s = imsg_expect_string(imsg);
+		if (string_list_add(&conf->scan.banned_files, s) == -1)
+			fatal("config_recv");
+		free(s);
+		break;
+	case IMSG_CONF_ACTION:
+		a = config_recv_struct(imsg, sizeof(*a));
+		CHECK_STRING(a->name);
+		CHECK_STRING(a->relay_host);
+		CHECK_STRING(a->helo);
+		CHECK_STRING(a->auth_table);
+		CHECK_STRING(a->alias_table);
+		CHECK_STRING(a->maildir);
+		if (a->relay_scheme > RELAY_SMTPS)
+			fatalx("config_recv: bad relay scheme");
+		TAILQ_INSERT_TAIL(&conf->actions, a, entry);
+		break;
+	case IMSG_CONF_MATCH:
+		m = config_recv_struct(imsg, sizeof(*m));
+		CHECK_STRING(m->action);
+		CHECK_STRING(m->from.table);
+		CHECK_STRING(m->from.literal);
+		CHECK_STRING(m->auth.table);
+		CHECK_STRING(m->auth.literal);
+		CHECK_STRING(m->rcpt_for.table);
+		CHECK_STRING(m->rcpt_for.literal);
+		CHECK_STRING(m->rcpt_to.table);
+		CHECK_STRING(m->rcpt_to.literal);
+		CHECK_STRING(m->mail_from.table);
+		CHECK_STRING(m->mail_from.literal);
+		TAILQ_INSERT_TAIL(&conf->matches, m, entry);
+		break;
+	case IMSG_CONF_END:
+		imsg_expect_size(imsg, 0);
+		return (1);
+	default:
+		fatalx("config_recv: unexpected imsg %u", type);
+	}
+	return (0);
+}

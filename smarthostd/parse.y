@@ -1,0 +1,1985 @@
+/*
+ * Copyright (c) 2026 The smarthostd developers
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+%{
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "smarthostd.h"
+
+#define INCLUDE_DEPTH_MAX	8
+
+/* Free the parser's stack after each parse, as a reload parses again. */
+#define YY_NO_LEAKS
+
+/*
+ * Markers around a macro's value in the pushback buffer.  They lie
+ * outside the range of getc() so that no byte of a file can fake one.
+ */
+#define START_EXPAND		0x100
+#define DONE_EXPAND		0x101
+
+TAILQ_HEAD(files, file);
+static struct files		 files = TAILQ_HEAD_INITIALIZER(files);
+static struct file {
+	TAILQ_ENTRY(file)	 entry;
+	FILE			*stream;
+	char			*name;
+	dev_t			 dev;
+	ino_t			 ino;
+	int			*ungetbuf;
+	size_t			 ungetpos;
+	size_t			 ungetsize;
+	int			 lastc;		/* last byte read */
+	int			 eof_reached;
+	int			 newline_pending;
+	int			 lineno;
+} *file, *topfile;
+
+static struct file	*pushfile(const char *, char *, size_t);
+static int		 popfile(void);
+static int		 yylex(void);
+static int		 yyerror(const char *, ...)
+			    __attribute__((__format__(printf, 1, 2)));
+static void		 yyerror_at(const char *, int, const char *, ...)
+			    __attribute__((__format__(printf, 3, 4)));
+static void		 syntax_error(const char *);
+static int		 kw_cmp(const void *, const void *);
+static int		 lookup(const char *);
+static int		 igetc(void);
+static int		 lgetc(int);
+static void		 lungetc(int);
+static int		 findeol(void);
+static int		 allowed_in_string(int);
+static int		 expand_macro(void);
+
+#define YYERROR_CALL(msg)	syntax_error(msg)
+
+TAILQ_HEAD(symhead, sym);
+static struct symhead	 symhead = TAILQ_HEAD_INITIALIZER(symhead);
+struct sym {
+	TAILQ_ENTRY(sym)	 entry;
+	int			 persist;
+	char			*nam;
+	char			*val;
+};
+static int		 symset(const char *, const char *, int);
+static const char	*symget(const char *);
+static void		 symclear(void);
+
+/*
+ * Every string the lexer hands to the grammar lives in this arena until
+ * the parse ends.  Error recovery discards tokens without running any
+ * action, so this is what keeps a bad configuration from leaking.
+ */
+struct parse_string {
+	SLIST_ENTRY(parse_string) entry;
+	char			 data[];
+};
+static SLIST_HEAD(, parse_string) strings = SLIST_HEAD_INITIALIZER(strings);
+static char		*pstrdup(const char *);
+static void		 pstrings_free(void);
+
+/* Where each pki was first named, for the check at the end. */
+struct pki_origin {
+	TAILQ_ENTRY(pki_origin)	 entry;
+	struct pki		*pki;
+	char			*file;
+	int			 lineno;
+};
+static TAILQ_HEAD(, pki_origin) pki_origins =
+    TAILQ_HEAD_INITIALIZER(pki_origins);
+
+static struct smarthost_config	*conf;
+static int			 errors;
+static int			 expanding;
+
+/* Statements with options in any order are gathered here first. */
+static struct listener	 lopts;
+static int		 lopts_set;
+static struct action	 aopts;
+static int		 aopts_set;
+static int		 aopts_ok;
+static struct match_rule mrule;
+static int		 grey_set;
+static int		 scan_set;
+static int		 fw_set;
+static struct string_list pending_list =
+    TAILQ_HEAD_INITIALIZER(pending_list);
+
+/* What a statement has set so far, to refuse an option given twice. */
+#define LOPT_PORT	0x01
+#define LOPT_TLS	0x02
+#define LOPT_PKI	0x04
+#define LOPT_AUTH	0x08
+#define LOPT_HOSTNAME	0x10
+#define AOPT_HOST	0x01
+#define AOPT_VERIFY	0x02
+#define AOPT_HELO	0x04
+#define AOPT_AUTH	0x08
+#define AOPT_ALIAS	0x10
+#define GOPT_PASSTIME	0x01
+#define GOPT_GREYEXP	0x02
+#define GOPT_WHITEEXP	0x04
+#define GOPT_WHITELIST	0x08
+#define GOPT_SPFWHITE	0x10
+#define SOPT_CLAMAV	0x01
+#define SOPT_SPAM	0x02
+#define SOPT_BANNED	0x04
+#define SOPT_USER	0x08
+#define FOPT_NFTTABLE	0x100		/* above the 1 << FW_* bits */
+
+static int	 set_string(char *, size_t, const char *, const char *);
+static int	 set_path(char *, size_t, const char *, const char *);
+static int	 valid_name(const char *);
+static int	 valid_hostname(const char *);
+static int	 valid_address(const char *, int);
+static struct table *table_ref(const char *);
+static struct table *table_define(const char *, int);
+static void	 table_file(const char *, const char *);
+static int	 table_secret(struct table *);
+static void	 pki_set(const char *, const char *, int, int);
+static void	 listener_begin(const char *);
+static void	 listener_finish(void);
+static void	 listener_tls(enum listen_tls);
+static void	 blocklist_add(const char *, const char *, const char *,
+		    int);
+static void	 action_begin(const char *);
+static void	 action_finish(void);
+static int	 parse_relay_url(const char *, struct action *);
+static void	 match_cond(struct match_cond *, const char *, int, int,
+		    enum cond_kind, const char *);
+static void	 match_finish(void);
+static void	 firewall_begin(enum firewall_kind);
+static void	 firewall_table(int, const char *, const char *);
+static void	 nft_table(const char *);
+static void	 string_list_clear(struct string_list *);
+static void	 check_pkis(void);
+
+typedef struct {
+	union {
+		int64_t			 number;
+		char			*string;
+		double			 decimal;
+		time_t			 duration;
+	} v;
+	int lineno;
+} YYSTYPE;
+
+%}
+
+%token	ACTION ALIAS ALL ANY AUTH BANNEDFILES BLOCK BLOCKLIST CERT
+%token	CLAMAV CONTROL DATABASE DOMAIN FILENAME FIREWALL FOR FROM GREYEXP
+%token	GREYLIST HELO HOST HOSTNAME INCLUDE KEY LISTEN LOCAL MAILDIR
+%token	MAILFROM MATCH MESSAGE NFTABLES NONE ON PASSTIME PF PIDFILE PKI
+%token	PORT RCPTTO REFRESH REJECT RELAY RESOLVER SCAN SET SMTPS SOCKET
+%token	SPAM SPFWHITE SPFWHITELIST SRC STATE TABLE TAG TLS TLSREQUIRE TRAP
+%token	USER VERIFY WHITE WHITEEXP WHITELIST
+%token	ERROR
+%token	<v.string>	STRING TABLEREF
+%token	<v.number>	NUMBER
+%type	<v.string>	strnum blockmsg
+%type	<v.number>	port resolverport negation fwtable
+%type	<v.duration>	duration refresh
+%type	<v.decimal>	decimal
+
+%%
+
+grammar		: /* empty */
+		| grammar '\n'
+		| grammar include '\n'
+		| grammar varset '\n'
+		| grammar main '\n'
+		| grammar error '\n'		{ yyerrok; }
+		;
+
+include		: INCLUDE STRING		{
+			struct file	*nfile;
+			char		 path[PATH_MAX], errbuf[128];
+			const char	*slash;
+			int		 n;
+
+			if ($2[0] == '/' ||
+			    (slash = strrchr(file->name, '/')) == NULL)
+				n = snprintf(path, sizeof(path), "%s", $2);
+			else
+				n = snprintf(path, sizeof(path), "%.*s/%s",
+				    (int)(slash - file->name), file->name, $2);
+			if (n < 0 || (size_t)n >= sizeof(path))
+				yyerror("include path too long");
+			else if ((nfile = pushfile(path, errbuf,
+			    sizeof(errbuf))) == NULL)
+				yyerror("include \"%s\": %s", path, errbuf);
+			else {
+				file = nfile;
+				lungetc('\n');
+			}
+		}
+		;
+
+strnum		: STRING
+		| NUMBER			{
+			char	 buf[32];
+
+			(void)snprintf(buf, sizeof(buf), "%" PRId64, $1);
+			$$ = pstrdup(buf);
+		}
+		;
+
+varset		: STRING '=' strnum		{
+			const char	*s;
+
+			for (s = $1; *s != '\0'; s++)
+				if (!isalnum((unsigned char)*s) && *s != '_')
+					break;
+			if (*s != '\0' || s == $1)
+				yyerror("invalid macro name \"%s\"", $1);
+			else if (symset($1, $3, 0) == -1)
+				fatal("cannot store macro");
+		}
+		;
+
+optnl		: '\n' optnl
+		| /* empty */
+		;
+
+nl		: '\n' optnl
+		;
+
+comma		: ',' optnl
+		| optnl
+		;
+
+port		: NUMBER			{
+			if ($1 < 1 || $1 > 65535) {
+				yyerror("invalid port %" PRId64, $1);
+				$$ = 0;
+			} else
+				$$ = $1;
+		}
+		;
+
+duration	: STRING			{
+			if (parse_duration($1, &$$) == -1) {
+				yyerror("invalid duration \"%s\"", $1);
+				$$ = 0;
+			}
+		}
+		| NUMBER			{
+			char	 buf[32];
+
+			(void)snprintf(buf, sizeof(buf), "%" PRId64, $1);
+			if (parse_duration(buf, &$$) == -1) {
+				yyerror("invalid duration \"%s\"", buf);
+				$$ = 0;
+			}
+		}
+		;
+
+decimal		: NUMBER			{ $$ = (double)$1; }
+		| STRING			{
+			char	*end;
+
+			errno = 0;
+			$$ = strtod($1, &end);
+			if (end == $1 || *end != '\0' || errno == ERANGE ||
+			    !isfinite($$)) {
+				yyerror("invalid number \"%s\"", $1);
+				$$ = 0;
+			}
+		}
+		;
+
+main		: HOSTNAME STRING		{
+			if (!valid_hostname($2))
+				yyerror("invalid hostname \"%s\"", $2);
+			else
+				(void)set_string(conf->hostname,
+				    sizeof(conf->hostname), $2, "hostname");
+		}
+		| USER STRING			{
+			if ($2[0] == '\0')
+				yyerror("empty user name");
+			else
+				(void)set_string(conf->user,
+				    sizeof(conf->user), $2, "user name");
+		}
+		| STATE STRING			{
+			(void)set_path(conf->state_dir,
+			    sizeof(conf->state_dir), $2, "state directory");
+		}
+		| CONTROL SOCKET STRING		{
+			struct sockaddr_un	 sun;
+
+			if (set_path(conf->control_path,
+			    sizeof(conf->control_path), $3,
+			    "control socket") == 0 &&
+			    strlen($3) >= sizeof(sun.sun_path))
+				yyerror("control socket path too long");
+		}
+		| PIDFILE STRING		{
+			(void)set_path(conf->pidfile, sizeof(conf->pidfile),
+			    $2, "pidfile");
+		}
+		| RESOLVER STRING resolverport	{
+			if (!valid_address($2, 0))
+				yyerror("invalid resolver address \"%s\"", $2);
+			else {
+				(void)set_string(conf->resolver,
+				    sizeof(conf->resolver), $2, "resolver");
+				conf->resolver_port = $3;
+			}
+		}
+		| PKI STRING CERT STRING	{
+			pki_set($2, $4, 0, $<lineno>1);
+		}
+		| PKI STRING KEY STRING		{
+			pki_set($2, $4, 1, $<lineno>1);
+		}
+		| TABLE STRING FILENAME STRING	{
+			table_file($2, $4);
+		}
+		| TABLE STRING stringlist	{
+			struct table		*t;
+			struct string_entry	*s;
+
+			if ((t = table_define($2, TABLE_INLINE)) != NULL) {
+				TAILQ_FOREACH(s, &pending_list, entry)
+					if (table_add(t, s->value, NULL) == -1)
+						yyerror("table %s: \"%s\": %s",
+						    $2, s->value,
+						    strerror(errno));
+			}
+			string_list_clear(&pending_list);
+		}
+		| listen
+		| greylist
+		| BLOCKLIST STRING FILENAME STRING blockmsg {
+			blocklist_add($2, $4, $5, $<lineno>1);
+		}
+		| scan
+		| firewall
+		| action
+		| match
+		;
+
+resolverport	: /* empty */			{ $$ = 53; }
+		| PORT port			{ $$ = $2; }
+		;
+
+liststart	: '{'				{
+			string_list_clear(&pending_list);
+		}
+		;
+
+stringlist	: liststart optnl strentries '}'
+		| liststart optnl strentries error '}' { yyerrok; }
+		;
+
+strentries	: /* empty */
+		| strentries strnum comma	{
+			if (string_list_add(&pending_list, $2) == -1)
+				fatal("string_list_add");
+		}
+		| strentries error nl		{ yyerrok; }
+		;
+
+listen		: LISTEN ON listenon listenopts	{
+			listener_finish();
+		}
+		;
+
+listenon	: ALL				{ listener_begin("all"); }
+		| STRING			{
+			listener_begin($1);
+			if (!valid_address($1, 0) && ($1[0] == '\0' ||
+			    strlen($1) >= IFNAMSIZ || strchr($1, '/') != NULL))
+				yyerror("invalid address or interface \"%s\"",
+				    $1);
+		}
+		;
+
+listenopts	: /* empty */
+		| listenopts listenopt
+		;
+
+listenopt	: PORT port			{
+			if (lopts_set & LOPT_PORT)
+				yyerror("port specified twice");
+			lopts_set |= LOPT_PORT;
+			lopts.port = $2;
+		}
+		| TLS				{
+			listener_tls(LISTEN_STARTTLS);
+		}
+		| TLSREQUIRE			{
+			listener_tls(LISTEN_TLS_REQUIRE);
+		}
+		| SMTPS				{
+			listener_tls(LISTEN_SMTPS);
+		}
+		| PKI STRING			{
+			if (lopts_set & LOPT_PKI)
+				yyerror("pki specified twice");
+			lopts_set |= LOPT_PKI;
+			if (pki_find(conf, $2) == NULL)
+				yyerror("unknown pki \"%s\"", $2);
+			else
+				(void)set_string(lopts.pki, sizeof(lopts.pki),
+				    $2, "pki name");
+		}
+		| AUTH TABLEREF			{
+			struct table	*t;
+
+			if (lopts_set & LOPT_AUTH)
+				yyerror("auth specified twice");
+			lopts_set |= LOPT_AUTH;
+			if ((t = table_ref($2)) != NULL &&
+			    table_secret(t) == 0)
+				(void)strlcpy(lopts.auth_table, $2,
+				    sizeof(lopts.auth_table));
+		}
+		| HOSTNAME STRING		{
+			if (lopts_set & LOPT_HOSTNAME)
+				yyerror("hostname specified twice");
+			lopts_set |= LOPT_HOSTNAME;
+			if (!valid_hostname($2))
+				yyerror("invalid hostname \"%s\"", $2);
+			else
+				(void)set_string(lopts.hostname,
+				    sizeof(lopts.hostname), $2, "hostname");
+		}
+		;
+
+greylist	: greyhead optnl greyopts '}'	{
+			if (conf->greylist.passtime >= conf->greylist.greyexp)
+				yyerror_at(file->name, $<lineno>1,
+				    "greylist: passtime must be shorter than "
+				    "greyexp");
+		}
+		| greyhead optnl greyopts error '}' { yyerrok; }
+		;
+
+greyhead	: GREYLIST '{'			{
+			if (conf->greylist.enabled)
+				yyerror("greylist specified twice");
+			conf->greylist.enabled = 1;
+			grey_set = 0;
+		}
+		;
+
+greyopts	: /* empty */
+		| greyopts greyopt optnl
+		| greyopts error nl		{ yyerrok; }
+		;
+
+greyopt		: PASSTIME duration		{
+			if (grey_set & GOPT_PASSTIME)
+				yyerror("passtime specified twice");
+			grey_set |= GOPT_PASSTIME;
+			conf->greylist.passtime = $2;
+		}
+		| GREYEXP duration		{
+			if (grey_set & GOPT_GREYEXP)
+				yyerror("greyexp specified twice");
+			grey_set |= GOPT_GREYEXP;
+			conf->greylist.greyexp = $2;
+		}
+		| WHITEEXP duration		{
+			if (grey_set & GOPT_WHITEEXP)
+				yyerror("whiteexp specified twice");
+			grey_set |= GOPT_WHITEEXP;
+			conf->greylist.whiteexp = $2;
+		}
+		| WHITELIST TABLEREF		{
+			if (grey_set & GOPT_WHITELIST)
+				yyerror("whitelist specified twice");
+			grey_set |= GOPT_WHITELIST;
+			if (table_ref($2) != NULL)
+				(void)strlcpy(conf->greylist.whitelist, $2,
+				    sizeof(conf->greylist.whitelist));
+		}
+		| SPFWHITELIST TABLEREF refresh	{
+			if (grey_set & GOPT_SPFWHITE)
+				yyerror("spf-whitelist specified twice");
+			grey_set |= GOPT_SPFWHITE;
+			if (table_ref($2) != NULL)
+				(void)strlcpy(conf->greylist.spf_whitelist, $2,
+				    sizeof(conf->greylist.spf_whitelist));
+			if ($3 != -1)
+				conf->greylist.spf_refresh = $3;
+		}
+		;
+
+refresh		: /* empty */			{ $$ = -1; }
+		| REFRESH duration		{
+			if ($2 == 0) {
+				yyerror("refresh must not be zero");
+				$$ = -1;
+			} else
+				$$ = $2;
+		}
+		;
+
+blockmsg	: /* empty */			{ $$ = NULL; }
+		| MESSAGE STRING		{ $$ = $2; }
+		;
+
+scan		: scanhead optnl scanopts '}'
+		| scanhead optnl scanopts error '}' { yyerrok; }
+		;
+
+scanhead	: SCAN '{'			{
+			if (conf->scan.enabled)
+				yyerror("scan specified twice");
+			conf->scan.enabled = 1;
+			scan_set = 0;
+		}
+		;
+
+scanopts	: /* empty */
+		| scanopts scanopt optnl
+		| scanopts error nl		{ yyerrok; }
+		;
+
+scanopt		: CLAMAV DATABASE STRING	{
+			if (scan_set & SOPT_CLAMAV)
+				yyerror("clamav database specified twice");
+			scan_set |= SOPT_CLAMAV;
+			(void)set_path(conf->scan.clamav_db,
+			    sizeof(conf->scan.clamav_db), $3,
+			    "clamav database");
+		}
+		| SPAM TAG decimal REJECT decimal {
+			if (scan_set & SOPT_SPAM)
+				yyerror("spam levels specified twice");
+			scan_set |= SOPT_SPAM;
+			if ($5 <= $3)
+				yyerror("spam reject level must be higher "
+				    "than the tag level");
+			conf->scan.spam_set = 1;
+			conf->scan.spam_tag = $3;
+			conf->scan.spam_reject = $5;
+		}
+		| BANNEDFILES stringlist	{
+			struct string_entry	*s;
+
+			if (scan_set & SOPT_BANNED)
+				yyerror("banned-files specified twice");
+			scan_set |= SOPT_BANNED;
+			while ((s = TAILQ_FIRST(&pending_list)) != NULL) {
+				TAILQ_REMOVE(&pending_list, s, entry);
+				if (s->value[0] == '\0')
+					yyerror("empty banned-files pattern");
+				TAILQ_INSERT_TAIL(&conf->scan.banned_files, s,
+				    entry);
+			}
+		}
+		| USER STRING			{
+			if (scan_set & SOPT_USER)
+				yyerror("user specified twice");
+			scan_set |= SOPT_USER;
+			if ($2[0] == '\0')
+				yyerror("empty user name");
+			else
+				(void)set_string(conf->scan.user,
+				    sizeof(conf->scan.user), $2, "user name");
+		}
+		;
+
+firewall	: FIREWALL NONE			{
+			firewall_begin(FIREWALL_NONE);
+		}
+		| pfhead optnl pfopts '}'
+		| pfhead optnl pfopts error '}'	{ yyerrok; }
+		| nfthead optnl nftopts '}'
+		| nfthead optnl nftopts error '}' { yyerrok; }
+		;
+
+pfhead		: FIREWALL PF '{'		{
+			firewall_begin(FIREWALL_PF);
+		}
+		;
+
+nfthead		: FIREWALL NFTABLES '{'		{
+			firewall_begin(FIREWALL_NFTABLES);
+		}
+		;
+
+fwtable		: WHITE				{ $$ = FW_WHITE; }
+		| TRAP				{ $$ = FW_TRAP; }
+		| BLOCK				{ $$ = FW_BLOCK; }
+		| SPFWHITE			{ $$ = FW_SPF_WHITE; }
+		;
+
+pfopts		: /* empty */
+		| pfopts pfopt optnl
+		| pfopts error nl		{ yyerrok; }
+		;
+
+pfopt		: TABLE fwtable STRING		{
+			firewall_table($2, $3, "table");
+		}
+		;
+
+nftopts		: /* empty */
+		| nftopts nftopt optnl
+		| nftopts error nl		{ yyerrok; }
+		;
+
+nftopt		: TABLE STRING			{
+			if (fw_set & FOPT_NFTTABLE)
+				yyerror("table specified twice");
+			fw_set |= FOPT_NFTTABLE;
+			nft_table($2);
+		}
+		| SET fwtable STRING		{
+			firewall_table($2, $3, "set");
+		}
+		;
+
+action		: actionhead actionopts		{
+			action_finish();
+		}
+		;
+
+actionhead	: ACTION STRING			{ action_begin($2); }
+		;
+
+actionopts	: /* empty */
+		| actionopts actionopt
+		;
+
+actionopt	: relay relayopts
+		| MAILDIR STRING		{
+			if (aopts.flags & ACTION_MAILDIR)
+				yyerror("maildir specified twice");
+			aopts.flags |= ACTION_MAILDIR;
+			(void)set_path(aopts.maildir, sizeof(aopts.maildir),
+			    $2, "maildir");
+		}
+		| ALIAS TABLEREF		{
+			if (aopts_set & AOPT_ALIAS)
+				yyerror("alias specified twice");
+			aopts_set |= AOPT_ALIAS;
+			if (table_ref($2) != NULL)
+				(void)strlcpy(aopts.alias_table, $2,
+				    sizeof(aopts.alias_table));
+		}
+		| GREYLIST			{
+			if (aopts.flags & ACTION_GREYLIST)
+				yyerror("greylist specified twice");
+			aopts.flags |= ACTION_GREYLIST;
+		}
+		| SCAN				{
+			if (aopts.flags & ACTION_SCAN)
+				yyerror("scan specified twice");
+			aopts.flags |= ACTION_SCAN;
+		}
+		;
+
+relay		: RELAY				{
+			if (aopts.flags & ACTION_RELAY)
+				yyerror("relay specified twice");
+			aopts.flags |= ACTION_RELAY;
+		}
+		;
+
+relayopts	: /* empty */
+		| relayopts relayopt
+		;
+
+relayopt	: HOST STRING			{
+			if (aopts_set & AOPT_HOST)
+				yyerror("host specified twice");
+			aopts_set |= AOPT_HOST;
+			if (parse_relay_url($2, &aopts) == -1)
+				yyerror("invalid relay URL \"%s\"", $2);
+		}
+		| TLS VERIFY			{
+			if (aopts_set & AOPT_VERIFY)
+				yyerror("tls verify specified twice");
+			aopts_set |= AOPT_VERIFY;
+			aopts.flags |= ACTION_TLS_VERIFY;
+		}
+		| HELO STRING			{
+			if (aopts_set & AOPT_HELO)
+				yyerror("helo specified twice");
+			aopts_set |= AOPT_HELO;
+			if (!valid_hostname($2))
+				yyerror("invalid helo name \"%s\"", $2);
+			else
+				(void)set_string(aopts.helo, sizeof(aopts.helo),
+				    $2, "helo name");
+		}
+		| AUTH TABLEREF			{
+			struct table	*t;
+
+			if (aopts_set & AOPT_AUTH)
+				yyerror("auth specified twice");
+			aopts_set |= AOPT_AUTH;
+			if ((t = table_ref($2)) != NULL &&
+			    table_secret(t) == 0)
+				(void)strlcpy(aopts.auth_table, $2,
+				    sizeof(aopts.auth_table));
+		}
+		;
+
+match		: matchhead matchconds decision	{ match_finish(); }
+		;
+
+matchhead	: MATCH				{
+			memset(&mrule, 0, sizeof(mrule));
+		}
+		;
+
+matchconds	: /* empty */
+		| matchconds matchcond
+		;
+
+negation	: /* empty */			{ $$ = 0; }
+		| '!'				{ $$ = 1; }
+		;
+
+matchcond	: negation FROM negation ANY	{
+			match_cond(&mrule.from, "from", $1, $3, COND_ANY, NULL);
+		}
+		| negation FROM negation LOCAL	{
+			match_cond(&mrule.from, "from", $1, $3, COND_LOCAL,
+			    NULL);
+		}
+		| negation FROM negation SRC TABLEREF {
+			match_cond(&mrule.from, "from", $1, $3, COND_TABLE, $5);
+		}
+		| negation FROM negation SRC STRING {
+			if (!valid_address($5, 1))
+				yyerror("invalid address \"%s\"", $5);
+			match_cond(&mrule.from, "from", $1, $3, COND_LITERAL,
+			    $5);
+		}
+		| negation FROM negation AUTH	{
+			match_cond(&mrule.auth, "auth", $1, $3, COND_ANY, NULL);
+		}
+		| negation FROM negation AUTH TABLEREF {
+			match_cond(&mrule.auth, "auth", $1, $3, COND_TABLE, $5);
+		}
+		| negation AUTH			{
+			match_cond(&mrule.auth, "auth", $1, 0, COND_ANY, NULL);
+		}
+		| negation AUTH TABLEREF	{
+			match_cond(&mrule.auth, "auth", $1, 0, COND_TABLE, $3);
+		}
+		| negation FOR negation ANY	{
+			match_cond(&mrule.rcpt_for, "for", $1, $3, COND_ANY,
+			    NULL);
+		}
+		| negation FOR negation LOCAL	{
+			match_cond(&mrule.rcpt_for, "for", $1, $3, COND_LOCAL,
+			    NULL);
+		}
+		| negation FOR negation DOMAIN TABLEREF {
+			match_cond(&mrule.rcpt_for, "for", $1, $3, COND_TABLE,
+			    $5);
+		}
+		| negation FOR negation DOMAIN STRING {
+			if (!valid_hostname($5))
+				yyerror("invalid domain \"%s\"", $5);
+			match_cond(&mrule.rcpt_for, "for", $1, $3,
+			    COND_LITERAL, $5);
+		}
+		| negation RCPTTO negation TABLEREF {
+			match_cond(&mrule.rcpt_to, "rcpt-to", $1, $3,
+			    COND_TABLE, $4);
+		}
+		| negation RCPTTO negation STRING {
+			if ($4[0] == '\0')
+				yyerror("empty rcpt-to address");
+			match_cond(&mrule.rcpt_to, "rcpt-to", $1, $3,
+			    COND_LITERAL, $4);
+		}
+		| negation MAILFROM negation TABLEREF {
+			match_cond(&mrule.mail_from, "mail-from", $1, $3,
+			    COND_TABLE, $4);
+		}
+		| negation MAILFROM negation STRING {
+			if ($4[0] == '\0')
+				yyerror("empty mail-from address");
+			match_cond(&mrule.mail_from, "mail-from", $1, $3,
+			    COND_LITERAL, $4);
+		}
+		;
+
+decision	: REJECT			{ mrule.reject = 1; }
+		| ACTION STRING			{
+			if (action_find(conf, $2) == NULL)
+				yyerror("no such action \"%s\"", $2);
+			else
+				(void)strlcpy(mrule.action, $2,
+				    sizeof(mrule.action));
+		}
+		;
+
+%%
+
+struct keywords {
+	const char	*k_name;
+	int		 k_val;
+};
+
+static int
+yyerror(const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 msg[MESSAGE_LEN];
+
+	errors++;
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	config_error("%s:%d: %s", file->name, file->lineno, msg);
+	return (0);
+}
+
+static void
+yyerror_at(const char *name, int lineno, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 msg[MESSAGE_LEN];
+
+	errors++;
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	config_error("%s:%d: %s", name, lineno, msg);
+}
+
+/*
+ * The parser's own complaint.  When the lexer has already said what is
+ * wrong and handed over ERROR, a second "syntax error" would only be noise.
+ */
+static void
+syntax_error(const char *msg)
+{
+	if (yychar == ERROR)
+		return;
+	if (yychar == 0)
+		(void)yyerror("unexpected end of file");
+	else
+		(void)yyerror("%s", msg);
+}
+
+static int
+kw_cmp(const void *k, const void *e)
+{
+	return (strcmp(k, ((const struct keywords *)e)->k_name));
+}
+
+static int
+lookup(const char *s)
+{
+	/* This has to be sorted always: the first lookup checks it. */
+	static const struct keywords keywords[] = {
+		{ "action",		ACTION },
+		{ "alias",		ALIAS },
+		{ "all",		ALL },
+		{ "any",		ANY },
+		{ "auth",		AUTH },
+		{ "banned-files",	BANNEDFILES },
+		{ "block",		BLOCK },
+		{ "blocklist",		BLOCKLIST },
+		{ "cert",		CERT },
+		{ "clamav",		CLAMAV },
+		{ "control",		CONTROL },
+		{ "database",		DATABASE },
+		{ "domain",		DOMAIN },
+		{ "file",		FILENAME },
+		{ "firewall",		FIREWALL },
+		{ "for",		FOR },
+		{ "from",		FROM },
+		{ "greyexp",		GREYEXP },
+		{ "greylist",		GREYLIST },
+		{ "helo",		HELO },
+		{ "host",		HOST },
+		{ "hostname",		HOSTNAME },
+		{ "include",		INCLUDE },
+		{ "key",		KEY },
+		{ "listen",		LISTEN },
+		{ "local",		LOCAL },
+		{ "mail-from",		MAILFROM },
+		{ "maildir",		MAILDIR },
+		{ "match",		MATCH },
+		{ "message",		MESSAGE },
+		{ "nftables",		NFTABLES },
+		{ "none",		NONE },
+		{ "on",			ON },
+		{ "passtime",		PASSTIME },
+		{ "pf",			PF },
+		{ "pidfile",		PIDFILE },
+		{ "pki",		PKI },
+		{ "port",		PORT },
+		{ "rcpt-to",		RCPTTO },
+		{ "refresh",		REFRESH },
+		{ "reject",		REJECT },
+		{ "relay",		RELAY },
+		{ "resolver",		RESOLVER },
+		{ "scan",		SCAN },
+		{ "set",		SET },
+		{ "smtps",		SMTPS },
+		{ "socket",		SOCKET },
+		{ "spam",		SPAM },
+		{ "spf-white",		SPFWHITE },
+		{ "spf-whitelist",	SPFWHITELIST },
+		{ "src",		SRC },
+		{ "state",		STATE },
+		{ "table",		TABLE },
+		{ "tag",		TAG },
+		{ "tls",		TLS },
+		{ "tls-require",	TLSREQUIRE },
+		{ "trap",		TRAP },
+		{ "user",		USER },
+		{ "verify",		VERIFY },
+		{ "white",		WHITE },
+		{ "whiteexp",		WHITEEXP },
+		{ "whitelist",		WHITELIST }
+	};
+	static int		 checked;
+	const struct keywords	*p;
+	size_t			 i;
+
+	if (!checked) {
+		for (i = 1; i < sizeof(keywords) / sizeof(keywords[0]); i++)
+			if (strcmp(keywords[i - 1].k_name,
+			    keywords[i].k_name) >= 0)
+				fatalx("parse.y: keyword \"%s\" out of order",
+				    keywords[i].k_name);
+		checked = 1;
+	}
+	p = bsearch(s, keywords, sizeof(keywords) / sizeof(keywords[0]),
+	    sizeof(keywords[0]), kw_cmp);
+	return (p != NULL ? p->k_val : STRING);
+}
+
+static int
+igetc(void)
+{
+	int	 c;
+
+	for (;;) {
+		if (file->ungetpos > 0)
+			c = file->ungetbuf[--file->ungetpos];
+		else if ((c = getc(file->stream)) != EOF)
+			file->lastc = c;
+		if (c == START_EXPAND)
+			expanding = 1;
+		else if (c == DONE_EXPAND)
+			expanding = 0;
+		else
+			return (c);
+	}
+}
+
+/*
+ * The next character, with backslash-newline folded into a blank outside
+ * quotes, and the end of an included file leading back to its includer.
+ */
+static int
+lgetc(int quotec)
+{
+	int	 c, next;
+
+	if (quotec)
+		return (igetc());
+	for (;;) {
+		c = igetc();
+		if (c == '\\') {
+			next = igetc();
+			if (next == '\n') {
+				file->lineno++;
+				return (' ');
+			}
+			lungetc(next);
+			return (c);
+		}
+		if (c != EOF)
+			return (c);
+		/* A last line without its newline still ends there. */
+		if (!file->eof_reached) {
+			file->eof_reached = 1;
+			if (file->lastc != '\n')
+				return ('\n');
+		}
+		if (file == topfile || popfile() == EOF)
+			return (EOF);
+	}
+}
+
+static void
+lungetc(int c)
+{
+	int	*p;
+	size_t	 size;
+
+	if (c == EOF)
+		return;
+	if (file->ungetpos >= file->ungetsize) {
+		size = file->ungetsize * 2;
+		if ((p = reallocarray(file->ungetbuf, size,
+		    sizeof(*p))) == NULL)
+			fatal("lungetc");
+		file->ungetbuf = p;
+		file->ungetsize = size;
+	}
+	file->ungetbuf[file->ungetpos++] = c;
+}
+
+/*
+ * Skip the rest of a line after a lexical error.  The newline stays, so
+ * that the grammar's error rule resumes at the next statement.
+ */
+static int
+findeol(void)
+{
+	int	 c;
+
+	while ((c = lgetc(0)) != '\n' && c != EOF)
+		;
+	lungetc(c);
+	return (ERROR);
+}
+
+static int
+allowed_in_string(int c)
+{
+	if (isalnum(c))
+		return (1);
+	if (c < 0 || c > 127 || !ispunct(c))
+		return (0);
+	switch (c) {
+	case '!':
+	case '"':
+	case '#':
+	case '$':
+	case '\'':
+	case '(':
+	case ')':
+	case ',':
+	case ';':
+	case '<':
+	case '=':
+	case '>':
+	case '\\':
+	case '{':
+	case '}':
+		return (0);
+	}
+	return (1);
+}
+
+/*
+ * Push a macro's value back into the input, so that it is read as if it
+ * had been written there and joins whatever follows it.
+ */
+static int
+expand_macro(void)
+{
+	char		 name[128], *p = name;
+	const char	*val;
+	size_t		 i;
+	int		 c;
+
+	while ((c = lgetc(0)) != EOF && (isalnum(c) || c == '_')) {
+		if (p + 1 >= name + sizeof(name)) {
+			yyerror("macro name too long");
+			return (-1);
+		}
+		*p++ = c;
+	}
+	lungetc(c);
+	*p = '\0';
+	if (name[0] == '\0') {
+		yyerror("macro name expected after '$'");
+		return (-1);
+	}
+	if ((val = symget(name)) == NULL) {
+		yyerror("macro '%s' not defined", name);
+		return (-1);
+	}
+	lungetc(DONE_EXPAND);
+	for (i = strlen(val); i > 0; i--)
+		lungetc((unsigned char)val[i - 1]);
+	lungetc(START_EXPAND);
+	return (0);
+}
+
+static int
+yylex(void)
+{
+	char		 buf[8192];
+	char		*p;
+	const char	*errstr;
+	int		 quotec, next, c, token;
+
+	/*
+	 * A newline counts once the next token is read, so that an error
+	 * found while looking at it names the line it ends, and the end of
+	 * the file is reported on the last line.
+	 */
+ top:
+	p = buf;
+	while ((c = lgetc(0)) == ' ' || c == '\t')
+		;
+	if (c != EOF && file->newline_pending) {
+		file->newline_pending = 0;
+		file->lineno++;
+	}
+	yylval.lineno = file->lineno;
+	if (c == '#')
+		while ((c = lgetc(0)) != '\n' && c != EOF)
+			;
+	if (c == '$' && !expanding) {
+		if (expand_macro() == -1)
+			return (findeol());
+		goto top;
+	}
+
+	switch (c) {
+	case '\'':
+	case '"':
+		quotec = c;
+		for (;;) {
+			if ((c = lgetc(quotec)) == EOF || c == '\n') {
+				yyerror("unterminated quoted string");
+				lungetc(c);
+				return (ERROR);
+			}
+			if (c == '\\') {
+				next = lgetc(quotec);
+				if (next == '\n') {
+					file->lineno++;
+					continue;
+				}
+				if (next == quotec || next == '\\')
+					c = next;
+				else
+					lungetc(next);
+			} else if (c == quotec)
+				break;
+			else if (c == '\0') {
+				yyerror("NUL byte in quoted string");
+				return (findeol());
+			}
+			if (p + 1 >= buf + sizeof(buf)) {
+				yyerror("string too long");
+				return (findeol());
+			}
+			*p++ = c;
+		}
+		*p = '\0';
+		yylval.v.string = pstrdup(buf);
+		return (STRING);
+	case '<':
+		while ((c = lgetc(0)) != EOF && (isalnum(c) || c == '_' ||
+		    c == '-' || c == '.')) {
+			if (p + 1 >= buf + NAME_MAX_LEN) {
+				yyerror("table name too long");
+				return (findeol());
+			}
+			*p++ = c;
+		}
+		*p = '\0';
+		if (c != '>' || p == buf) {
+			yyerror("invalid table reference");
+			lungetc(c);
+			return (findeol());
+		}
+		yylval.v.string = pstrdup(buf);
+		return (TABLEREF);
+	}
+
+	if (allowed_in_string(c) || c == '$') {
+		do {
+			if (c == '$' && !expanding) {
+				if (expand_macro() == -1)
+					return (findeol());
+				continue;
+			}
+			if (p + 1 >= buf + sizeof(buf)) {
+				yyerror("string too long");
+				return (findeol());
+			}
+			*p++ = c;
+		} while ((c = lgetc(0)) != EOF &&
+		    (allowed_in_string(c) || c == '$'));
+		lungetc(c);
+		*p = '\0';
+		if ((token = lookup(buf)) != STRING)
+			return (token);
+		if (strspn(buf, "0123456789") == strlen(buf)) {
+			yylval.v.number = strtonum(buf, 0, INT64_MAX, &errstr);
+			if (errstr != NULL) {
+				yyerror("number %s is %s", buf, errstr);
+				return (findeol());
+			}
+			return (NUMBER);
+		}
+		yylval.v.string = pstrdup(buf);
+		return (STRING);
+	}
+	if (c == '\n') {
+		yylval.lineno = file->lineno;
+		file->newline_pending = 1;
+	}
+	if (c == EOF)
+		return (0);
+	return (c);
+}
+
+static struct file *
+pushfile(const char *name, char *errbuf, size_t errlen)
+{
+	struct file	*nfile, *f;
+	struct stat	 sb;
+	int		 depth = 0;
+
+	TAILQ_FOREACH(f, &files, entry)
+		depth++;
+	if (depth > INCLUDE_DEPTH_MAX) {
+		(void)snprintf(errbuf, errlen, "includes nested more than %d "
+		    "deep", INCLUDE_DEPTH_MAX);
+		return (NULL);
+	}
+	if ((nfile = calloc(1, sizeof(*nfile))) == NULL ||
+	    (nfile->name = strdup(name)) == NULL ||
+	    (nfile->ungetbuf = calloc(64, sizeof(int))) == NULL) {
+		(void)strlcpy(errbuf, strerror(errno), errlen);
+		goto fail;
+	}
+	nfile->ungetsize = 64;
+	nfile->lastc = '\n';
+	if ((nfile->stream = fopen(name, "r")) == NULL ||
+	    fstat(fileno(nfile->stream), &sb) == -1) {
+		(void)strlcpy(errbuf, strerror(errno), errlen);
+		goto fail;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		(void)strlcpy(errbuf, "not a regular file", errlen);
+		goto fail;
+	}
+	TAILQ_FOREACH(f, &files, entry)
+		if (f->dev == sb.st_dev && f->ino == sb.st_ino) {
+			(void)strlcpy(errbuf, "include loop", errlen);
+			goto fail;
+		}
+	nfile->dev = sb.st_dev;
+	nfile->ino = sb.st_ino;
+	/* An included file starts with the newline its include pushed. */
+	nfile->lineno = TAILQ_EMPTY(&files) ? 1 : 0;
+	TAILQ_INSERT_TAIL(&files, nfile, entry);
+	return (nfile);
+
+ fail:
+	if (nfile != NULL) {
+		if (nfile->stream != NULL)
+			(void)fclose(nfile->stream);
+		free(nfile->ungetbuf);
+		free(nfile->name);
+		free(nfile);
+	}
+	return (NULL);
+}
+
+static int
+popfile(void)
+{
+	struct file	*prev;
+
+	prev = TAILQ_PREV(file, files, entry);
+	TAILQ_REMOVE(&files, file, entry);
+	(void)fclose(file->stream);
+	free(file->name);
+	free(file->ungetbuf);
+	free(file);
+	file = prev;
+	return (file != NULL ? 0 : EOF);
+}
+
+struct smarthost_config *
+parse_config(const char *filename)
+{
+	struct smarthost_config	*result;
+	struct pki_origin	*o;
+	char			 errbuf[128];
+
+	if ((conf = config_new()) == NULL) {
+		config_error("%s: %s", filename, strerror(errno));
+		return (NULL);
+	}
+	if (strlcpy(conf->conffile, filename, sizeof(conf->conffile)) >=
+	    sizeof(conf->conffile)) {
+		config_error("%s: path too long", filename);
+		config_free(conf);
+		return (NULL);
+	}
+	if ((file = pushfile(filename, errbuf, sizeof(errbuf))) == NULL) {
+		config_error("%s: %s", filename, errbuf);
+		config_free(conf);
+		return (NULL);
+	}
+	topfile = file;
+	errors = 0;
+	expanding = 0;
+
+	if (yyparse() != 0 && errors == 0)
+		yyerror("cannot parse the configuration");
+	while (file != NULL)
+		(void)popfile();
+	topfile = NULL;
+
+	check_pkis();
+
+	while ((o = TAILQ_FIRST(&pki_origins)) != NULL) {
+		TAILQ_REMOVE(&pki_origins, o, entry);
+		free(o->file);
+		free(o);
+	}
+	string_list_clear(&pending_list);
+	pstrings_free();
+	symclear();
+
+	result = conf;
+	conf = NULL;
+	if (errors) {
+		config_free(result);
+		return (NULL);
+	}
+	return (result);
+}
+
+/* Every pki needs both halves; report it where it was first named. */
+static void
+check_pkis(void)
+{
+	struct pki_origin	*o;
+
+	TAILQ_FOREACH(o, &pki_origins, entry) {
+		if (o->pki->cert_file[0] == '\0')
+			yyerror_at(o->file, o->lineno,
+			    "pki \"%s\" has no certificate", o->pki->name);
+		if (o->pki->key_file[0] == '\0')
+			yyerror_at(o->file, o->lineno,
+			    "pki \"%s\" has no key", o->pki->name);
+	}
+}
+
+static int
+symset(const char *nam, const char *val, int persist)
+{
+	struct sym	*sym;
+
+	TAILQ_FOREACH(sym, &symhead, entry)
+		if (strcmp(nam, sym->nam) == 0)
+			break;
+	if (sym != NULL) {
+		/* -D wins over the file. */
+		if (sym->persist && !persist)
+			return (0);
+		TAILQ_REMOVE(&symhead, sym, entry);
+		free(sym->nam);
+		free(sym->val);
+		free(sym);
+	}
+	if ((sym = calloc(1, sizeof(*sym))) == NULL)
+		return (-1);
+	if ((sym->nam = strdup(nam)) == NULL) {
+		free(sym);
+		return (-1);
+	}
+	if ((sym->val = strdup(val)) == NULL) {
+		free(sym->nam);
+		free(sym);
+		return (-1);
+	}
+	sym->persist = persist;
+	TAILQ_INSERT_TAIL(&symhead, sym, entry);
+	return (0);
+}
+
+int
+cmdline_symset(char *s)
+{
+	char	*val, *nam;
+	int	 ret;
+
+	if ((val = strchr(s, '=')) == NULL || val == s)
+		return (-1);
+	if ((nam = strndup(s, val - s)) == NULL)
+		return (-1);
+	ret = symset(nam, val + 1, 1);
+	free(nam);
+	return (ret);
+}
+
+static const char *
+symget(const char *nam)
+{
+	struct sym	*sym;
+
+	TAILQ_FOREACH(sym, &symhead, entry)
+		if (strcmp(nam, sym->nam) == 0)
+			return (sym->val);
+	return (NULL);
+}
+
+/* Macros from the file die with the parse; those from -D persist. */
+static void
+symclear(void)
+{
+	struct sym	*sym, *next;
+
+	TAILQ_FOREACH_SAFE(sym, &symhead, entry, next) {
+		if (sym->persist)
+			continue;
+		TAILQ_REMOVE(&symhead, sym, entry);
+		free(sym->nam);
+		free(sym->val);
+		free(sym);
+	}
+}
+
+static char *
+pstrdup(const char *s)
+{
+	struct parse_string	*ps;
+	size_t			 len = strlen(s) + 1;
+
+	if ((ps = malloc(sizeof(*ps) + len)) == NULL)
+		fatal("pstrdup");
+	memcpy(ps->data, s, len);
+	SLIST_INSERT_HEAD(&strings, ps, entry);
+	return (ps->data);
+}
+
+static void
+pstrings_free(void)
+{
+	struct parse_string	*ps;
+
+	while ((ps = SLIST_FIRST(&strings)) != NULL) {
+		SLIST_REMOVE_HEAD(&strings, entry);
+		free(ps);
+	}
+}
+
+static void
+string_list_clear(struct string_list *list)
+{
+	struct string_entry	*s;
+
+	while ((s = TAILQ_FIRST(list)) != NULL) {
+		TAILQ_REMOVE(list, s, entry);
+		free(s->value);
+		free(s);
+	}
+}
+
+static int
+set_string(char *dst, size_t len, const char *src, const char *what)
+{
+	if (strlcpy(dst, src, len) >= len) {
+		yyerror("%s too long", what);
+		return (-1);
+	}
+	return (0);
+}
+
+static int
+set_path(char *dst, size_t len, const char *src, const char *what)
+{
+	if (src[0] != '/') {
+		yyerror("%s must be an absolute path", what);
+		return (-1);
+	}
+	return (set_string(dst, len, src, what));
+}
+
+/* Names of tables, actions, blocklists and firewall tables. */
+static int
+valid_name(const char *s)
+{
+	if (*s == '\0' || strlen(s) >= NAME_MAX_LEN)
+		return (0);
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' &&
+		    *s != '.')
+			return (0);
+	return (1);
+}
+
+static int
+valid_hostname(const char *s)
+{
+	if (*s == '\0' || strlen(s) >= HOSTNAME_LEN)
+		return (0);
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' &&
+		    *s != '.')
+			return (0);
+	return (1);
+}
+
+/* A numeric IPv4 or IPv6 address, with a prefix length if allowed. */
+static int
+valid_address(const char *s, int prefix_ok)
+{
+	struct in6_addr	 in6;
+	char		 buf[INET6_ADDRSTRLEN];
+	const char	*slash, *errstr;
+	size_t		 len;
+	int		 max;
+
+	if ((slash = strchr(s, '/')) != NULL && !prefix_ok)
+		return (0);
+	len = slash != NULL ? (size_t)(slash - s) : strlen(s);
+	if (len == 0 || len >= sizeof(buf))
+		return (0);
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (inet_pton(AF_INET, buf, &in6) == 1)
+		max = 32;
+	else if (inet_pton(AF_INET6, buf, &in6) == 1)
+		max = 128;
+	else
+		return (0);
+	if (slash != NULL) {
+		if (slash[1] < '0' || slash[1] > '9')
+			return (0);
+		(void)strtonum(slash + 1, 0, max, &errstr);
+		if (errstr != NULL)
+			return (0);
+	}
+	return (1);
+}
+
+static struct table *
+table_ref(const char *name)
+{
+	struct table	*t;
+
+	if ((t = table_find(conf, name)) == NULL)
+		yyerror("no such table <%s>", name);
+	return (t);
+}
+
+static struct table *
+table_define(const char *name, int source)
+{
+	struct table	*t;
+
+	if (!valid_name(name)) {
+		yyerror("invalid table name \"%s\"", name);
+		return (NULL);
+	}
+	if (table_find(conf, name) != NULL) {
+		yyerror("duplicate table %s", name);
+		return (NULL);
+	}
+	if ((t = table_new(name)) == NULL)
+		fatal("table_new");
+	t->source = source;
+	TAILQ_INSERT_TAIL(&conf->tables, t, entry);
+	return (t);
+}
+
+static void
+table_file(const char *name, const char *path)
+{
+	struct table	*t;
+	char		 errbuf[PATH_MAX + 128];
+
+	if ((t = table_define(name, TABLE_FILE)) == NULL)
+		return;
+	if (path[0] != '/')
+		yyerror("table %s: file path must be absolute", name);
+	else if (strlcpy(t->path, path, sizeof(t->path)) >= sizeof(t->path))
+		yyerror("table %s: file path too long", name);
+	else if (table_load_file(t, errbuf, sizeof(errbuf)) == -1)
+		yyerror("table %s: %s", name, errbuf);
+}
+
+/*
+ * A table that holds credentials stays in the parent, and its file must
+ * be as private as a key.
+ */
+static int
+table_secret(struct table *t)
+{
+	char	 errbuf[PATH_MAX + 128];
+
+	t->secret = 1;
+	if (t->source == TABLE_FILE &&
+	    config_check_secret_file(t->path, errbuf, sizeof(errbuf)) == -1) {
+		yyerror("table %s: %s", t->name, errbuf);
+		return (-1);
+	}
+	return (0);
+}
+
+static void
+pki_set(const char *name, const char *path, int is_key, int lineno)
+{
+	struct pki_origin	*o;
+	struct pki		*p;
+	char			 errbuf[PATH_MAX + 128];
+	int			 fd;
+
+	if ((p = pki_find(conf, name)) == NULL) {
+		if (name[0] == '\0' || strlen(name) >= sizeof(p->name)) {
+			yyerror("invalid pki name \"%s\"", name);
+			return;
+		}
+		if ((p = calloc(1, sizeof(*p))) == NULL ||
+		    (o = calloc(1, sizeof(*o))) == NULL ||
+		    (o->file = strdup(file->name)) == NULL)
+			fatal("pki_set");
+		(void)strlcpy(p->name, name, sizeof(p->name));
+		TAILQ_INSERT_TAIL(&conf->pkis, p, entry);
+		o->pki = p;
+		o->lineno = lineno;
+		TAILQ_INSERT_TAIL(&pki_origins, o, entry);
+	}
+	if (is_key) {
+		if (p->key_file[0] != '\0') {
+			yyerror("pki \"%s\": key specified twice", name);
+			return;
+		}
+		if (set_path(p->key_file, sizeof(p->key_file), path,
+		    "key file") == -1)
+			return;
+		if (config_check_secret_file(path, errbuf,
+		    sizeof(errbuf)) == -1)
+			yyerror("pki \"%s\": %s", name, errbuf);
+	} else {
+		if (p->cert_file[0] != '\0') {
+			yyerror("pki \"%s\": certificate specified twice",
+			    name);
+			return;
+		}
+		if (set_path(p->cert_file, sizeof(p->cert_file), path,
+		    "certificate file") == -1)
+			return;
+		if ((fd = open(path, O_RDONLY)) == -1)
+			yyerror("pki \"%s\": %s: %s", name, path,
+			    strerror(errno));
+		else
+			(void)close(fd);
+	}
+}
+
+static void
+listener_begin(const char *on)
+{
+	memset(&lopts, 0, sizeof(lopts));
+	lopts_set = 0;
+	(void)set_string(lopts.on, sizeof(lopts.on), on, "listen address");
+}
+
+static void
+listener_tls(enum listen_tls tls)
+{
+	if (lopts_set & LOPT_TLS)
+		yyerror("tls mode specified twice");
+	lopts_set |= LOPT_TLS;
+	lopts.tls = tls;
+}
+
+static void
+listener_finish(void)
+{
+	struct listener	*l;
+
+	if (!(lopts_set & LOPT_PORT))
+		lopts.port = lopts.tls == LISTEN_SMTPS ? 465 : 25;
+	if (lopts.tls != LISTEN_PLAIN && !(lopts_set & LOPT_PKI))
+		yyerror("%s requires a pki", lopts.tls == LISTEN_SMTPS ?
+		    "smtps" : lopts.tls == LISTEN_TLS_REQUIRE ?
+		    "tls-require" : "tls");
+	if ((lopts_set & LOPT_AUTH) && lopts.tls == LISTEN_PLAIN)
+		yyerror("auth requires tls");
+	TAILQ_FOREACH(l, &conf->listeners, entry)
+		if (strcmp(l->on, lopts.on) == 0 && l->port == lopts.port) {
+			yyerror("duplicate listener on %s port %u", l->on,
+			    (unsigned int)l->port);
+			return;
+		}
+	if ((l = malloc(sizeof(*l))) == NULL)
+		fatal("listener_finish");
+	*l = lopts;
+	TAILQ_INSERT_TAIL(&conf->listeners, l, entry);
+}
+
+static void
+blocklist_add(const char *name, const char *path, const char *message,
+    int lineno)
+{
+	struct blocklist	*b;
+	int			 n;
+
+	if (!valid_name(name)) {
+		yyerror_at(file->name, lineno, "invalid blocklist name \"%s\"",
+		    name);
+		return;
+	}
+	TAILQ_FOREACH(b, &conf->blocklists, entry)
+		if (strcmp(b->name, name) == 0) {
+			yyerror_at(file->name, lineno,
+			    "duplicate blocklist \"%s\"", name);
+			return;
+		}
+	if (path[0] != '/') {
+		yyerror_at(file->name, lineno,
+		    "blocklist \"%s\": file path must be absolute", name);
+		return;
+	}
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		fatal("blocklist_add");
+	(void)strlcpy(b->name, name, sizeof(b->name));
+	if (strlcpy(b->path, path, sizeof(b->path)) >= sizeof(b->path)) {
+		yyerror_at(file->name, lineno,
+		    "blocklist \"%s\": file path too long", name);
+		free(b);
+		return;
+	}
+	if (message == NULL)
+		n = snprintf(b->message, sizeof(b->message),
+		    "Your address %%A is in the %s list", name);
+	else
+		n = snprintf(b->message, sizeof(b->message), "%s", message);
+	if (n < 0 || (size_t)n >= sizeof(b->message) || n == 0) {
+		yyerror_at(file->name, lineno,
+		    "blocklist \"%s\": message %s", name,
+		    n == 0 ? "is empty" : "too long");
+		free(b);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&conf->blocklists, b, entry);
+}
+
+static void
+action_begin(const char *name)
+{
+	memset(&aopts, 0, sizeof(aopts));
+	aopts_set = 0;
+	aopts_ok = 1;
+	if (!valid_name(name)) {
+		yyerror("invalid action name \"%s\"", name);
+		aopts_ok = 0;
+	} else if (action_find(conf, name) != NULL) {
+		yyerror("duplicate action \"%s\"", name);
+		aopts_ok = 0;
+	} else
+		(void)strlcpy(aopts.name, name, sizeof(aopts.name));
+}
+
+static void
+action_finish(void)
+{
+	struct action	*a;
+	int		 kind;
+
+	kind = aopts.flags & (ACTION_RELAY | ACTION_MAILDIR);
+	if (kind == 0)
+		yyerror("action \"%s\": relay or maildir required",
+		    aopts.name);
+	else if (kind == (ACTION_RELAY | ACTION_MAILDIR))
+		yyerror("action \"%s\": relay and maildir are exclusive",
+		    aopts.name);
+	if (!aopts_ok)
+		return;
+	if ((a = malloc(sizeof(*a))) == NULL)
+		fatal("action_finish");
+	*a = aopts;
+	TAILQ_INSERT_TAIL(&conf->actions, a, entry);
+}
+
+/*
+ * smtp://host[:port], smtp+tls://host[:port] or smtps://host[:port],
+ * with an IPv6 address in brackets.
+ */
+static int
+parse_relay_url(const char *url, struct action *a)
+{
+	static const struct {
+		const char		*prefix;
+		enum relay_scheme	 scheme;
+	} schemes[] = {
+		{ "smtp://",		RELAY_SMTP },
+		{ "smtp+tls://",	RELAY_SMTP_TLS },
+		{ "smtps://",		RELAY_SMTPS }
+	};
+	char		 host[HOSTNAME_LEN];
+	const char	*p = NULL, *end, *errstr;
+	size_t		 i, len;
+	long long	 port = 0;
+
+	for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+		len = strlen(schemes[i].prefix);
+		if (strncmp(url, schemes[i].prefix, len) == 0) {
+			p = url + len;
+			a->relay_scheme = schemes[i].scheme;
+			break;
+		}
+	}
+	if (p == NULL)
+		return (-1);
+	if (*p == '[') {
+		if ((end = strchr(p, ']')) == NULL)
+			return (-1);
+		len = end - p - 1;
+		if (len == 0 || len >= sizeof(host))
+			return (-1);
+		memcpy(host, p + 1, len);
+		host[len] = '\0';
+		if (!valid_address(host, 0) || strchr(host, ':') == NULL)
+			return (-1);
+		p = end + 1;
+	} else {
+		len = strcspn(p, ":");
+		if (len == 0 || len >= sizeof(host))
+			return (-1);
+		memcpy(host, p, len);
+		host[len] = '\0';
+		if (!valid_hostname(host))
+			return (-1);
+		p += len;
+	}
+	if (*p == ':') {
+		if (p[1] < '0' || p[1] > '9')
+			return (-1);
+		port = strtonum(p + 1, 1, 65535, &errstr);
+		if (errstr != NULL)
+			return (-1);
+	} else if (*p != '\0')
+		return (-1);
+	(void)strlcpy(a->relay_host, host, sizeof(a->relay_host));
+	a->relay_port = port;
+	return (0);
+}
+
+static void
+match_cond(struct match_cond *c, const char *what, int neg_before,
+    int neg_after, enum cond_kind kind, const char *arg)
+{
+	if (c->kind != COND_UNSET) {
+		yyerror("%s specified twice", what);
+		return;
+	}
+	if (neg_before && neg_after)
+		yyerror("%s: double negation", what);
+	c->kind = kind;
+	c->negate = neg_before || neg_after;
+	if (kind == COND_TABLE) {
+		if (table_ref(arg) != NULL)
+			(void)strlcpy(c->table, arg, sizeof(c->table));
+	} else if (kind == COND_LITERAL)
+		(void)set_string(c->literal, sizeof(c->literal), arg,
+		    "address");
+}
+
+static void
+match_finish(void)
+{
+	struct match_rule	*m;
+
+	if ((m = malloc(sizeof(*m))) == NULL)
+		fatal("match_finish");
+	*m = mrule;
+	TAILQ_INSERT_TAIL(&conf->matches, m, entry);
+}
+
+static void
+firewall_begin(enum firewall_kind kind)
+{
+	if (conf->firewall.configured)
+		yyerror("firewall specified twice");
+	memset(&conf->firewall, 0, sizeof(conf->firewall));
+	conf->firewall.configured = 1;
+	conf->firewall.kind = kind;
+	fw_set = 0;
+}
+
+static void
+firewall_table(int which, const char *name, const char *what)
+{
+	static const char	*names[FW_TABLE_MAX] = {
+		"white", "trap", "block", "spf-white"
+	};
+
+	if (fw_set & (1 << which))
+		yyerror("%s %s specified twice", what, names[which]);
+	fw_set |= 1 << which;
+	if (!valid_name(name))
+		yyerror("invalid %s name \"%s\"", what, name);
+	else
+		(void)strlcpy(conf->firewall.tables[which], name,
+		    sizeof(conf->firewall.tables[which]));
+}
+
+/* "family name", as nft(8) names a table. */
+static void
+nft_table(const char *spec)
+{
+	char		 family[8];
+	const char	*name;
+	size_t		 len;
+
+	len = strcspn(spec, " \t");
+	name = spec + len + strspn(spec + len, " \t");
+	if (len >= sizeof(family) || !valid_name(name)) {
+		yyerror("invalid nftables table \"%s\"", spec);
+		return;
+	}
+	memcpy(family, spec, len);
+	family[len] = '\0';
+	if (strcmp(family, "inet") != 0 && strcmp(family, "ip") != 0 &&
+	    strcmp(family, "ip6") != 0) {
+		yyerror("invalid nftables table \"%s\": family must be "
+		    "inet, ip or ip6", spec);
+		return;
+	}
+	if ((size_t)snprintf(conf->firewall.nft_table,
+	    sizeof(conf->firewall.nft_table), "%s %s", family, name) >=
+	    sizeof(conf->firewall.nft_table))
+		yyerror("nftables table name too long");
+}

@@ -1,0 +1,459 @@
+/*
+ * Copyright (c) 2026 The smarthostd developers
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
+ * Print a configuration in the grammar's own syntax, every default spelt
+ * out, so that the output parses again to the same output.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smarthostd.h"
+
+static void	 print_string(FILE *, const char *);
+static void	 print_decimal(FILE *, double);
+static void	 print_section(FILE *, int *);
+static void	 print_globals(FILE *, struct smarthost_config *);
+static void	 print_pkis(FILE *, struct smarthost_config *);
+static void	 print_tables(FILE *, struct smarthost_config *);
+static void	 print_listeners(FILE *, struct smarthost_config *);
+static void	 print_greylist(FILE *, struct smarthost_config *);
+static void	 print_blocklists(FILE *, struct smarthost_config *);
+static void	 print_scan(FILE *, struct smarthost_config *);
+static void	 print_firewall(FILE *, struct smarthost_config *);
+static void	 print_actions(FILE *, struct smarthost_config *);
+static void	 print_cond(FILE *, const char *, struct match_cond *,
+		    const char *, const char *);
+static void	 print_matches(FILE *, struct smarthost_config *);
+
+static const char *fw_names[FW_TABLE_MAX] = {
+	"white", "trap", "block", "spf-white"
+};
+
+void
+print_config(FILE *fp, struct smarthost_config *conf)
+{
+	print_globals(fp, conf);
+	print_pkis(fp, conf);
+	print_tables(fp, conf);
+	print_listeners(fp, conf);
+	print_greylist(fp, conf);
+	print_blocklists(fp, conf);
+	print_scan(fp, conf);
+	print_firewall(fp, conf);
+	print_actions(fp, conf);
+	print_matches(fp, conf);
+}
+
+/* The largest unit that divides the duration exactly. */
+const char *
+duration_fmt(time_t t, char *buf, size_t len)
+{
+	long long	 n = (long long)t;
+
+	if (n != 0 && n % 86400 == 0)
+		(void)snprintf(buf, len, "%lldd", n / 86400);
+	else if (n != 0 && n % 3600 == 0)
+		(void)snprintf(buf, len, "%lldh", n / 3600);
+	else if (n != 0 && n % 60 == 0)
+		(void)snprintf(buf, len, "%lldm", n / 60);
+	else
+		(void)snprintf(buf, len, "%llds", n);
+	return (buf);
+}
+
+static void
+print_string(FILE *fp, const char *s)
+{
+	(void)fputc('"', fp);
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			(void)fputc('\\', fp);
+		(void)fputc(*s, fp);
+	}
+	(void)fputc('"', fp);
+}
+
+/*
+ * The shortest fixed-point form that reads back as the same double, so
+ * that "3.0" stays "3.0" and a level never looks like a count.
+ */
+static void
+print_decimal(FILE *fp, double d)
+{
+	char	 buf[64];
+	int	 prec;
+
+	for (prec = 1; prec <= 17; prec++) {
+		(void)snprintf(buf, sizeof(buf), "%.*f", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	if (prec > 17)
+		(void)snprintf(buf, sizeof(buf), "%.17g", d);
+	(void)fputs(buf, fp);
+}
+
+/* A blank line before the first item of a section. */
+static void
+print_section(FILE *fp, int *first)
+{
+	if (*first)
+		(void)fputc('\n', fp);
+	*first = 0;
+}
+
+static void
+print_globals(FILE *fp, struct smarthost_config *conf)
+{
+	(void)fputs("hostname ", fp);
+	print_string(fp, conf->hostname);
+	(void)fputs("\nuser ", fp);
+	print_string(fp, conf->user);
+	(void)fputs("\nstate ", fp);
+	print_string(fp, conf->state_dir);
+	(void)fputs("\ncontrol socket ", fp);
+	print_string(fp, conf->control_path);
+	(void)fputs("\npidfile ", fp);
+	print_string(fp, conf->pidfile);
+	(void)fputc('\n', fp);
+	if (conf->resolver[0] != '\0') {
+		(void)fputs("resolver ", fp);
+		print_string(fp, conf->resolver);
+		(void)fprintf(fp, " port %u\n",
+		    (unsigned int)conf->resolver_port);
+	}
+}
+
+static void
+print_pkis(FILE *fp, struct smarthost_config *conf)
+{
+	struct pki	*p;
+	int		 first = 1;
+
+	TAILQ_FOREACH(p, &conf->pkis, entry) {
+		print_section(fp, &first);
+		if (p->cert_file[0] != '\0') {
+			(void)fputs("pki ", fp);
+			print_string(fp, p->name);
+			(void)fputs(" cert ", fp);
+			print_string(fp, p->cert_file);
+			(void)fputc('\n', fp);
+		}
+		if (p->key_file[0] != '\0') {
+			(void)fputs("pki ", fp);
+			print_string(fp, p->name);
+			(void)fputs(" key ", fp);
+			print_string(fp, p->key_file);
+			(void)fputc('\n', fp);
+		}
+	}
+}
+
+static void
+print_tables(FILE *fp, struct smarthost_config *conf)
+{
+	struct table		*t;
+	struct table_entry	*e;
+	int			 first = 1;
+
+	TAILQ_FOREACH(t, &conf->tables, entry) {
+		print_section(fp, &first);
+		(void)fputs("table ", fp);
+		print_string(fp, t->name);
+		if (t->source == TABLE_FILE) {
+			(void)fputs(" file ", fp);
+			print_string(fp, t->path);
+			(void)fputc('\n', fp);
+			continue;
+		}
+		(void)fputs(" {", fp);
+		RB_FOREACH(e, table_entries, &t->entries) {
+			(void)fputc(' ', fp);
+			print_string(fp, e->key);
+			if (RB_NEXT(table_entries, &t->entries, e) != NULL)
+				(void)fputc(',', fp);
+		}
+		(void)fputs(" }\n", fp);
+	}
+}
+
+static void
+print_listeners(FILE *fp, struct smarthost_config *conf)
+{
+	struct listener	*l;
+	int		 first = 1;
+
+	TAILQ_FOREACH(l, &conf->listeners, entry) {
+		print_section(fp, &first);
+		(void)fputs("listen on ", fp);
+		if (strcmp(l->on, "all") == 0)
+			(void)fputs("all", fp);
+		else
+			print_string(fp, l->on);
+		(void)fprintf(fp, " port %u", (unsigned int)l->port);
+		switch (l->tls) {
+		case LISTEN_PLAIN:
+			break;
+		case LISTEN_STARTTLS:
+			(void)fputs(" tls", fp);
+			break;
+		case LISTEN_TLS_REQUIRE:
+			(void)fputs(" tls-require", fp);
+			break;
+		case LISTEN_SMTPS:
+			(void)fputs(" smtps", fp);
+			break;
+		}
+		if (l->pki[0] != '\0') {
+			(void)fputs(" pki ", fp);
+			print_string(fp, l->pki);
+		}
+		if (l->auth_table[0] != '\0')
+			(void)fprintf(fp, " auth <%s>", l->auth_table);
+		if (l->hostname[0] != '\0') {
+			(void)fputs(" hostname ", fp);
+			print_string(fp, l->hostname);
+		}
+		(void)fputc('\n', fp);
+	}
+}
+
+static void
+print_greylist(FILE *fp, struct smarthost_config *conf)
+{
+	struct greylist_config	*g = &conf->greylist;
+	char			 buf[32];
+
+	if (!g->enabled)
+		return;
+	(void)fputs("\ngreylist {\n", fp);
+	(void)fprintf(fp, "\tpasstime %s\n",
+	    duration_fmt(g->passtime, buf, sizeof(buf)));
+	(void)fprintf(fp, "\tgreyexp %s\n",
+	    duration_fmt(g->greyexp, buf, sizeof(buf)));
+	(void)fprintf(fp, "\twhiteexp %s\n",
+	    duration_fmt(g->whiteexp, buf, sizeof(buf)));
+	if (g->whitelist[0] != '\0')
+		(void)fprintf(fp, "\twhitelist <%s>\n", g->whitelist);
+	if (g->spf_whitelist[0] != '\0')
+		(void)fprintf(fp, "\tspf-whitelist <%s> refresh %s\n",
+		    g->spf_whitelist,
+		    duration_fmt(g->spf_refresh, buf, sizeof(buf)));
+	(void)fputs("}\n", fp);
+}
+
+static void
+print_blocklists(FILE *fp, struct smarthost_config *conf)
+{
+	struct blocklist	*b;
+	int			 first = 1;
+
+	TAILQ_FOREACH(b, &conf->blocklists, entry) {
+		print_section(fp, &first);
+		(void)fputs("blocklist ", fp);
+		print_string(fp, b->name);
+		(void)fputs(" file ", fp);
+		print_string(fp, b->path);
+		(void)fputs(" \\\n\tmessage ", fp);
+		print_string(fp, b->message);
+		(void)fputc('\n', fp);
+	}
+}
+
+static void
+print_scan(FILE *fp, struct smarthost_config *conf)
+{
+	struct scan_config	*s = &conf->scan;
+	struct string_entry	*e;
+
+	if (!s->enabled)
+		return;
+	(void)fputs("\nscan {\n\tuser ", fp);
+	print_string(fp, s->user);
+	(void)fputc('\n', fp);
+	if (s->clamav_db[0] != '\0') {
+		(void)fputs("\tclamav database ", fp);
+		print_string(fp, s->clamav_db);
+		(void)fputc('\n', fp);
+	}
+	if (s->spam_set) {
+		(void)fputs("\tspam tag ", fp);
+		print_decimal(fp, s->spam_tag);
+		(void)fputs(" reject ", fp);
+		print_decimal(fp, s->spam_reject);
+		(void)fputc('\n', fp);
+	}
+	if (!TAILQ_EMPTY(&s->banned_files)) {
+		(void)fputs("\tbanned-files {", fp);
+		TAILQ_FOREACH(e, &s->banned_files, entry) {
+			(void)fputc(' ', fp);
+			print_string(fp, e->value);
+			if (TAILQ_NEXT(e, entry) != NULL)
+				(void)fputc(',', fp);
+		}
+		(void)fputs(" }\n", fp);
+	}
+	(void)fputs("}\n", fp);
+}
+
+static void
+print_firewall(FILE *fp, struct smarthost_config *conf)
+{
+	struct firewall_config	*f = &conf->firewall;
+	int			 i;
+
+	if (!f->configured)
+		return;
+	switch (f->kind) {
+	case FIREWALL_NONE:
+		(void)fputs("\nfirewall none\n", fp);
+		return;
+	case FIREWALL_PF:
+		(void)fputs("\nfirewall pf {\n", fp);
+		break;
+	case FIREWALL_NFTABLES:
+		(void)fputs("\nfirewall nftables {\n", fp);
+		if (f->nft_table[0] != '\0') {
+			(void)fputs("\ttable ", fp);
+			print_string(fp, f->nft_table);
+			(void)fputc('\n', fp);
+		}
+		break;
+	}
+	for (i = 0; i < FW_TABLE_MAX; i++) {
+		if (f->tables[i][0] == '\0')
+			continue;
+		(void)fprintf(fp, "\t%s %s ",
+		    f->kind == FIREWALL_PF ? "table" : "set", fw_names[i]);
+		print_string(fp, f->tables[i]);
+		(void)fputc('\n', fp);
+	}
+	(void)fputs("}\n", fp);
+}
+
+static void
+print_actions(FILE *fp, struct smarthost_config *conf)
+{
+	static const char	*schemes[] = { "smtp", "smtp+tls", "smtps" };
+	struct action		*a;
+	int			 first = 1;
+
+	TAILQ_FOREACH(a, &conf->actions, entry) {
+		print_section(fp, &first);
+		(void)fputs("action ", fp);
+		print_string(fp, a->name);
+		if (a->alias_table[0] != '\0')
+			(void)fprintf(fp, " alias <%s>", a->alias_table);
+		if (a->flags & ACTION_RELAY) {
+			(void)fputs(" relay", fp);
+			if (a->relay_host[0] != '\0') {
+				(void)fprintf(fp, " host \"%s://",
+				    schemes[a->relay_scheme]);
+				if (strchr(a->relay_host, ':') != NULL)
+					(void)fprintf(fp, "[%s]",
+					    a->relay_host);
+				else
+					(void)fputs(a->relay_host, fp);
+				if (a->relay_port != 0)
+					(void)fprintf(fp, ":%u",
+					    (unsigned int)a->relay_port);
+				(void)fputc('"', fp);
+			}
+			if (a->flags & ACTION_TLS_VERIFY)
+				(void)fputs(" tls verify", fp);
+			if (a->helo[0] != '\0') {
+				(void)fputs(" helo ", fp);
+				print_string(fp, a->helo);
+			}
+			if (a->auth_table[0] != '\0')
+				(void)fprintf(fp, " auth <%s>", a->auth_table);
+		}
+		if (a->flags & ACTION_MAILDIR) {
+			(void)fputs(" maildir ", fp);
+			print_string(fp, a->maildir);
+		}
+		if (a->flags & ACTION_GREYLIST)
+			(void)fputs(" greylist", fp);
+		if (a->flags & ACTION_SCAN)
+			(void)fputs(" scan", fp);
+		(void)fputc('\n', fp);
+	}
+}
+
+/*
+ * One condition.  The negation follows the keyword, as in "from ! src
+ * <nets>", except for auth, whose table is optional.
+ */
+static void
+print_cond(FILE *fp, const char *keyword, struct match_cond *c,
+    const char *table_word, const char *literal_word)
+{
+	if (c->kind == COND_UNSET)
+		return;
+	if (strcmp(keyword, "auth") == 0) {
+		(void)fprintf(fp, " %sauth", c->negate ? "! " : "");
+		if (c->kind == COND_TABLE)
+			(void)fprintf(fp, " <%s>", c->table);
+		return;
+	}
+	(void)fprintf(fp, " %s%s", keyword, c->negate ? " !" : "");
+	switch (c->kind) {
+	case COND_UNSET:
+		break;
+	case COND_ANY:
+		(void)fputs(" any", fp);
+		break;
+	case COND_LOCAL:
+		(void)fputs(" local", fp);
+		break;
+	case COND_TABLE:
+		(void)fprintf(fp, "%s%s <%s>", table_word[0] ? " " : "",
+		    table_word, c->table);
+		break;
+	case COND_LITERAL:
+		(void)fprintf(fp, "%s%s ", literal_word[0] ? " " : "",
+		    literal_word);
+		print_string(fp, c->literal);
+		break;
+	}
+}
+
+static void
+print_matches(FILE *fp, struct smarthost_config *conf)
+{
+	struct match_rule	*m;
+	int			 first = 1;
+
+	TAILQ_FOREACH(m, &conf->matches, entry) {
+		print_section(fp, &first);
+		(void)fputs("match", fp);
+		print_cond(fp, "from", &m->from, "src", "src");
+		print_cond(fp, "auth", &m->auth, "", "");
+		print_cond(fp, "for", &m->rcpt_for, "domain", "domain");
+		print_cond(fp, "rcpt-to", &m->rcpt_to, "", "");
+		print_cond(fp, "mail-from", &m->mail_from, "", "");
+		if (m->reject)
+			(void)fputs(" reject\n", fp);
+		else {
+			(void)fputs(" action ", fp);
+			print_string(fp, m->action);
+			(void)fputc('\n', fp);
+		}
+	}
+}

@@ -1,0 +1,464 @@
+/*
+ * Copyright (c) 2026 The smarthostd developers
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+#ifndef SMARTHOSTD_H
+#define SMARTHOSTD_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/tree.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <event.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "compat.h"
+#include "imsg.h"
+
+#define SMARTHOSTD_VERSION	"0.1.0"
+
+/*
+ * The control protocol version.  smarthostctl sends it first; any change
+ * to an IMSG_CTL_* payload bumps it.
+ */
+#define CONTROL_VERSION		1
+
+#define SMARTHOSTD_CONF		"/etc/smarthostd.conf"
+#define SMARTHOSTD_STATE	"/var/smarthostd"
+#define SMARTHOSTD_SOCKET	"/var/run/smarthostd.sock"
+#define SMARTHOSTD_PIDFILE	"/var/run/smarthostd.pid"
+#define SMARTHOSTD_USER		"_smarthostd"
+#define SMARTHOSTD_SCAN_USER	"_smarthostd_scan"
+#define SMARTHOSTD_EMPTY	"/var/empty"	/* chroot of smtp, control */
+
+/* Every process talks to the parent on this descriptor after re-exec. */
+#define PROC_PARENT_FD		3
+
+/* Between our own processes; smarthostctl keeps the imsg default. */
+#define PROC_IMSG_MAXSIZE	(64 * 1024)
+
+#define NAME_MAX_LEN		64	/* table, action, blocklist names */
+#define HOSTNAME_LEN		256
+#define USERNAME_LEN		33
+#define MESSAGE_LEN		512
+#define TABLE_LINE_MAX		4096
+#define TABLE_ENTRY_MAX		1024	/* key or value */
+
+#define CONTROL_MAX_CLIENTS_PER_UID	16
+
+enum smarthost_proc {
+	PROC_PARENT,
+	PROC_SMTP,
+	PROC_GREY,
+	PROC_SCAN,
+	PROC_QUEUE,
+	PROC_PF,
+	PROC_CONTROL,
+	PROC_MAX
+};
+
+enum imsg_type {
+	/* Control protocol: IMSG_CTL_VERSION must keep its value forever. */
+	IMSG_CTL_VERSION = 1,
+	IMSG_CTL_OK,
+	IMSG_CTL_FAIL,
+	IMSG_CTL_END,
+	IMSG_CTL_SHOW_STATUS,
+	IMSG_CTL_STATUS,
+	IMSG_CTL_STATUS_PROC,
+	IMSG_CTL_RELOAD,
+	IMSG_CTL_LOG_VERBOSE,
+
+	/* Process plumbing. */
+	IMSG_PROC_PEER = 100,
+	IMSG_PROC_CONTROL_SOCKET,
+
+	/* Configuration transfer, two-phase. */
+	IMSG_CONF_START = 200,
+	IMSG_CONF_GLOBALS,
+	IMSG_CONF_TABLE,
+	IMSG_CONF_TABLE_ENTRY,
+	IMSG_CONF_PKI,
+	IMSG_CONF_LISTENER,
+	IMSG_CONF_BLOCKLIST,
+	IMSG_CONF_BANNED_FILE,
+	IMSG_CONF_ACTION,
+	IMSG_CONF_MATCH,
+	IMSG_CONF_END,
+	IMSG_CONF_READY,
+	IMSG_CONF_FAILED,
+	IMSG_CONF_COMMIT,
+	IMSG_CONF_ABORT
+};
+
+/*
+ * Configuration.
+ */
+
+struct table_entry {
+	RB_ENTRY(table_entry)	 entry;
+	char			*key;
+	char			*value;		/* NULL when the line has none */
+};
+RB_HEAD(table_entries, table_entry);
+RB_PROTOTYPE(table_entries, table_entry, entry, table_entry_cmp);
+
+enum table_source {
+	TABLE_INLINE,
+	TABLE_FILE
+};
+
+struct table {
+	TAILQ_ENTRY(table)	 entry;
+	char			 name[NAME_MAX_LEN];
+	enum table_source	 source;
+	char			 path[PATH_MAX];
+	int			 secret;	/* stays in the parent */
+	size_t			 count;
+	struct table_entries	 entries;
+};
+TAILQ_HEAD(tables, table);
+
+struct pki {
+	TAILQ_ENTRY(pki)	 entry;
+	char			 name[HOSTNAME_LEN];
+	char			 cert_file[PATH_MAX];
+	char			 key_file[PATH_MAX];
+};
+TAILQ_HEAD(pkis, pki);
+
+enum listen_tls {
+	LISTEN_PLAIN,		/* no TLS at all */
+	LISTEN_STARTTLS,	/* "tls": STARTTLS offered */
+	LISTEN_TLS_REQUIRE,	/* "tls-require": STARTTLS before MAIL */
+	LISTEN_SMTPS		/* "smtps": implicit TLS */
+};
+
+struct listener {
+	TAILQ_ENTRY(listener)	 entry;
+	char			 on[HOSTNAME_LEN];	/* all, address, ifname */
+	in_port_t		 port;			/* host byte order */
+	enum listen_tls		 tls;
+	char			 pki[HOSTNAME_LEN];
+	char			 auth_table[NAME_MAX_LEN];
+	char			 hostname[HOSTNAME_LEN];
+};
+TAILQ_HEAD(listeners, listener);
+
+struct greylist_config {
+	int			 enabled;
+	time_t			 passtime;
+	time_t			 greyexp;
+	time_t			 whiteexp;
+	char			 whitelist[NAME_MAX_LEN];
+	char			 spf_whitelist[NAME_MAX_LEN];
+	time_t			 spf_refresh;
+};
+
+struct blocklist {
+	TAILQ_ENTRY(blocklist)	 entry;
+	char			 name[NAME_MAX_LEN];
+	char			 path[PATH_MAX];
+	char			 message[MESSAGE_LEN];
+};
+TAILQ_HEAD(blocklists, blocklist);
+
+struct string_entry {
+	TAILQ_ENTRY(string_entry) entry;
+	char			*value;
+};
+TAILQ_HEAD(string_list, string_entry);
+
+struct scan_config {
+	int			 enabled;
+	char			 user[USERNAME_LEN];
+	char			 clamav_db[PATH_MAX];
+	int			 spam_set;
+	double			 spam_tag;
+	double			 spam_reject;
+	struct string_list	 banned_files;
+};
+
+enum firewall_kind {
+	FIREWALL_NONE,
+	FIREWALL_PF,
+	FIREWALL_NFTABLES
+};
+
+enum firewall_table {
+	FW_WHITE,
+	FW_TRAP,
+	FW_BLOCK,
+	FW_SPF_WHITE,
+	FW_TABLE_MAX
+};
+
+struct firewall_config {
+	int			 configured;	/* a firewall statement exists */
+	enum firewall_kind	 kind;
+	char			 nft_table[NAME_MAX_LEN];	/* "inet name" */
+	char			 tables[FW_TABLE_MAX][NAME_MAX_LEN];
+};
+
+enum relay_scheme {
+	RELAY_SMTP,		/* opportunistic STARTTLS */
+	RELAY_SMTP_TLS,		/* STARTTLS required */
+	RELAY_SMTPS		/* implicit TLS */
+};
+
+#define ACTION_RELAY		0x01
+#define ACTION_GREYLIST		0x02
+#define ACTION_SCAN		0x04
+#define ACTION_TLS_VERIFY	0x08
+#define ACTION_MAILDIR		0x10
+
+struct action {
+	TAILQ_ENTRY(action)	 entry;
+	char			 name[NAME_MAX_LEN];
+	int			 flags;
+	/* relay host: empty relay_host means delivery by MX */
+	enum relay_scheme	 relay_scheme;
+	char			 relay_host[HOSTNAME_LEN];
+	in_port_t		 relay_port;		/* 0: scheme default */
+	char			 helo[HOSTNAME_LEN];
+	char			 auth_table[NAME_MAX_LEN];
+	char			 alias_table[NAME_MAX_LEN];
+	char			 maildir[PATH_MAX];
+};
+TAILQ_HEAD(actions, action);
+
+/*
+ * A match condition: a kind, an optional table or literal, and whether it
+ * is negated.  A rule matches when every condition that is set matches.
+ */
+enum cond_kind {
+	COND_UNSET,
+	COND_ANY,		/* from any, for any */
+	COND_LOCAL,		/* from local, for local */
+	COND_TABLE,		/* src <t>, domain <t>, rcpt-to <t>, ... */
+	COND_LITERAL		/* src "addr", domain "x", mail-from "@x" */
+};
+
+struct match_cond {
+	enum cond_kind		 kind;
+	int			 negate;
+	char			 table[NAME_MAX_LEN];
+	char			 literal[HOSTNAME_LEN];
+};
+
+struct match_rule {
+	TAILQ_ENTRY(match_rule)	 entry;
+	struct match_cond	 from;		/* any, local, src */
+	struct match_cond	 auth;		/* any authenticated, or <t> */
+	struct match_cond	 rcpt_for;	/* any, local, domain */
+	struct match_cond	 rcpt_to;
+	struct match_cond	 mail_from;
+	int			 reject;
+	char			 action[NAME_MAX_LEN];
+};
+TAILQ_HEAD(match_rules, match_rule);
+
+struct smarthost_config {
+	char			 conffile[PATH_MAX];
+	char			 hostname[HOSTNAME_LEN];
+	char			 user[USERNAME_LEN];
+	char			 state_dir[PATH_MAX];
+	char			 control_path[PATH_MAX];
+	char			 pidfile[PATH_MAX];
+	char			 resolver[HOSTNAME_LEN];	/* numeric */
+	in_port_t		 resolver_port;
+	struct greylist_config	 greylist;
+	struct scan_config	 scan;
+	struct firewall_config	 firewall;
+	struct tables		 tables;
+	struct pkis		 pkis;
+	struct listeners	 listeners;
+	struct blocklists	 blocklists;
+	struct actions		 actions;
+	struct match_rules	 matches;
+};
+
+/*
+ * The flat part of the configuration that crosses imsg; lists travel
+ * as their own messages.
+ */
+struct config_globals {
+	char			 hostname[HOSTNAME_LEN];
+	char			 user[USERNAME_LEN];
+	char			 state_dir[PATH_MAX];
+	char			 control_path[PATH_MAX];
+	char			 pidfile[PATH_MAX];
+	char			 resolver[HOSTNAME_LEN];
+	in_port_t		 resolver_port;
+	struct greylist_config	 greylist;
+	int			 scan_enabled;
+	char			 scan_user[USERNAME_LEN];
+	char			 clamav_db[PATH_MAX];
+	int			 spam_set;
+	double			 spam_tag;
+	double			 spam_reject;
+	struct firewall_config	 firewall;
+};
+
+/*
+ * Processes.
+ */
+
+struct imsgev {
+	struct imsgbuf		 ibuf;
+	struct event		 ev;
+	enum smarthost_proc	 peer;
+	void			(*handler)(struct imsgev *, struct imsg *);
+};
+
+/* Status of one process as the parent reports it to smarthostctl. */
+struct ctl_proc_status {
+	char			 name[16];
+	pid_t			 pid;
+	char			 state[16];
+};
+
+struct ctl_status {
+	char			 version[32];
+	char			 conffile[PATH_MAX];
+	time_t			 started;
+	time_t			 now;
+	int			 verbose;
+	int			 privsep;
+	time_t			 config_loaded;
+};
+
+struct ctl_result {
+	int			 ok;
+	char			 message[MESSAGE_LEN];
+};
+
+/* Globals set up by main and proc. */
+extern struct smarthost_config	*env;
+extern enum smarthost_proc	 smarthost_process;
+extern struct imsgev		*iev_peer[PROC_MAX];
+
+/* config.c */
+struct smarthost_config *config_new(void);
+void	 config_free(struct smarthost_config *);
+void	 config_set_defaults(struct smarthost_config *);
+struct table *table_find(struct smarthost_config *, const char *);
+struct table *table_new(const char *);
+int	 table_add(struct table *, const char *, const char *);
+void	 table_free(struct table *);
+int	 table_load_file(struct table *, char *, size_t);
+struct action *action_find(struct smarthost_config *, const char *);
+struct pki *pki_find(struct smarthost_config *, const char *);
+int	 string_list_add(struct string_list *, const char *);
+void	 config_send(struct imsgev *, struct smarthost_config *,
+	    enum smarthost_proc);
+int	 config_recv(struct smarthost_config **, struct imsg *);
+void	 config_warn_unimplemented(struct smarthost_config *);
+int	 config_check_secret_file(const char *, char *, size_t);
+int	 table_entry_cmp(struct table_entry *, struct table_entry *);
+void	 config_error(const char *, ...)
+	    __attribute__((__format__(printf, 1, 2)));
+void	 config_errors_reset(void);
+void	 config_errors_first(char *, size_t);
+
+/* parse.y */
+struct smarthost_config *parse_config(const char *);
+int	 cmdline_symset(char *);
+
+/* printconf.c */
+void	 print_config(FILE *, struct smarthost_config *);
+const char *duration_fmt(time_t, char *, size_t);
+
+/* log.c */
+void	 log_init(int, int);
+void	 log_procinit(const char *);
+int	 log_on_stderr(void);
+void	 log_setverbose(int);
+int	 log_getverbose(void);
+void	 log_warn(const char *, ...) __attribute__((__format__(printf, 1, 2)));
+void	 log_warnx(const char *, ...) __attribute__((__format__(printf, 1, 2)));
+void	 log_info(const char *, ...) __attribute__((__format__(printf, 1, 2)));
+void	 log_debug(const char *, ...) __attribute__((__format__(printf, 1, 2)));
+void	 vlog(int, const char *, va_list)
+	    __attribute__((__format__(printf, 2, 0)));
+void	 logit(int, const char *, ...)
+	    __attribute__((__format__(printf, 2, 3)));
+void	 fatal(const char *, ...) __attribute__((__noreturn__))
+	    __attribute__((__format__(printf, 1, 2)));
+void	 fatalx(const char *, ...) __attribute__((__noreturn__))
+	    __attribute__((__format__(printf, 1, 2)));
+
+/* proc.c */
+struct proc_handlers {
+	/* messages from the parent that proc.c does not handle itself */
+	void	(*parent)(struct imsgev *, struct imsg *);
+	/* messages from peer children */
+	void	(*peer)(struct imsgev *, struct imsg *);
+	/* may the new configuration be taken?  -1 and a reason if not */
+	int	(*config_check)(struct smarthost_config *, char *, size_t);
+	/* env is the new configuration; the argument the old one */
+	void	(*config_commit)(struct smarthost_config *);
+	/* SIGTERM from the parent: finish what must be finished */
+	void	(*shutdown)(void);
+};
+
+const char *proc_name(enum smarthost_proc);
+int	 proc_from_name(const char *);
+int	 proc_talks_to(enum smarthost_proc, enum smarthost_proc);
+int	 proc_link_count(void);
+void	 proc_link(int, enum smarthost_proc *, enum smarthost_proc *);
+pid_t	 proc_exec_child(enum smarthost_proc, const char *, int, int, int,
+	    const char *, const char *);
+void	 proc_child_start(enum smarthost_proc, const char *, const char *)
+	    __attribute__((__noreturn__));
+void	 proc_child_run(const struct proc_handlers *)
+	    __attribute__((__noreturn__));
+void	 proc_child_dispatch_parent(struct imsgev *, struct imsg *);
+void	 proc_drop_privileges(const char *, const char *);
+int	 proc_privsep(void);
+void	 imsgev_init(struct imsgev *, int, enum smarthost_proc,
+	    void (*)(struct imsgev *, struct imsg *));
+void	 imsgev_update(struct imsgev *);
+int	 imsgev_compose(struct imsgev *, uint32_t, uint32_t, pid_t, int,
+	    const void *, size_t);
+void	 imsgev_clear(struct imsgev *);
+void	 imsg_expect_size(struct imsg *, size_t);
+char	*imsg_expect_string(struct imsg *);
+
+/* parent.c */
+int	 parent_main(int, int, const char *, const char *);
+
+/* smtp.c, grey.c, scan.c, queue.c, pfctl.c, control.c */
+void	 smtp_main(void) __attribute__((__noreturn__));
+void	 grey_main(void) __attribute__((__noreturn__));
+void	 scan_main(void) __attribute__((__noreturn__));
+void	 queue_main(void) __attribute__((__noreturn__));
+void	 pfctl_main(void) __attribute__((__noreturn__));
+void	 control_main(void) __attribute__((__noreturn__));
+
+/* util.c */
+int	 parse_duration(const char *, time_t *);
+int	 parse_size(const char *, uint64_t *);
+int	 mkdir_owned(const char *, uid_t, gid_t, mode_t);
+const char *wait_status_string(int, char *, size_t);
+
+#endif /* SMARTHOSTD_H */
