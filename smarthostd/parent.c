@@ -1,0 +1,733 @@
+/*
+ * Copyright (c) 2026 The smarthostd developers
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
+ * The parent: parses the configuration, starts and supervises the
+ * children, hands them their sockets and configuration, and coordinates
+ * reloads.  It never touches network input.
+ */
+
+#include <sys/types.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "smarthostd.h"
+
+#define CONFIG_ANSWER_TIMEOUT	30	/* seconds for children to answer */
+#define SHUTDOWN_GRACE		10	/* seconds before SIGKILL */
+
+enum conf_state {
+	CONF_IDLE,
+	CONF_SENT,
+	CONF_READY,
+	CONF_FAILED
+};
+
+struct child {
+	pid_t			 pid;
+	struct imsgev		 iev;
+	enum conf_state		 conf;
+	int			 running;
+};
+
+/* Who asked for the configuration transaction in progress. */
+enum conf_origin {
+	ORIGIN_STARTUP,
+	ORIGIN_SIGHUP,
+	ORIGIN_CONTROL
+};
+
+static struct child		 children[PROC_MAX];
+static char			 exec_path[PATH_MAX];
+static char			 conffile[PATH_MAX];
+static int			 opt_debug, opt_verbose;
+static time_t			 started, config_loaded;
+static int			 shutting_down;
+static int			 pidfile_fd = -1;
+static int			 control_created;
+
+static struct smarthost_config	*conf_pending;
+static enum conf_origin		 conf_origin;
+static uint32_t			 conf_requester;
+static struct event		 conf_timer;
+
+static struct event		 ev_sigterm, ev_sigint, ev_sighup, ev_sigchld;
+
+static void	 parent_check_users(struct smarthost_config *);
+static void	 parent_prepare_dirs(struct smarthost_config *);
+static void	 parent_write_pidfile(const char *);
+static int	 parent_control_socket(const char *);
+static void	 parent_start_children(struct smarthost_config *, int);
+static void	 parent_dispatch_child(struct imsgev *, struct imsg *);
+static void	 parent_dispatch_control(struct imsg *);
+static void	 parent_sig(int, short, void *);
+static void	 parent_reap(void);
+static void	 parent_shutdown(int) __attribute__((__noreturn__));
+static void	 parent_reload(enum conf_origin, uint32_t);
+static int	 parent_config_begin(struct smarthost_config *,
+		    enum conf_origin, uint32_t);
+static void	 parent_config_answer(struct child *, struct imsg *);
+static void	 parent_config_end(int, const char *);
+static void	 parent_config_timeout(int, short, void *);
+static void	 parent_keep_restart_settings(struct smarthost_config *);
+static void	 parent_reply(uint32_t, int, const char *);
+static void	 parent_send_status(uint32_t);
+
+int
+parent_main(int debug, int verbose, const char *file, const char *argv0)
+{
+	struct smarthost_config	*conf;
+	int			 control_fd;
+
+	opt_debug = debug;
+	opt_verbose = verbose;
+	log_procinit("parent");
+
+	if (realpath(file, conffile) == NULL)
+		fatal("%s", file);
+	if (compat_exec_path(argv0, exec_path, sizeof(exec_path)) == -1)
+		fatal("cannot find my own executable to re-exec");
+	if ((conf = parse_config(conffile)) == NULL)
+		fatalx("%s: configuration has errors", conffile);
+	env = conf;
+
+	if (proc_privsep())
+		parent_check_users(conf);
+	parent_prepare_dirs(conf);
+
+	if (!debug && daemon(0, 0) == -1)
+		fatal("daemon");
+	log_init(debug, LOG_MAIL);
+	log_setverbose(verbose);
+	setproctitle("parent");
+
+	if (!proc_privsep())
+		log_warnx("not running as root: every process runs as uid %u "
+		    "without chroot; privilege separation is disabled",
+		    (unsigned int)getuid());
+
+	parent_write_pidfile(conf->pidfile);
+	control_fd = parent_control_socket(conf->control_path);
+	started = time(NULL);
+
+	event_init();
+	signal(SIGPIPE, SIG_IGN);
+	signal_set(&ev_sigterm, SIGTERM, parent_sig, NULL);
+	signal_set(&ev_sigint, SIGINT, parent_sig, NULL);
+	signal_set(&ev_sighup, SIGHUP, parent_sig, NULL);
+	signal_set(&ev_sigchld, SIGCHLD, parent_sig, NULL);
+	signal_add(&ev_sigterm, NULL);
+	signal_add(&ev_sigint, NULL);
+	signal_add(&ev_sighup, NULL);
+	signal_add(&ev_sigchld, NULL);
+	evtimer_set(&conf_timer, parent_config_timeout, NULL);
+
+	parent_start_children(conf, control_fd);
+	config_warn_unimplemented(conf);
+	if (parent_config_begin(conf, ORIGIN_STARTUP, 0) == -1)
+		fatalx("cannot send the configuration");
+
+	(void)event_dispatch();
+	fatalx("event loop ended");
+}
+
+/*
+ * Start-up checks and preparation, done while we may still print to the
+ * terminal.
+ */
+
+static void
+parent_check_users(struct smarthost_config *conf)
+{
+	if (getpwnam(conf->user) == NULL)
+		fatalx("user %s does not exist; create it (make users) or "
+		    "set \"user\" in %s", conf->user, conffile);
+	if (getpwnam(conf->scan.user) == NULL)
+		fatalx("user %s does not exist; create it (make users) or "
+		    "set \"user\" in the scan block of %s", conf->scan.user,
+		    conffile);
+}
+
+static void
+parent_prepare_dirs(struct smarthost_config *conf)
+{
+	struct passwd	*pw;
+
+	if (!proc_privsep()) {
+		if (mkdir(conf->state_dir, 0700) == -1 && errno != EEXIST)
+			fatal("%s", conf->state_dir);
+		return;
+	}
+	if ((pw = getpwnam(conf->user)) == NULL)
+		fatalx("user %s does not exist", conf->user);
+	if (mkdir_owned(conf->state_dir, pw->pw_uid, pw->pw_gid, 0700) == -1)
+		fatal("state directory %s", conf->state_dir);
+	if (mkdir_owned(SMARTHOSTD_EMPTY, 0, 0, 0755) == -1)
+		fatal("%s", SMARTHOSTD_EMPTY);
+}
+
+/*
+ * The pidfile is locked for as long as we run: a second daemon with the
+ * same configuration finds it locked and says so instead of stealing the
+ * control socket.
+ */
+static void
+parent_write_pidfile(const char *path)
+{
+	char	 buf[32];
+	ssize_t	 n;
+	int	 len;
+
+	if ((pidfile_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1)
+		fatal("pidfile %s", path);
+	if (flock(pidfile_fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno != EWOULDBLOCK)
+			fatal("lock %s", path);
+		n = read(pidfile_fd, buf, sizeof(buf) - 1);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		fatalx("smarthostd is already running (pid %s, pidfile %s)",
+		    buf, path);
+	}
+	len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(pidfile_fd, 0) == -1 ||
+	    pwrite(pidfile_fd, buf, len, 0) != len)
+		fatal("pidfile %s", path);
+}
+
+static int
+parent_control_socket(const char *path)
+{
+	struct sockaddr_un	 sun;
+	mode_t			 old_umask;
+	int			 fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlcpy(sun.sun_path, path, sizeof(sun.sun_path)) >=
+	    sizeof(sun.sun_path))
+		fatalx("control socket path too long: %s", path);
+
+	/* Never take over the socket of a daemon that still answers. */
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		fatal("socket");
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+		fatalx("control socket %s is in use by another smarthostd",
+		    path);
+	(void)close(fd);
+	if (unlink(path) == -1 && errno != ENOENT)
+		fatal("unlink %s", path);
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) == -1)
+		fatal("socket");
+	old_umask = umask(S_IXUSR | S_IXGRP | S_IRWXO);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
+		fatal("bind %s", path);
+	(void)umask(old_umask);
+	control_created = 1;
+	if (chmod(path, 0660) == -1)
+		fatal("chmod %s", path);
+	if (listen(fd, 128) == -1)
+		fatal("listen %s", path);
+	return (fd);
+}
+
+/*
+ * Start every child, then wire them up: each gets the ends of the
+ * socketpairs to the peers it talks to, and control gets the listening
+ * control socket.
+ */
+static void
+parent_start_children(struct smarthost_config *conf, int control_fd)
+{
+	enum smarthost_proc	 p, a, b;
+	const char		*user, *root;
+	uint32_t		 peer;
+	int			 pair[2], i;
+
+	for (p = PROC_PARENT + 1; p < PROC_MAX; p++) {
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) == -1)
+			fatal("socketpair");
+		user = conf->user;
+		root = SMARTHOSTD_EMPTY;
+		switch (p) {
+		case PROC_GREY:
+		case PROC_QUEUE:
+			root = conf->state_dir;
+			break;
+		case PROC_SCAN:
+			user = conf->scan.user;
+			break;
+		case PROC_PF:
+			/* Firewall tables need root; it parses no text. */
+			user = NULL;
+			root = NULL;
+			break;
+		default:
+			break;
+		}
+		if (!proc_privsep()) {
+			user = NULL;
+			root = NULL;
+		}
+		children[p].pid = proc_exec_child(p, exec_path, pair[1],
+		    opt_debug, opt_verbose, user, root);
+		(void)close(pair[1]);
+		if (fcntl(pair[0], F_SETFD, FD_CLOEXEC) == -1)
+			fatal("fcntl");
+		imsgev_init(&children[p].iev, pair[0], p,
+		    parent_dispatch_child);
+		log_debug("started %s process, pid %ld", proc_name(p),
+		    (long)children[p].pid);
+	}
+
+	for (i = 0; i < proc_link_count(); i++) {
+		proc_link(i, &a, &b);
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) == -1)
+			fatal("socketpair");
+		peer = b;
+		imsgev_compose(&children[a].iev, IMSG_PROC_PEER, 0, 0,
+		    pair[0], &peer, sizeof(peer));
+		peer = a;
+		imsgev_compose(&children[b].iev, IMSG_PROC_PEER, 0, 0,
+		    pair[1], &peer, sizeof(peer));
+	}
+	imsgev_compose(&children[PROC_CONTROL].iev, IMSG_PROC_CONTROL_SOCKET,
+	    0, 0, control_fd, NULL, 0);
+}
+
+static struct child *
+parent_child_of(struct imsgev *iev)
+{
+	if (iev->peer <= PROC_PARENT || iev->peer >= PROC_MAX)
+		fatalx("message from unknown process");
+	return (&children[iev->peer]);
+}
+
+static void
+parent_dispatch_child(struct imsgev *iev, struct imsg *imsg)
+{
+	struct child	*c = parent_child_of(iev);
+
+	if (imsg == NULL) {
+		/* Its exit status, collected on SIGCHLD, says why. */
+		imsgev_clear(iev);
+		if (!shutting_down)
+			log_debug("%s process closed its socket",
+			    proc_name(iev->peer));
+		return;
+	}
+	switch (imsg_get_type(imsg)) {
+	case IMSG_CONF_READY:
+	case IMSG_CONF_FAILED:
+		parent_config_answer(c, imsg);
+		break;
+	case IMSG_CTL_SHOW_STATUS:
+	case IMSG_CTL_RELOAD:
+	case IMSG_CTL_LOG_VERBOSE:
+		if (iev->peer != PROC_CONTROL)
+			fatalx("control request from %s",
+			    proc_name(iev->peer));
+		parent_dispatch_control(imsg);
+		break;
+	default:
+		fatalx("unexpected imsg %u from %s", imsg_get_type(imsg),
+		    proc_name(iev->peer));
+	}
+}
+
+static void
+parent_dispatch_control(struct imsg *imsg)
+{
+	enum smarthost_proc	 p;
+	uint32_t		 id = imsg_get_id(imsg);
+	int			 verbose;
+
+	switch (imsg_get_type(imsg)) {
+	case IMSG_CTL_SHOW_STATUS:
+		imsg_expect_size(imsg, 0);
+		parent_send_status(id);
+		break;
+	case IMSG_CTL_RELOAD:
+		imsg_expect_size(imsg, 0);
+		parent_reload(ORIGIN_CONTROL, id);
+		break;
+	case IMSG_CTL_LOG_VERBOSE:
+		imsg_expect_size(imsg, sizeof(verbose));
+		(void)imsg_get_data(imsg, &verbose, sizeof(verbose));
+		if (verbose < 0 || verbose > 2)
+			fatalx("bad verbosity %d from control", verbose);
+		opt_verbose = verbose;
+		log_setverbose(verbose);
+		for (p = PROC_PARENT + 1; p < PROC_MAX; p++)
+			if (children[p].pid > 0)
+				imsgev_compose(&children[p].iev,
+				    IMSG_CTL_LOG_VERBOSE, 0, 0, -1, &verbose,
+				    sizeof(verbose));
+		log_info("logging %s", verbose ? "verbose" : "brief");
+		parent_reply(id, 1, verbose ? "logging verbose" :
+		    "logging brief");
+		break;
+	}
+}
+
+static void
+parent_reply(uint32_t id, int ok, const char *message)
+{
+	struct ctl_result	 res;
+
+	memset(&res, 0, sizeof(res));
+	res.ok = ok;
+	(void)strlcpy(res.message, message, sizeof(res.message));
+	imsgev_compose(&children[PROC_CONTROL].iev,
+	    ok ? IMSG_CTL_OK : IMSG_CTL_FAIL, id, 0, -1, &res, sizeof(res));
+}
+
+static void
+parent_send_status(uint32_t id)
+{
+	struct imsgev		*ctl = &children[PROC_CONTROL].iev;
+	struct ctl_status	 st;
+	struct ctl_proc_status	 ps;
+	enum smarthost_proc	 p;
+
+	memset(&st, 0, sizeof(st));
+	(void)strlcpy(st.version, SMARTHOSTD_VERSION, sizeof(st.version));
+	(void)strlcpy(st.conffile, conffile, sizeof(st.conffile));
+	st.started = started;
+	st.now = time(NULL);
+	st.config_loaded = config_loaded;
+	st.verbose = opt_verbose;
+	st.privsep = proc_privsep();
+	imsgev_compose(ctl, IMSG_CTL_STATUS, id, 0, -1, &st, sizeof(st));
+
+	for (p = PROC_PARENT; p < PROC_MAX; p++) {
+		memset(&ps, 0, sizeof(ps));
+		(void)strlcpy(ps.name, proc_name(p), sizeof(ps.name));
+		if (p == PROC_PARENT) {
+			ps.pid = getpid();
+			(void)strlcpy(ps.state, "running", sizeof(ps.state));
+		} else {
+			ps.pid = children[p].pid;
+			(void)strlcpy(ps.state, children[p].running ?
+			    "running" : "starting", sizeof(ps.state));
+		}
+		imsgev_compose(ctl, IMSG_CTL_STATUS_PROC, id, 0, -1, &ps,
+		    sizeof(ps));
+	}
+	imsgev_compose(ctl, IMSG_CTL_END, id, 0, -1, NULL, 0);
+}
+
+/*
+ * Signals and child supervision.
+ */
+
+static void
+parent_sig(int sig, short event, void *arg)
+{
+	(void)event;
+	(void)arg;
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		log_info("received %s, shutting down",
+		    sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		parent_shutdown(0);
+	case SIGHUP:
+		log_info("received SIGHUP, reloading %s", conffile);
+		parent_reload(ORIGIN_SIGHUP, 0);
+		break;
+	case SIGCHLD:
+		parent_reap();
+		break;
+	}
+}
+
+/*
+ * A child that dies takes the daemon down: the service manager restarts
+ * it, and durable state makes that safe.  Limping on with a process
+ * missing would be worse.
+ */
+static void
+parent_reap(void)
+{
+	enum smarthost_proc	 p;
+	char			 how[128];
+	pid_t			 pid;
+	int			 status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (p = PROC_PARENT + 1; p < PROC_MAX; p++)
+			if (children[p].pid == pid)
+				break;
+		if (p == PROC_MAX)
+			continue;
+		children[p].pid = 0;
+		children[p].running = 0;
+		if (shutting_down)
+			continue;
+		log_warnx("lost child: %s process (pid %ld) %s; shutting down",
+		    proc_name(p), (long)pid,
+		    wait_status_string(status, how, sizeof(how)));
+		parent_shutdown(1);
+	}
+}
+
+static int
+parent_children_left(void)
+{
+	enum smarthost_proc	 p;
+	int			 n = 0;
+
+	for (p = PROC_PARENT + 1; p < PROC_MAX; p++)
+		if (children[p].pid > 0)
+			n++;
+	return (n);
+}
+
+static void
+parent_signal_children(int sig)
+{
+	enum smarthost_proc	 p;
+
+	for (p = PROC_PARENT + 1; p < PROC_MAX; p++)
+		if (children[p].pid > 0)
+			(void)kill(children[p].pid, sig);
+}
+
+static void
+parent_shutdown(int status)
+{
+	struct timespec	 tick = { 0, 20 * 1000 * 1000 };
+	time_t		 deadline;
+	pid_t		 pid;
+	int		 ws;
+
+	shutting_down = 1;
+	parent_signal_children(SIGTERM);
+	deadline = time(NULL) + SHUTDOWN_GRACE;
+	while (parent_children_left() > 0) {
+		if (time(NULL) >= deadline) {
+			log_warnx("children still running after %d seconds; "
+			    "killing them", SHUTDOWN_GRACE);
+			parent_signal_children(SIGKILL);
+			deadline = time(NULL) + SHUTDOWN_GRACE;
+		}
+		parent_reap();
+		if (parent_children_left() > 0)
+			(void)nanosleep(&tick, NULL);
+	}
+	while ((pid = waitpid(-1, &ws, WNOHANG)) > 0)
+		;
+	if (control_created && unlink(env->control_path) == -1)
+		log_warn("unlink %s", env->control_path);
+	if (pidfile_fd != -1 && unlink(env->pidfile) == -1)
+		log_warn("unlink %s", env->pidfile);
+	log_info("terminated");
+	exit(status);
+}
+
+/*
+ * Configuration transactions.  The new configuration goes to every child;
+ * each builds it aside and answers ready or failed.  Only when all are
+ * ready does everybody switch; otherwise nobody does.
+ */
+
+static void
+parent_reload(enum conf_origin origin, uint32_t requester)
+{
+	struct smarthost_config	*conf;
+	char			 first[MESSAGE_LEN - 64], msg[MESSAGE_LEN];
+
+	if (conf_pending != NULL) {
+		log_warnx("reload refused: a reload is in progress");
+		if (origin == ORIGIN_CONTROL)
+			parent_reply(requester, 0,
+			    "a reload is already in progress");
+		return;
+	}
+	config_errors_reset();
+	if ((conf = parse_config(conffile)) == NULL) {
+		config_errors_first(first, sizeof(first));
+		log_warnx("reload failed: %s has errors; keeping the running "
+		    "configuration", conffile);
+		if (origin == ORIGIN_CONTROL) {
+			(void)snprintf(msg, sizeof(msg),
+			    "configuration has errors, not reloaded: %s", first);
+			parent_reply(requester, 0, msg);
+		}
+		return;
+	}
+	parent_keep_restart_settings(conf);
+	config_warn_unimplemented(conf);
+	if (parent_config_begin(conf, origin, requester) == -1 &&
+	    origin == ORIGIN_CONTROL)
+		parent_reply(requester, 0, "cannot send the configuration");
+}
+
+/*
+ * These are fixed at start-up (sockets, chroots and users are set up
+ * once); a reload keeps the running values and says so.
+ */
+static void
+parent_keep_restart_settings(struct smarthost_config *conf)
+{
+	static const struct {
+		const char	*what;
+		size_t		 offset, size;
+	} fixed[] = {
+		{ "user", offsetof(struct smarthost_config, user),
+		    sizeof(conf->user) },
+		{ "state", offsetof(struct smarthost_config, state_dir),
+		    sizeof(conf->state_dir) },
+		{ "control socket", offsetof(struct smarthost_config,
+		    control_path), sizeof(conf->control_path) },
+		{ "pidfile", offsetof(struct smarthost_config, pidfile),
+		    sizeof(conf->pidfile) },
+		{ "scan user", offsetof(struct smarthost_config, scan.user),
+		    sizeof(conf->scan.user) }
+	};
+	char	*new, *old;
+	size_t	 i;
+
+	for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		new = (char *)conf + fixed[i].offset;
+		old = (char *)env + fixed[i].offset;
+		if (strcmp(new, old) == 0)
+			continue;
+		log_warnx("reload: changing %s takes a restart; keeping "
+		    "\"%s\"", fixed[i].what, old);
+		(void)strlcpy(new, old, fixed[i].size);
+	}
+}
+
+static int
+parent_config_begin(struct smarthost_config *conf, enum conf_origin origin,
+    uint32_t requester)
+{
+	struct timeval		 tv = { CONFIG_ANSWER_TIMEOUT, 0 };
+	enum smarthost_proc	 p;
+
+	conf_pending = conf;
+	conf_origin = origin;
+	conf_requester = requester;
+	for (p = PROC_PARENT + 1; p < PROC_MAX; p++) {
+		if (children[p].pid <= 0)
+			return (-1);
+		config_send(&children[p].iev, conf, p);
+		children[p].conf = CONF_SENT;
+	}
+	evtimer_add(&conf_timer, &tv);
+	return (0);
+}
+
+static void
+parent_config_answer(struct child *c, struct imsg *imsg)
+{
+	enum smarthost_proc	 p;
+	char			*reason, msg[MESSAGE_LEN];
+	int			 waiting = 0;
+
+	if (conf_pending == NULL || c->conf != CONF_SENT)
+		fatalx("unsolicited configuration answer from %s",
+		    proc_name(c->iev.peer));
+	if (imsg_get_type(imsg) == IMSG_CONF_READY) {
+		imsg_expect_size(imsg, 0);
+		c->conf = CONF_READY;
+	} else {
+		reason = imsg_expect_string(imsg);
+		c->conf = CONF_FAILED;
+		(void)snprintf(msg, sizeof(msg), "%s process refused the "
+		    "configuration: %s", proc_name(c->iev.peer), reason);
+		free(reason);
+		parent_config_end(0, msg);
+		return;
+	}
+	for (p = PROC_PARENT + 1; p < PROC_MAX; p++)
+		if (children[p].conf == CONF_SENT)
+			waiting++;
+	if (waiting == 0)
+		parent_config_end(1, NULL);
+}
+
+static void
+parent_config_timeout(int fd, short event, void *arg)
+{
+	(void)fd;
+	(void)event;
+	(void)arg;
+	parent_config_end(0, "children did not answer in time");
+}
+
+static void
+parent_config_end(int ok, const char *reason)
+{
+	struct smarthost_config	*old;
+	enum smarthost_proc	 p;
+
+	evtimer_del(&conf_timer);
+	for (p = PROC_PARENT + 1; p < PROC_MAX; p++) {
+		if (children[p].pid > 0)
+			imsgev_compose(&children[p].iev, ok ?
+			    IMSG_CONF_COMMIT : IMSG_CONF_ABORT, 0, 0, -1,
+			    NULL, 0);
+		children[p].conf = CONF_IDLE;
+		if (ok)
+			children[p].running = 1;
+	}
+
+	if (!ok) {
+		config_free(conf_pending);
+		conf_pending = NULL;
+		if (conf_origin == ORIGIN_STARTUP)
+			fatalx("start-up failed: %s", reason);
+		log_warnx("reload failed: %s; keeping the running "
+		    "configuration", reason);
+		if (conf_origin == ORIGIN_CONTROL)
+			parent_reply(conf_requester, 0, reason);
+		return;
+	}
+
+	old = env;
+	env = conf_pending;
+	conf_pending = NULL;
+	if (old != env)
+		config_free(old);
+	config_loaded = time(NULL);
+	if (conf_origin == ORIGIN_STARTUP)
+		log_info("smarthostd %s started, configuration %s",
+		    SMARTHOSTD_VERSION, conffile);
+	else
+		log_info("configuration reloaded from %s", conffile);
+	if (conf_origin == ORIGIN_CONTROL)
+		parent_reply(conf_requester, 1, "configuration reloaded");
+}

@@ -1,0 +1,33 @@
+/*
+ * Copyright (c) 2026 The smarthostd developers
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
+ * The queue process: the durable queue in queue.mdb and the relay.
+ * It arrives with the SMTP server and relay issues; for now it is present
+ * and idle.
+ */
+
+#include "smarthostd.h"
+
+void
+queue_main(void)
+{
+	static const struct proc_handlers	 handlers;
+
+	if (pledge("stdio recvfd", NULL) == -1)
+		fatal("pledge");
+	proc_child_run(&handlers);
+}
