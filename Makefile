@@ -1,0 +1,124 @@
+# smarthostd -- GNU make.  Kept plain so that an OpenBSD port is a small step.
+
+PREFIX ?=	/usr/local
+SBINDIR ?=	$(PREFIX)/sbin
+MANDIR ?=	$(PREFIX)/share/man
+SYSCONFDIR ?=	/etc
+DESTDIR ?=
+
+CC ?=		cc
+YACC =		byacc
+PKG_CONFIG ?=	pkg-config
+PYTHON ?=	python3
+
+# Libraries, by pkg-config name; grown as the daemon grows.
+PKGS =		libevent libbsd-overlay
+
+WARNINGS =	-Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes \
+		-Wmissing-declarations -Wshadow -Wpointer-arith -Wcast-qual \
+		-Wsign-compare
+CFLAGS ?=	-O2 -g
+CFLAGS +=	-std=gnu99 $(WARNINGS)
+CPPFLAGS +=	-Icompat -Ismarthostd $(shell $(PKG_CONFIG) --cflags $(PKGS))
+LDLIBS +=	$(shell $(PKG_CONFIG) --libs $(PKGS))
+
+OS :=		$(shell uname -s)
+ifeq ($(OS),Linux)
+CPPFLAGS +=	-D_GNU_SOURCE
+endif
+
+# The Debian packages that build, run and test smarthostd.
+DEBIAN_PACKAGES = gcc make pkg-config byacc mandoc libevent-dev libbsd-dev \
+		python3 iproute2 util-linux procps passwd
+
+COMPAT_SRCS =	compat/compat.c compat/imsg.c
+DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
+		smarthostd/printconf.c smarthostd/config.c smarthostd/log.c \
+		smarthostd/util.c smarthostd/proc.c smarthostd/parent.c \
+		smarthostd/control.c smarthostd/smtp.c smarthostd/grey.c \
+		smarthostd/scan.c smarthostd/queue.c smarthostd/pfctl.c
+CTL_SRCS =	smarthostctl/smarthostctl.c smarthostctl/parser.c
+
+DAEMON_OBJS =	$(DAEMON_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
+CTL_OBJS =	$(CTL_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
+
+UNIT_TESTS =	regress/unit/imsg_test
+
+MANPAGES =	man/smarthostd.8 man/smarthostd.conf.5 man/smarthostctl.8
+
+.PHONY: all deps users install run test clean lint
+
+all: smarthostd/smarthostd smarthostctl/smarthostctl
+
+smarthostd/smarthostd: $(DAEMON_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(LDLIBS)
+
+smarthostctl/smarthostctl: $(CTL_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $(CTL_OBJS) $(LDLIBS)
+
+smarthostd/parse.c: smarthostd/parse.y
+	$(YACC) -o $@ smarthostd/parse.y
+
+$(DAEMON_OBJS) $(CTL_OBJS): smarthostd/smarthostd.h compat/compat.h compat/imsg.h
+smarthostctl/smarthostctl.o smarthostctl/parser.o: smarthostctl/smarthostctl.h
+
+regress/unit/imsg_test: regress/unit/imsg_test.c compat/imsg.o
+	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ regress/unit/imsg_test.c \
+	    compat/imsg.o $(LDLIBS)
+
+# Install missing Debian packages, by name; a no-op when all are present.
+deps:
+	@if command -v dpkg-query >/dev/null 2>&1; then \
+		missing=""; \
+		for p in $(DEBIAN_PACKAGES); do \
+			dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+			    grep -q 'install ok installed' || missing="$$missing $$p"; \
+		done; \
+		if [ -n "$$missing" ]; then \
+			echo "deps: installing$$missing"; \
+			sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+			$$sudo apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+		fi; \
+	fi
+
+# The unprivileged users the daemon runs its processes as (root only).
+users:
+	@if [ "$$(id -u)" = 0 ]; then \
+		for u in _smarthostd _smarthostd_scan; do \
+			id -u $$u >/dev/null 2>&1 || { \
+				echo "users: creating $$u"; \
+				useradd -r -M -d /var/empty -s /usr/sbin/nologin \
+				    -c "smarthostd privsep" $$u; }; \
+		done; \
+	fi
+
+test: deps users
+	@$(MAKE) -s all $(UNIT_TESTS)
+	@$(PYTHON) regress/run.py
+
+run: deps users
+	@$(MAKE) -s all
+	@mkdir -p var
+	@echo "smarthostd: starting in the foreground; state under ./var"
+	@echo "  in another terminal: smarthostctl/smarthostctl -s var/smarthostd.sock show status"
+	@echo "  stop with ^C"
+	./smarthostd/smarthostd -d -f etc/smarthostd-dev.conf -D vardir=$(CURDIR)/var
+
+install: all users
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0555 smarthostd/smarthostd $(DESTDIR)$(SBINDIR)/smarthostd
+	install -m 0555 smarthostctl/smarthostctl $(DESTDIR)$(SBINDIR)/smarthostctl
+	install -m 0444 man/smarthostd.8 man/smarthostctl.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0444 man/smarthostd.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -d $(DESTDIR)$(SYSCONFDIR)
+	[ -e $(DESTDIR)$(SYSCONFDIR)/smarthostd.conf ] || \
+	    install -m 0644 etc/smarthostd.conf $(DESTDIR)$(SYSCONFDIR)/smarthostd.conf
+
+lint:
+	mandoc -Tlint -W warning $(MANPAGES)
+
+clean:
+	rm -f $(DAEMON_OBJS) $(CTL_OBJS) smarthostd/parse.c \
+	    smarthostd/smarthostd smarthostctl/smarthostctl $(UNIT_TESTS)
+	rm -rf regress/__pycache__ regress/*/__pycache__

@@ -1,0 +1,236 @@
+"""Helpers for the integration tests: start the real daemon, find its
+processes, talk to it with smarthostctl and over raw imsg."""
+
+import json
+import os
+import pwd
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+REGRESS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(REGRESS)
+SMARTHOSTD = os.path.join(REPO, "smarthostd", "smarthostd")
+SMARTHOSTCTL = os.path.join(REPO, "smarthostctl", "smarthostctl")
+CHILDREN = ["smtp", "grey", "scan", "queue", "pf", "control"]
+
+# The imsg header as compat/imsg.c writes it: type, len (header
+# included), peerid, pid, in host byte order.
+IMSG_HDR = struct.Struct("=IIII")
+IMSG_CTL_VERSION = 1
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out after %.0fs waiting for %s" %
+                         (timeout, what))
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            # A zombie has exited; only its parent has not reaped it yet.
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def proc_status(pid):
+    fields = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def proc_title(pid):
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return f.read().split(b"\0")[0].decode(errors="replace").strip()
+
+
+def children_of(ppid):
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if int(proc_status(int(entry))["PPid"]) == ppid:
+                kids.append(int(entry))
+        except (FileNotFoundError, ProcessLookupError, KeyError):
+            continue
+    return kids
+
+
+def base_config(tmp, extra=""):
+    return ("hostname \"test.example.org\"\n"
+            "state \"%(tmp)s/state\"\n"
+            "control socket \"%(tmp)s/smarthostd.sock\"\n"
+            "pidfile \"%(tmp)s/smarthostd.pid\"\n"
+            "resolver 127.0.0.1 port 1\n" % {"tmp": tmp}) + extra
+
+
+class Daemon:
+    """The real smarthostd in the foreground (-d -v) with a temporary
+    state directory, control socket and pidfile."""
+
+    def __init__(self, extra_config="", config=None, args=(), user=None):
+        self.tmp = tempfile.mkdtemp(prefix="smarthostd-test-")
+        os.chmod(self.tmp, 0o755)
+        self.conf = os.path.join(self.tmp, "smarthostd.conf")
+        self.sock = os.path.join(self.tmp, "smarthostd.sock")
+        self.pidfile = os.path.join(self.tmp, "smarthostd.pid")
+        self.state = os.path.join(self.tmp, "state")
+        self.logpath = os.path.join(self.tmp, "log")
+        self.write_config(config if config is not None else
+                          base_config(self.tmp, extra_config))
+        self.args = list(args)
+        self.user = user
+        self.proc = None
+
+    def write_config(self, text):
+        with open(self.conf, "w") as f:
+            f.write(text)
+
+    def start(self, wait=True):
+        self.log = open(self.logpath, "ab")
+        preexec = None
+        if self.user is not None:
+            pw = pwd.getpwnam(self.user)
+            os.chown(self.tmp, pw.pw_uid, pw.pw_gid)
+            os.chown(self.conf, pw.pw_uid, pw.pw_gid)
+
+            def preexec():
+                os.setgroups([])
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+        self.proc = subprocess.Popen(
+            [SMARTHOSTD, "-d", "-v", "-f", self.conf] + self.args,
+            stdout=self.log, stderr=self.log, preexec_fn=preexec)
+        if wait:
+            self.wait_running()
+        return self
+
+    def wait_running(self, timeout=15):
+        def running():
+            if self.proc.poll() is not None:
+                raise AssertionError("smarthostd exited %d:\n%s" %
+                                     (self.proc.returncode, self.logtext()))
+            if not os.path.exists(self.sock):
+                return False
+            r = self.ctl("-j", "show", "status", check=False)
+            if r.returncode != 0:
+                return False
+            st = json.loads(r.stdout)
+            return all(p["state"] == "running" for p in st["processes"])
+        wait_for(running, timeout, "all processes running")
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def ctl(self, *args, check=True):
+        r = subprocess.run([SMARTHOSTCTL, "-s", self.sock] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        if check and r.returncode != 0:
+            raise AssertionError("smarthostctl %s exited %d: %s%s" %
+                                 (" ".join(args), r.returncode, r.stdout,
+                                  r.stderr))
+        return r
+
+    def status(self):
+        return json.loads(self.ctl("-j", "show", "status").stdout)
+
+    def pids(self):
+        """The daemon's processes by name, found the way ps finds them:
+        by their titles, among the parent's children."""
+        found = {"parent": self.proc.pid}
+        for pid in children_of(self.proc.pid):
+            title = proc_title(pid)
+            if title.startswith("smarthostd: "):
+                found[title[len("smarthostd: "):]] = pid
+        return found
+
+    def logtext(self):
+        with open(self.logpath, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def wait_log(self, text, timeout=10):
+        wait_for(lambda: text in self.logtext(), timeout,
+                 "%r in the log" % text)
+
+    def wait_exit(self, timeout=15):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("smarthostd did not exit within %ds" %
+                                 timeout)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        kids = children_of(self.proc.pid)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pid in kids:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self.log.close()
+
+
+def imsg_pack(type_, payload=b"", peerid=0, pid=0):
+    return IMSG_HDR.pack(type_, IMSG_HDR.size + len(payload), peerid,
+                         pid) + payload
+
+
+def imsg_recv(sock, timeout=5):
+    """One imsg from a socket, or None on EOF."""
+    sock.settimeout(timeout)
+    buf = b""
+    while len(buf) < IMSG_HDR.size:
+        chunk = sock.recv(IMSG_HDR.size - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    type_, length, peerid, pid = IMSG_HDR.unpack(buf)
+    payload = b""
+    while len(payload) < length - IMSG_HDR.size:
+        chunk = sock.recv(length - IMSG_HDR.size - len(payload))
+        if not chunk:
+            return None
+        payload += chunk
+    return type_, payload
+
+
+def control_connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    return s
+
+
+def socket_closed(sock, timeout=5):
+    """True when the peer closed the connection (EOF or reset)."""
+    sock.settimeout(timeout)
+    try:
+        while True:
+            if not sock.recv(4096):
+                return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
