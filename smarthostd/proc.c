@@ -422,7 +422,7 @@ static void
 proc_child_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
 {
 	if (imsg == NULL) {
-		log_warnx("lost connection to %s; waiting for the parent",
+		log_debug("lost connection to %s; waiting for the parent",
 		    proc_name(iev->peer));
 		imsgev_clear(iev);
 		return;
