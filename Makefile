@@ -97,11 +97,36 @@ test: deps users
 	@$(MAKE) -s all $(UNIT_TESTS)
 	@$(PYTHON) regress/run.py
 
+# A self-signed certificate and a password file (user "test", password
+# "test") under var, made once, for etc/smarthostd-dev.conf.
 run: deps users
 	@$(MAKE) -s all
 	@mkdir -p var
+	@if [ ! -s $(CURDIR)/var/dev.crt ] || [ ! -s $(CURDIR)/var/dev.key ]; then \
+		echo "run: making a self-signed certificate, var/dev.crt"; \
+		(umask 077; openssl req -x509 -newkey rsa:2048 -nodes -days 365 \
+		    -subj /CN=localhost -keyout $(CURDIR)/var/dev.key \
+		    -out $(CURDIR)/var/dev.crt 2>/dev/null) || exit 1; \
+	fi
+	@chmod 0644 $(CURDIR)/var/dev.crt
+	@chmod 0600 $(CURDIR)/var/dev.key
+	@if [ ! -s $(CURDIR)/var/passwd ]; then \
+		if ! hash=$$(smarthostctl/smarthostctl encrypt test 2>/dev/null) || \
+		    [ -z "$$hash" ]; then \
+			echo "run: no smarthostctl encrypt yet; hashing with python3's crypt"; \
+			hash=$$($(PYTHON) -W ignore -c 'import crypt; print(crypt.crypt("test", crypt.mksalt(crypt.METHOD_BLOWFISH)))') || exit 1; \
+		fi; \
+		(umask 077; echo "test $$hash" > $(CURDIR)/var/passwd); \
+	fi
+	@chmod 0600 $(CURDIR)/var/passwd
 	@echo "smarthostd: starting in the foreground; state under ./var"
-	@echo "  in another terminal: smarthostctl/smarthostctl -s var/smarthostd.sock show status"
+	@echo "  port 2525: STARTTLS; mail to any address @smarthost.test from this host"
+	@echo "  port 5870: STARTTLS required, AUTH as user \"test\", password \"test\""
+	@echo "  in another terminal, send a test message:"
+	@echo "    swaks --server 127.0.0.1:2525 --tls --to user@smarthost.test"
+	@echo "    swaks --server 127.0.0.1:5870 --tls --auth-user test --auth-password test --to someone@example.org"
+	@echo "  and look at the queue:"
+	@echo "    smarthostctl/smarthostctl -s var/smarthostd.sock show queue"
 	@echo "  stop with ^C"
 	./smarthostd/smarthostd -d -f etc/smarthostd-dev.conf -D vardir=$(CURDIR)/var
 

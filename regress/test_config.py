@@ -191,6 +191,34 @@ def test_config_command_line_macro_wins_over_the_file():
         assert 'state "/srv/smarthostd/from-the-file/state"' in proc.stdout
 
 
+DEV = os.path.join(REPO, "etc", "smarthostd-dev.conf")
+
+
+def test_config_dev_example_is_valid_with_what_make_run_makes():
+    # make run makes var/dev.crt, var/dev.key and var/passwd (0600).
+    top = tempfile.mkdtemp(prefix="smarthostd-dev-")
+    try:
+        for name, text, mode in (
+                ("dev.crt", "certificate\n", 0o644),
+                ("dev.key", "key\n", 0o600),
+                ("passwd", "test $2b$10$x\n", 0o600)):
+            path = os.path.join(top, name)
+            with open(path, "w") as f:
+                f.write(text)
+            os.chmod(path, mode)
+        proc = smarthostd("-n", "-D", "vardir=" + top, "-f", DEV)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout + proc.stderr == "configuration OK\n", \
+            (proc.stdout, proc.stderr)
+        os.unlink(os.path.join(top, "dev.key"))
+        proc = smarthostd("-n", "-D", "vardir=" + top, "-f", DEV)
+        assert proc.returncode == 1
+        assert ('pki "dev": %s/dev.key: No such file or directory' % top
+                in proc.stderr), proc.stderr
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
 # The shipped example names system paths (/etc/mail, /etc/ssl).  It is
 # checked in a private mount namespace where an overlay on /etc, or bind
 # mounts over /etc/mail and /etc/ssl, supply those files; the real /etc

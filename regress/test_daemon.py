@@ -77,11 +77,17 @@ def test_missing_user_is_a_clear_fatal_error():
 
 
 def test_configured_features_not_in_effect_are_named_once():
+    # Match rules are in effect; actions only as far as accepting and
+    # queueing, so the warning names their delivery.
     d = Daemon(extra_config="greylist {\n passtime 2s\n}\n"
-               "firewall none\n")
+               "firewall none\n"
+               "action \"out\" relay\n"
+               "match from local for any action \"out\"\n")
     with d:
-        d.wait_log("configured but not in effect in this version: "
-                   "greylist, firewall")
+        warning = ("configured but not in effect in this version: "
+                   "greylist, firewall, action (delivery), resolver\n")
+        d.wait_log(warning)
+        assert d.logtext().count("not in effect") == 1, d.logtext()
 
 
 def kill_child_takes_the_daemon_down(name):

@@ -18,6 +18,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +124,21 @@ config_set_defaults(struct smarthost_config *conf)
 	(void)strlcpy(conf->scan.user, SMARTHOSTD_SCAN_USER,
 	    sizeof(conf->scan.user));
 	conf->firewall.kind = FIREWALL_NONE;
+
+	/* RFC 5321 section 4.5.3 and what Postfix and OpenSMTPD ship. */
+	conf->smtp.max_message_size = 35 * 1024 * 1024;
+	conf->smtp.max_recipients = 100;
+	conf->smtp.max_sessions = 1000;
+	conf->smtp.max_sessions_per_client = 20;
+	conf->smtp.max_errors = 10;
+	conf->smtp.max_hops = 50;
+	conf->smtp.max_auth_failures = 5;
+	conf->smtp.command_timeout = 5 * 60;
+	conf->smtp.data_timeout = 3 * 60;
+	conf->smtp.transaction_timeout = 30 * 60;
+
+	conf->queue.map_size = 4ULL * 1024 * 1024 * 1024;
+	conf->queue.min_free = 100 * 1024 * 1024;
 }
 
 void
@@ -144,7 +160,7 @@ config_free(struct smarthost_config *conf)
 	}
 	while ((p = TAILQ_FIRST(&conf->pkis)) != NULL) {
 		TAILQ_REMOVE(&conf->pkis, p, entry);
-		free(p);
+		pki_free(p);
 	}
 	while ((l = TAILQ_FIRST(&conf->listeners)) != NULL) {
 		TAILQ_REMOVE(&conf->listeners, l, entry);
@@ -364,6 +380,73 @@ pki_find(struct smarthost_config *conf, const char *name)
 	return (NULL);
 }
 
+void
+pki_free(struct pki *p)
+{
+	free(p->cert);
+	freezero(p->key, p->key_len);
+	free(p);
+}
+
+static char *
+pki_read_file(const char *path, size_t *len, char *errbuf, size_t errlen)
+{
+	struct stat	 sb;
+	const char	*why = NULL;
+	char		*buf;
+	ssize_t		 n;
+	int		 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		(void)snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+		return (NULL);
+	}
+	if (fstat(fd, &sb) == -1)
+		why = strerror(errno);
+	else if (!S_ISREG(sb.st_mode))
+		why = "not a regular file";
+	else if (sb.st_size <= 0)
+		why = "empty file";
+	else if (sb.st_size > PKI_FILE_MAX)
+		why = "file too large";
+	if (why != NULL) {
+		(void)snprintf(errbuf, errlen, "%s: %s", path, why);
+		(void)close(fd);
+		return (NULL);
+	}
+	if ((buf = malloc(sb.st_size)) == NULL)
+		fatal("pki_read_file");
+	n = read(fd, buf, sb.st_size);
+	(void)close(fd);
+	if (n != sb.st_size) {
+		(void)snprintf(errbuf, errlen, "%s: short read", path);
+		freezero(buf, sb.st_size);
+		return (NULL);
+	}
+	*len = n;
+	return (buf);
+}
+
+/*
+ * The parent reads certificates and keys once per (re)load, so that a
+ * reload picks up renewed certificates and smtp never needs the files.
+ */
+int
+pki_load(struct pki *p, char *errbuf, size_t errlen)
+{
+	free(p->cert);
+	freezero(p->key, p->key_len);
+	p->cert = p->key = NULL;
+	p->cert_len = p->key_len = 0;
+	if ((p->cert = pki_read_file(p->cert_file, &p->cert_len, errbuf,
+	    errlen)) == NULL)
+		return (-1);
+	if ((p->key = pki_read_file(p->key_file, &p->key_len, errbuf,
+	    errlen)) == NULL)
+		return (-1);
+	return (0);
+}
+
 int
 string_list_add(struct string_list *list, const char *value)
 {
@@ -417,10 +500,6 @@ config_warn_unimplemented(struct smarthost_config *conf)
 {
 	char	 list[256] = "";
 
-	if (!TAILQ_EMPTY(&conf->listeners))
-		(void)strlcat(list, ", listen", sizeof(list));
-	if (!TAILQ_EMPTY(&conf->pkis))
-		(void)strlcat(list, ", pki", sizeof(list));
 	if (conf->greylist.enabled)
 		(void)strlcat(list, ", greylist", sizeof(list));
 	if (!TAILQ_EMPTY(&conf->blocklists))
@@ -429,10 +508,9 @@ config_warn_unimplemented(struct smarthost_config *conf)
 		(void)strlcat(list, ", scan", sizeof(list));
 	if (conf->firewall.configured)
 		(void)strlcat(list, ", firewall", sizeof(list));
+	/* Mail is accepted and queued for an action, not yet delivered. */
 	if (!TAILQ_EMPTY(&conf->actions))
-		(void)strlcat(list, ", action", sizeof(list));
-	if (!TAILQ_EMPTY(&conf->matches))
-		(void)strlcat(list, ", match", sizeof(list));
+		(void)strlcat(list, ", action (delivery)", sizeof(list));
 	if (conf->resolver[0] != '\0')
 		(void)strlcat(list, ", resolver", sizeof(list));
 	if (list[0] != '\0')
@@ -480,6 +558,26 @@ config_send_table(struct imsgev *iev, struct table *t)
 	}
 }
 
+/*
+ * A pki's certificate and key travel only to smtp, which builds its TLS
+ * contexts from memory and never opens the files itself.
+ */
+static void
+config_send_pki(struct imsgev *iev, struct pki *p, enum smarthost_proc proc)
+{
+	struct pki	 wire;
+
+	wire = *p;
+	memset(&wire.entry, 0, sizeof(wire.entry));
+	wire.cert = wire.key = NULL;
+	wire.cert_len = wire.key_len = 0;
+	compose_or_die(iev, IMSG_CONF_PKI, &wire, sizeof(wire));
+	if (proc != PROC_SMTP || p->cert == NULL || p->key == NULL)
+		return;
+	compose_or_die(iev, IMSG_CONF_PKI_CERT, p->cert, p->cert_len);
+	compose_or_die(iev, IMSG_CONF_PKI_KEY, p->key, p->key_len);
+}
+
 void
 config_send(struct imsgev *iev, struct smarthost_config *conf,
     enum smarthost_proc proc)
@@ -493,7 +591,6 @@ config_send(struct imsgev *iev, struct smarthost_config *conf,
 	struct action		*a;
 	struct match_rule	*m;
 
-	(void)proc;
 	compose_or_die(iev, IMSG_CONF_START, NULL, 0);
 
 	memset(&g, 0, sizeof(g));
@@ -514,12 +611,14 @@ config_send(struct imsgev *iev, struct smarthost_config *conf,
 	g.spam_tag = conf->scan.spam_tag;
 	g.spam_reject = conf->scan.spam_reject;
 	g.firewall = conf->firewall;
+	g.smtp = conf->smtp;
+	g.queue = conf->queue;
 	compose_or_die(iev, IMSG_CONF_GLOBALS, &g, sizeof(g));
 
 	TAILQ_FOREACH(t, &conf->tables, entry)
 		config_send_table(iev, t);
 	TAILQ_FOREACH(p, &conf->pkis, entry)
-		compose_or_die(iev, IMSG_CONF_PKI, p, sizeof(*p));
+		config_send_pki(iev, p, proc);
 	TAILQ_FOREACH(l, &conf->listeners, entry)
 		compose_or_die(iev, IMSG_CONF_LISTENER, l, sizeof(*l));
 	TAILQ_FOREACH(b, &conf->blocklists, entry)
@@ -573,6 +672,8 @@ config_recv_globals(struct smarthost_config *conf, struct imsg *imsg)
 	conf->scan.spam_tag = g.spam_tag;
 	conf->scan.spam_reject = g.spam_reject;
 	conf->firewall = g.firewall;
+	conf->smtp = g.smtp;
+	conf->queue = g.queue;
 }
 
 static void
@@ -617,6 +718,33 @@ config_recv_table_entry(struct smarthost_config *conf, struct imsg *imsg)
 	}
 	if (table_add(t, key, value) == -1)
 		fatal("config_recv: table %s", t->name);
+}
+
+static void
+config_recv_pki_pem(struct smarthost_config *conf, struct imsg *imsg)
+{
+	struct pki	*p;
+	char		*pem;
+	size_t		 len = imsg_get_len(imsg);
+
+	if (smarthost_process != PROC_SMTP)
+		fatalx("config_recv: key material outside smtp");
+	if ((p = TAILQ_LAST(&conf->pkis, pkis)) == NULL)
+		fatalx("config_recv: pem without a pki");
+	if (len == 0 || (pem = malloc(len)) == NULL)
+		fatal("config_recv: pem");
+	(void)imsg_get_data(imsg, pem, len);
+	if (imsg_get_type(imsg) == IMSG_CONF_PKI_CERT) {
+		if (p->cert != NULL)
+			fatalx("config_recv: second certificate");
+		p->cert = pem;
+		p->cert_len = len;
+	} else {
+		if (p->key != NULL)
+			fatalx("config_recv: second key");
+		p->key = pem;
+		p->key_len = len;
+	}
 }
 
 static void *
@@ -672,7 +800,13 @@ config_recv(struct smarthost_config **pending, struct imsg *imsg)
 		CHECK_STRING(p->name);
 		CHECK_STRING(p->cert_file);
 		CHECK_STRING(p->key_file);
+		p->cert = p->key = NULL;
+		p->cert_len = p->key_len = 0;
 		TAILQ_INSERT_TAIL(&conf->pkis, p, entry);
+		break;
+	case IMSG_CONF_PKI_CERT:
+	case IMSG_CONF_PKI_KEY:
+		config_recv_pki_pem(conf, imsg);
 		break;
 	case IMSG_CONF_LISTENER:
 		l = config_recv_struct(imsg, sizeof(*l));

@@ -118,6 +118,9 @@ struct pki_origin {
 	struct pki		*pki;
 	char			*file;
 	int			 lineno;
+	int			 cert_lineno;
+	int			 key_lineno;
+	int			 failed;	/* a file error is reported */
 };
 static TAILQ_HEAD(, pki_origin) pki_origins =
     TAILQ_HEAD_INITIALIZER(pki_origins);
@@ -136,6 +139,10 @@ static struct match_rule mrule;
 static int		 grey_set;
 static int		 scan_set;
 static int		 fw_set;
+static int		 smtp_block_set;
+static int		 smtp_set;
+static int		 queue_block_set;
+static int		 queue_set;
 static struct string_list pending_list =
     TAILQ_HEAD_INITIALIZER(pending_list);
 
@@ -160,6 +167,34 @@ static struct string_list pending_list =
 #define SOPT_BANNED	0x04
 #define SOPT_USER	0x08
 #define FOPT_NFTTABLE	0x100		/* above the 1 << FW_* bits */
+#define MOPT_MSGSIZE	0x001
+#define MOPT_RCPTS	0x002
+#define MOPT_SESSIONS	0x004
+#define MOPT_PERCLIENT	0x008
+#define MOPT_ERRORS	0x010
+#define MOPT_HOPS	0x020
+#define MOPT_AUTHFAIL	0x040
+#define MOPT_CMDTIME	0x080
+#define MOPT_DATATIME	0x100
+#define MOPT_TRANSTIME	0x200
+#define QOPT_MAPSIZE	0x01
+#define QOPT_MINFREE	0x02
+
+#define KBYTE		1024LL
+#define MBYTE		(1024LL * KBYTE)
+#define GBYTE		(1024LL * MBYTE)
+#define TBYTE		(1024LL * GBYTE)
+
+/* Where each listener was written, for the checks at the end. */
+struct listener_origin {
+	TAILQ_ENTRY(listener_origin) entry;
+	struct listener		*listener;
+	char			*file;
+	int			 lineno;
+	int			 auth;		/* auth was given */
+};
+static TAILQ_HEAD(, listener_origin) listener_origins =
+    TAILQ_HEAD_INITIALIZER(listener_origins);
 
 static int	 set_string(char *, size_t, const char *, const char *);
 static int	 set_path(char *, size_t, const char *, const char *);
@@ -172,8 +207,17 @@ static void	 table_file(const char *, const char *);
 static int	 table_secret(struct table *);
 static void	 pki_set(const char *, const char *, int, int);
 static void	 listener_begin(const char *);
-static void	 listener_finish(void);
+static void	 listener_finish(int);
 static void	 listener_tls(enum listen_tls);
+static void	 check_listeners(void);
+static void	 check_map_size(int);
+static int	 option_once(int *, int, const char *);
+static void	 set_count(uint32_t *, int64_t, const char *, int64_t,
+		    int64_t);
+static void	 set_size(uint64_t *, int64_t, const char *, int64_t,
+		    int64_t, const char *);
+static void	 set_timeout(time_t *, time_t, const char *, time_t,
+		    const char *);
 static void	 blocklist_add(const char *, const char *, const char *,
 		    int);
 static void	 action_begin(const char *);
@@ -207,11 +251,14 @@ typedef struct {
 %token	PORT RCPTTO REFRESH REJECT RELAY RESOLVER SCAN SET SMTPS SOCKET
 %token	SPAM SPFWHITE SPFWHITELIST SRC STATE TABLE TAG TLS TLSREQUIRE TRAP
 %token	USER VERIFY WHITE WHITEEXP WHITELIST
+%token	SMTP QUEUE MAXMESSAGESIZE MAXRECIPIENTS MAXSESSIONS
+%token	MAXSESSIONSPERCLIENT MAXERRORS MAXHOPS MAXAUTHFAILURES
+%token	COMMANDTIMEOUT DATATIMEOUT TRANSACTIONTIMEOUT MAPSIZE MINFREE
 %token	ERROR
 %token	<v.string>	STRING TABLEREF
 %token	<v.number>	NUMBER
 %type	<v.string>	strnum blockmsg
-%type	<v.number>	port resolverport negation fwtable
+%type	<v.number>	port resolverport negation fwtable size
 %type	<v.duration>	duration refresh
 %type	<v.decimal>	decimal
 
@@ -294,7 +341,7 @@ port		: NUMBER			{
 duration	: STRING			{
 			if (parse_duration($1, &$$) == -1) {
 				yyerror("invalid duration \"%s\"", $1);
-				$$ = 0;
+				$$ = -1;
 			}
 		}
 		| NUMBER			{
@@ -303,8 +350,36 @@ duration	: STRING			{
 			(void)snprintf(buf, sizeof(buf), "%" PRId64, $1);
 			if (parse_duration(buf, &$$) == -1) {
 				yyerror("invalid duration \"%s\"", buf);
-				$$ = 0;
+				$$ = -1;
 			}
+		}
+		;
+
+size		: STRING			{
+			uint64_t	 n;
+			size_t		 digits = strspn($1, "0123456789");
+
+			/* Too large to parse is out of every range. */
+			if (parse_size($1, &n) == 0)
+				$$ = n;
+			else if (digits > 0 && ($1[digits] == '\0' ||
+			    (strchr("KkMmGg", $1[digits]) != NULL &&
+			    $1[digits + 1] == '\0')))
+				$$ = INT64_MAX;
+			else {
+				yyerror("invalid size \"%s\"", $1);
+				$$ = -1;
+			}
+		}
+		| NUMBER			{
+			char		 buf[32];
+			uint64_t	 n;
+
+			(void)snprintf(buf, sizeof(buf), "%" PRId64, $1);
+			if (parse_size(buf, &n) == -1)
+				$$ = INT64_MAX;
+			else
+				$$ = n;
 		}
 		;
 
@@ -385,6 +460,8 @@ main		: HOSTNAME STRING		{
 			string_list_clear(&pending_list);
 		}
 		| listen
+		| smtp
+		| queue
 		| greylist
 		| BLOCKLIST STRING FILENAME STRING blockmsg {
 			blocklist_add($2, $4, $5, $<lineno>1);
@@ -417,7 +494,7 @@ strentries	: /* empty */
 		;
 
 listen		: LISTEN ON listenon listenopts	{
-			listener_finish();
+			listener_finish($<lineno>1);
 		}
 		;
 
@@ -454,8 +531,8 @@ listenopt	: PORT port			{
 			if (lopts_set & LOPT_PKI)
 				yyerror("pki specified twice");
 			lopts_set |= LOPT_PKI;
-			if (pki_find(conf, $2) == NULL)
-				yyerror("unknown pki \"%s\"", $2);
+			if ($2[0] == '\0')
+				yyerror("invalid pki name \"\"");
 			else
 				(void)set_string(lopts.pki, sizeof(lopts.pki),
 				    $2, "pki name");
@@ -483,8 +560,136 @@ listenopt	: PORT port			{
 		}
 		;
 
+smtp		: smtphead optnl smtpopts '}'	{
+			struct smtp_limits	*l = &conf->smtp;
+
+			/*
+			 * The per-client limit follows a lower max-sessions
+			 * unless it was given; given, it must fit.
+			 */
+			if (l->max_sessions_per_client > l->max_sessions) {
+				if (smtp_set & MOPT_PERCLIENT)
+					yyerror_at(file->name, $<lineno>1,
+					    "max-sessions-per-client must not "
+					    "exceed max-sessions");
+				else
+					l->max_sessions_per_client =
+					    l->max_sessions;
+			}
+			if (queue_block_set)
+				check_map_size($<lineno>1);
+		}
+		| smtphead optnl smtpopts error '}' { yyerrok; }
+		;
+
+smtphead	: SMTP '{'			{
+			if (smtp_block_set)
+				yyerror("smtp specified twice");
+			smtp_block_set = 1;
+			smtp_set = 0;
+		}
+		;
+
+smtpopts	: /* empty */
+		| smtpopts smtpopt optnl
+		| smtpopts error nl		{ yyerrok; }
+		;
+
+smtpopt		: MAXMESSAGESIZE size		{
+			if (option_once(&smtp_set, MOPT_MSGSIZE,
+			    "max-message-size"))
+				set_size(&conf->smtp.max_message_size, $2,
+				    "max-message-size", KBYTE, GBYTE,
+				    "1K and 1G");
+		}
+		| MAXRECIPIENTS NUMBER		{
+			if (option_once(&smtp_set, MOPT_RCPTS,
+			    "max-recipients"))
+				set_count(&conf->smtp.max_recipients, $2,
+				    "max-recipients", 1, 10000);
+		}
+		| MAXSESSIONS NUMBER		{
+			if (option_once(&smtp_set, MOPT_SESSIONS,
+			    "max-sessions"))
+				set_count(&conf->smtp.max_sessions, $2,
+				    "max-sessions", 1, 100000);
+		}
+		| MAXSESSIONSPERCLIENT NUMBER	{
+			if (option_once(&smtp_set, MOPT_PERCLIENT,
+			    "max-sessions-per-client"))
+				set_count(&conf->smtp.max_sessions_per_client,
+				    $2, "max-sessions-per-client", 1, 100000);
+		}
+		| MAXERRORS NUMBER		{
+			if (option_once(&smtp_set, MOPT_ERRORS, "max-errors"))
+				set_count(&conf->smtp.max_errors, $2,
+				    "max-errors", 1, 1000);
+		}
+		| MAXHOPS NUMBER		{
+			if (option_once(&smtp_set, MOPT_HOPS, "max-hops"))
+				set_count(&conf->smtp.max_hops, $2,
+				    "max-hops", 1, 1000);
+		}
+		| MAXAUTHFAILURES NUMBER	{
+			if (option_once(&smtp_set, MOPT_AUTHFAIL,
+			    "max-auth-failures"))
+				set_count(&conf->smtp.max_auth_failures, $2,
+				    "max-auth-failures", 1, 1000);
+		}
+		| COMMANDTIMEOUT duration	{
+			if (option_once(&smtp_set, MOPT_CMDTIME,
+			    "command-timeout"))
+				set_timeout(&conf->smtp.command_timeout, $2,
+				    "command-timeout", 3600, "1h");
+		}
+		| DATATIMEOUT duration		{
+			if (option_once(&smtp_set, MOPT_DATATIME,
+			    "data-timeout"))
+				set_timeout(&conf->smtp.data_timeout, $2,
+				    "data-timeout", 3600, "1h");
+		}
+		| TRANSACTIONTIMEOUT duration	{
+			if (option_once(&smtp_set, MOPT_TRANSTIME,
+			    "transaction-timeout"))
+				set_timeout(&conf->smtp.transaction_timeout,
+				    $2, "transaction-timeout", 86400, "1d");
+		}
+		;
+
+queue		: queuehead optnl queueopts '}'	{
+			check_map_size($<lineno>1);
+		}
+		| queuehead optnl queueopts error '}' { yyerrok; }
+		;
+
+queuehead	: QUEUE '{'			{
+			if (queue_block_set)
+				yyerror("queue specified twice");
+			queue_block_set = 1;
+			queue_set = 0;
+		}
+		;
+
+queueopts	: /* empty */
+		| queueopts queueopt optnl
+		| queueopts error nl		{ yyerrok; }
+		;
+
+queueopt	: MAPSIZE size			{
+			if (option_once(&queue_set, QOPT_MAPSIZE, "map-size"))
+				set_size(&conf->queue.map_size, $2,
+				    "map-size", MBYTE, TBYTE, "1M and 1024G");
+		}
+		| MINFREE size			{
+			if (option_once(&queue_set, QOPT_MINFREE, "min-free"))
+				set_size(&conf->queue.min_free, $2,
+				    "min-free", 0, TBYTE, "0 and 1024G");
+		}
+		;
+
 greylist	: greyhead optnl greyopts '}'	{
-			if (conf->greylist.passtime >= conf->greylist.greyexp)
+			if (conf->greylist.passtime >= 0 &&
+			    conf->greylist.passtime >= conf->greylist.greyexp)
 				yyerror_at(file->name, $<lineno>1,
 				    "greylist: passtime must be shorter than "
 				    "greyexp");
@@ -921,7 +1126,9 @@ lookup(const char *s)
 		{ "blocklist",		BLOCKLIST },
 		{ "cert",		CERT },
 		{ "clamav",		CLAMAV },
+		{ "command-timeout",	COMMANDTIMEOUT },
 		{ "control",		CONTROL },
+		{ "data-timeout",	DATATIMEOUT },
 		{ "database",		DATABASE },
 		{ "domain",		DOMAIN },
 		{ "file",		FILENAME },
@@ -939,8 +1146,17 @@ lookup(const char *s)
 		{ "local",		LOCAL },
 		{ "mail-from",		MAILFROM },
 		{ "maildir",		MAILDIR },
+		{ "map-size",		MAPSIZE },
 		{ "match",		MATCH },
+		{ "max-auth-failures",	MAXAUTHFAILURES },
+		{ "max-errors",		MAXERRORS },
+		{ "max-hops",		MAXHOPS },
+		{ "max-message-size",	MAXMESSAGESIZE },
+		{ "max-recipients",	MAXRECIPIENTS },
+		{ "max-sessions",	MAXSESSIONS },
+		{ "max-sessions-per-client", MAXSESSIONSPERCLIENT },
 		{ "message",		MESSAGE },
+		{ "min-free",		MINFREE },
 		{ "nftables",		NFTABLES },
 		{ "none",		NONE },
 		{ "on",			ON },
@@ -949,6 +1165,7 @@ lookup(const char *s)
 		{ "pidfile",		PIDFILE },
 		{ "pki",		PKI },
 		{ "port",		PORT },
+		{ "queue",		QUEUE },
 		{ "rcpt-to",		RCPTTO },
 		{ "refresh",		REFRESH },
 		{ "reject",		REJECT },
@@ -956,6 +1173,7 @@ lookup(const char *s)
 		{ "resolver",		RESOLVER },
 		{ "scan",		SCAN },
 		{ "set",		SET },
+		{ "smtp",		SMTP },
 		{ "smtps",		SMTPS },
 		{ "socket",		SOCKET },
 		{ "spam",		SPAM },
@@ -967,6 +1185,7 @@ lookup(const char *s)
 		{ "tag",		TAG },
 		{ "tls",		TLS },
 		{ "tls-require",	TLSREQUIRE },
+		{ "transaction-timeout", TRANSACTIONTIMEOUT },
 		{ "trap",		TRAP },
 		{ "user",		USER },
 		{ "verify",		VERIFY },
@@ -1340,6 +1559,7 @@ parse_config(const char *filename)
 {
 	struct smarthost_config	*result;
 	struct pki_origin	*o;
+	struct listener_origin	*lo;
 	char			 errbuf[128];
 
 	if ((conf = config_new()) == NULL) {
@@ -1368,12 +1588,19 @@ parse_config(const char *filename)
 	topfile = NULL;
 
 	check_pkis();
+	check_listeners();
 
 	while ((o = TAILQ_FIRST(&pki_origins)) != NULL) {
 		TAILQ_REMOVE(&pki_origins, o, entry);
 		free(o->file);
 		free(o);
 	}
+	while ((lo = TAILQ_FIRST(&listener_origins)) != NULL) {
+		TAILQ_REMOVE(&listener_origins, lo, entry);
+		free(lo->file);
+		free(lo);
+	}
+	smtp_block_set = queue_block_set = 0;
 	string_list_clear(&pending_list);
 	pstrings_free();
 	symclear();
@@ -1387,19 +1614,62 @@ parse_config(const char *filename)
 	return (result);
 }
 
-/* Every pki needs both halves; report it where it was first named. */
+/*
+ * Every pki needs both halves, reported where it was first named, and
+ * both files must load, reported where the file was named.
+ */
 static void
 check_pkis(void)
 {
 	struct pki_origin	*o;
+	char			 errbuf[PATH_MAX + 128];
+	int			 lineno;
 
 	TAILQ_FOREACH(o, &pki_origins, entry) {
 		if (o->pki->cert_file[0] == '\0')
 			yyerror_at(o->file, o->lineno,
 			    "pki \"%s\" has no certificate", o->pki->name);
-		if (o->pki->key_file[0] == '\0')
+		else if (o->pki->key_file[0] == '\0')
 			yyerror_at(o->file, o->lineno,
 			    "pki \"%s\" has no key", o->pki->name);
+		else if (!o->failed &&
+		    pki_load(o->pki, errbuf, sizeof(errbuf)) == -1) {
+			lineno = o->pki->cert == NULL ? o->cert_lineno :
+			    o->key_lineno;
+			yyerror_at(o->file, lineno, "pki \"%s\": %s",
+			    o->pki->name, errbuf);
+		}
+	}
+}
+
+/*
+ * TLS needs a pki that exists, and AUTH is offered only after TLS, so a
+ * password never crosses the network in the clear.  Checked at the end,
+ * so that a listener may name a pki defined below it.
+ */
+static void
+check_listeners(void)
+{
+	struct listener_origin	*o;
+	struct listener		*l;
+	const char		*mode;
+
+	TAILQ_FOREACH(o, &listener_origins, entry) {
+		l = o->listener;
+		mode = l->tls == LISTEN_SMTPS ? "smtps" :
+		    l->tls == LISTEN_TLS_REQUIRE ? "tls-require" : "tls";
+		if (l->tls == LISTEN_PLAIN) {
+			if (l->pki[0] != '\0')
+				yyerror_at(o->file, o->lineno, "pki needs tls, "
+				    "tls-require or smtps");
+			if (o->auth)
+				yyerror_at(o->file, o->lineno,
+				    "auth needs a TLS listener");
+		} else if (l->pki[0] == '\0')
+			yyerror_at(o->file, o->lineno, "%s needs a pki", mode);
+		else if (pki_find(conf, l->pki) == NULL)
+			yyerror_at(o->file, o->lineno, "unknown pki \"%s\"",
+			    l->pki);
 	}
 }
 
@@ -1659,10 +1929,9 @@ table_secret(struct table *t)
 static void
 pki_set(const char *name, const char *path, int is_key, int lineno)
 {
-	struct pki_origin	*o;
+	struct pki_origin	*o = NULL;
 	struct pki		*p;
 	char			 errbuf[PATH_MAX + 128];
-	int			 fd;
 
 	if ((p = pki_find(conf, name)) == NULL) {
 		if (name[0] == '\0' || strlen(name) >= sizeof(p->name)) {
@@ -1678,7 +1947,10 @@ pki_set(const char *name, const char *path, int is_key, int lineno)
 		o->pki = p;
 		o->lineno = lineno;
 		TAILQ_INSERT_TAIL(&pki_origins, o, entry);
-	}
+	} else
+		TAILQ_FOREACH(o, &pki_origins, entry)
+			if (o->pki == p)
+				break;
 	if (is_key) {
 		if (p->key_file[0] != '\0') {
 			yyerror("pki \"%s\": key specified twice", name);
@@ -1687,9 +1959,14 @@ pki_set(const char *name, const char *path, int is_key, int lineno)
 		if (set_path(p->key_file, sizeof(p->key_file), path,
 		    "key file") == -1)
 			return;
+		if (o != NULL)
+			o->key_lineno = lineno;
 		if (config_check_secret_file(path, errbuf,
-		    sizeof(errbuf)) == -1)
+		    sizeof(errbuf)) == -1) {
 			yyerror("pki \"%s\": %s", name, errbuf);
+			if (o != NULL)
+				o->failed = 1;
+		}
 	} else {
 		if (p->cert_file[0] != '\0') {
 			yyerror("pki \"%s\": certificate specified twice",
@@ -1697,13 +1974,8 @@ pki_set(const char *name, const char *path, int is_key, int lineno)
 			return;
 		}
 		if (set_path(p->cert_file, sizeof(p->cert_file), path,
-		    "certificate file") == -1)
-			return;
-		if ((fd = open(path, O_RDONLY)) == -1)
-			yyerror("pki \"%s\": %s: %s", name, path,
-			    strerror(errno));
-		else
-			(void)close(fd);
+		    "certificate file") == 0 && o != NULL)
+			o->cert_lineno = lineno;
 	}
 }
 
@@ -1725,28 +1997,92 @@ listener_tls(enum listen_tls tls)
 }
 
 static void
-listener_finish(void)
+listener_finish(int lineno)
 {
-	struct listener	*l;
+	struct listener_origin	*o;
+	struct listener		*l;
 
 	if (!(lopts_set & LOPT_PORT))
 		lopts.port = lopts.tls == LISTEN_SMTPS ? 465 : 25;
-	if (lopts.tls != LISTEN_PLAIN && !(lopts_set & LOPT_PKI))
-		yyerror("%s requires a pki", lopts.tls == LISTEN_SMTPS ?
-		    "smtps" : lopts.tls == LISTEN_TLS_REQUIRE ?
-		    "tls-require" : "tls");
-	if ((lopts_set & LOPT_AUTH) && lopts.tls == LISTEN_PLAIN)
-		yyerror("auth requires tls");
 	TAILQ_FOREACH(l, &conf->listeners, entry)
 		if (strcmp(l->on, lopts.on) == 0 && l->port == lopts.port) {
-			yyerror("duplicate listener on %s port %u", l->on,
+			yyerror_at(file->name, lineno,
+			    "duplicate listener on %s port %u", l->on,
 			    (unsigned int)l->port);
 			return;
 		}
-	if ((l = malloc(sizeof(*l))) == NULL)
+	if ((l = malloc(sizeof(*l))) == NULL ||
+	    (o = calloc(1, sizeof(*o))) == NULL ||
+	    (o->file = strdup(file->name)) == NULL)
 		fatal("listener_finish");
 	*l = lopts;
 	TAILQ_INSERT_TAIL(&conf->listeners, l, entry);
+	o->listener = l;
+	o->lineno = lineno;
+	o->auth = (lopts_set & LOPT_AUTH) != 0;
+	TAILQ_INSERT_TAIL(&listener_origins, o, entry);
+}
+
+/*
+ * A message is one LMDB value, and copy-on-write needs room for the new
+ * pages before the old ones are freed: a map smaller than twice the
+ * largest message could refuse every such message.
+ */
+static void
+check_map_size(int lineno)
+{
+	if (conf->queue.map_size / 2 < conf->smtp.max_message_size)
+		yyerror_at(file->name, lineno, "map-size must be at least "
+		    "twice max-message-size");
+}
+
+/* Each option of a block once; returns whether this is the first time. */
+static int
+option_once(int *set, int bit, const char *what)
+{
+	if (*set & bit) {
+		yyerror("%s specified twice", what);
+		return (0);
+	}
+	*set |= bit;
+	return (1);
+}
+
+static void
+set_count(uint32_t *dst, int64_t v, const char *what, int64_t min,
+    int64_t max)
+{
+	if (v < min || v > max)
+		yyerror("%s must be between %" PRId64 " and %" PRId64, what,
+		    min, max);
+	else
+		*dst = v;
+}
+
+/* A size of -1 was invalid and has been reported. */
+static void
+set_size(uint64_t *dst, int64_t v, const char *what, int64_t min,
+    int64_t max, const char *range)
+{
+	if (v == -1)
+		return;
+	if (v < min || v > max)
+		yyerror("%s must be between %s", what, range);
+	else
+		*dst = v;
+}
+
+/* Timeouts are at least a second; -1 was invalid and has been reported. */
+static void
+set_timeout(time_t *dst, time_t v, const char *what, time_t max,
+    const char *maxstr)
+{
+	if (v == -1)
+		return;
+	if (v < 1 || v > max)
+		yyerror("%s must be between 1s and %s", what, maxstr);
+	else
+		*dst = v;
 }
 
 static void

@@ -15,8 +15,9 @@
  */
 
 /*
- * Print a configuration in the grammar's own syntax, every default spelt
- * out, so that the output parses again to the same output.
+ * Print a configuration in the grammar's own syntax, every global default
+ * spelt out, so that the output parses again to the same output.  The
+ * smtp and queue blocks show only what differs from the defaults.
  */
 
 #include <stdio.h>
@@ -32,6 +33,13 @@ static void	 print_globals(FILE *, struct smarthost_config *);
 static void	 print_pkis(FILE *, struct smarthost_config *);
 static void	 print_tables(FILE *, struct smarthost_config *);
 static void	 print_listeners(FILE *, struct smarthost_config *);
+static const char *size_fmt(uint64_t, char *, size_t);
+static void	 print_block_option(FILE *, const char **, const char *,
+		    const char *);
+static void	 print_smtp(FILE *, struct smarthost_config *,
+		    struct smarthost_config *);
+static void	 print_queue(FILE *, struct smarthost_config *,
+		    struct smarthost_config *);
 static void	 print_greylist(FILE *, struct smarthost_config *);
 static void	 print_blocklists(FILE *, struct smarthost_config *);
 static void	 print_scan(FILE *, struct smarthost_config *);
@@ -48,10 +56,17 @@ static const char *fw_names[FW_TABLE_MAX] = {
 void
 print_config(FILE *fp, struct smarthost_config *conf)
 {
+	struct smarthost_config	*def;
+
+	if ((def = config_new()) == NULL)
+		fatal("print_config");
 	print_globals(fp, conf);
 	print_pkis(fp, conf);
 	print_tables(fp, conf);
 	print_listeners(fp, conf);
+	print_smtp(fp, conf, def);
+	print_queue(fp, conf, def);
+	config_free(def);
 	print_greylist(fp, conf);
 	print_blocklists(fp, conf);
 	print_scan(fp, conf);
@@ -74,6 +89,24 @@ duration_fmt(time_t t, char *buf, size_t len)
 		(void)snprintf(buf, len, "%lldm", n / 60);
 	else
 		(void)snprintf(buf, len, "%llds", n);
+	return (buf);
+}
+
+/* The largest binary unit that divides the size exactly. */
+static const char *
+size_fmt(uint64_t n, char *buf, size_t len)
+{
+	static const char	 units[] = "GMK";
+	uint64_t		 unit;
+	int			 i;
+
+	for (i = 0, unit = 1ULL << 30; units[i] != '\0'; i++, unit >>= 10)
+		if (n != 0 && n % unit == 0) {
+			(void)snprintf(buf, len, "%llu%c",
+			    (unsigned long long)(n / unit), units[i]);
+			return (buf);
+		}
+	(void)snprintf(buf, len, "%llu", (unsigned long long)n);
 	return (buf);
 }
 
@@ -232,6 +265,87 @@ print_listeners(FILE *fp, struct smarthost_config *conf)
 		}
 		(void)fputc('\n', fp);
 	}
+}
+
+/* One option of a block, the block's head before the first. */
+static void
+print_block_option(FILE *fp, const char **head, const char *name,
+    const char *value)
+{
+	if (*head != NULL) {
+		(void)fprintf(fp, "\n%s {\n", *head);
+		*head = NULL;
+	}
+	(void)fprintf(fp, "\t%s %s\n", name, value);
+}
+
+static void
+print_smtp(FILE *fp, struct smarthost_config *conf,
+    struct smarthost_config *def)
+{
+	const struct {
+		const char	*name;
+		uint32_t	 value, def;
+	} counts[] = {
+		{ "max-recipients", conf->smtp.max_recipients,
+		    def->smtp.max_recipients },
+		{ "max-sessions", conf->smtp.max_sessions,
+		    def->smtp.max_sessions },
+		{ "max-sessions-per-client", conf->smtp.max_sessions_per_client,
+		    def->smtp.max_sessions_per_client },
+		{ "max-errors", conf->smtp.max_errors, def->smtp.max_errors },
+		{ "max-hops", conf->smtp.max_hops, def->smtp.max_hops },
+		{ "max-auth-failures", conf->smtp.max_auth_failures,
+		    def->smtp.max_auth_failures }
+	};
+	const struct {
+		const char	*name;
+		time_t		 value, def;
+	} timeouts[] = {
+		{ "command-timeout", conf->smtp.command_timeout,
+		    def->smtp.command_timeout },
+		{ "data-timeout", conf->smtp.data_timeout,
+		    def->smtp.data_timeout },
+		{ "transaction-timeout", conf->smtp.transaction_timeout,
+		    def->smtp.transaction_timeout }
+	};
+	const char	*head = "smtp";
+	char		 buf[32];
+	size_t		 i;
+
+	if (conf->smtp.max_message_size != def->smtp.max_message_size)
+		print_block_option(fp, &head, "max-message-size",
+		    size_fmt(conf->smtp.max_message_size, buf, sizeof(buf)));
+	for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		if (counts[i].value == counts[i].def)
+			continue;
+		(void)snprintf(buf, sizeof(buf), "%u",
+		    (unsigned int)counts[i].value);
+		print_block_option(fp, &head, counts[i].name, buf);
+	}
+	for (i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++)
+		if (timeouts[i].value != timeouts[i].def)
+			print_block_option(fp, &head, timeouts[i].name,
+			    duration_fmt(timeouts[i].value, buf, sizeof(buf)));
+	if (head == NULL)
+		(void)fputs("}\n", fp);
+}
+
+static void
+print_queue(FILE *fp, struct smarthost_config *conf,
+    struct smarthost_config *def)
+{
+	const char	*head = "queue";
+	char		 buf[32];
+
+	if (conf->queue.map_size != def->queue.map_size)
+		print_block_option(fp, &head, "map-size",
+		    size_fmt(conf->queue.map_size, buf, sizeof(buf)));
+	if (conf->queue.min_free != def->queue.min_free)
+		print_block_option(fp, &head, "min-free",
+		    size_fmt(conf->queue.min_free, buf, sizeof(buf)));
+	if (head == NULL)
+		(void)fputs("}\n", fp);
 }
 
 static void
