@@ -12,7 +12,7 @@ PKG_CONFIG ?=	pkg-config
 PYTHON ?=	python3
 
 # Libraries, by pkg-config name; grown as the daemon grows.
-PKGS =		libevent libbsd-overlay
+PKGS =		libevent libbsd-overlay lmdb libtls libcrypt
 
 WARNINGS =	-Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes \
 		-Wmissing-declarations -Wshadow -Wpointer-arith -Wcast-qual \
@@ -25,24 +25,29 @@ LDLIBS +=	$(shell $(PKG_CONFIG) --libs $(PKGS))
 OS :=		$(shell uname -s)
 ifeq ($(OS),Linux)
 CPPFLAGS +=	-D_GNU_SOURCE
+LDLIBS +=	-lresolv		# b64_pton, b64_ntop: in libc elsewhere
 endif
 
 # The Debian packages that build, run and test smarthostd.
 DEBIAN_PACKAGES = gcc make pkg-config byacc mandoc libevent-dev libbsd-dev \
-		python3 iproute2 util-linux procps passwd
+		liblmdb-dev libtls-dev libcrypt-dev python3 iproute2 \
+		util-linux procps passwd swaks openssl
 
 COMPAT_SRCS =	compat/compat.c compat/imsg.c
 DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
 		smarthostd/printconf.c smarthostd/config.c smarthostd/log.c \
 		smarthostd/util.c smarthostd/proc.c smarthostd/parent.c \
 		smarthostd/control.c smarthostd/smtp.c smarthostd/grey.c \
-		smarthostd/scan.c smarthostd/queue.c smarthostd/pfctl.c
+		smarthostd/scan.c smarthostd/queue.c smarthostd/pfctl.c \
+		smarthostd/envelope.c smarthostd/smtp_session.c \
+		smarthostd/mailaddr.c smarthostd/ruleset.c
 CTL_SRCS =	smarthostctl/smarthostctl.c smarthostctl/parser.c
 
 DAEMON_OBJS =	$(DAEMON_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
 CTL_OBJS =	$(CTL_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
 
-UNIT_TESTS =	regress/unit/imsg_test
+UNIT_TESTS =	regress/unit/imsg_test regress/unit/envelope_test \
+		regress/unit/mailaddr_test
 
 MANPAGES =	man/smarthostd.8 man/smarthostd.conf.5 man/smarthostctl.8
 
@@ -65,6 +70,16 @@ smarthostctl/smarthostctl.o smarthostctl/parser.o: smarthostctl/smarthostctl.h
 regress/unit/imsg_test: regress/unit/imsg_test.c compat/imsg.o
 	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ regress/unit/imsg_test.c \
 	    compat/imsg.o $(LDLIBS)
+
+regress/unit/envelope_test: regress/unit/envelope_test.c smarthostd/envelope.o
+	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ \
+	    regress/unit/envelope_test.c smarthostd/envelope.o $(LDLIBS)
+
+regress/unit/mailaddr_test: regress/unit/mailaddr_test.c smarthostd/mailaddr.o
+	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ \
+	    regress/unit/mailaddr_test.c smarthostd/mailaddr.o $(LDLIBS)
+
+smarthostd/smtp.o smarthostd/smtp_session.o: smarthostd/smtp.h
 
 # Install missing Debian packages, by name; a no-op when all are present.
 deps:

@@ -14,6 +14,8 @@
  * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
  */
 
+#include <sys/mman.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -46,6 +48,19 @@ unveil(const char *path, const char *permissions)
 	(void)path;
 	(void)permissions;
 	return (0);
+}
+
+/* Compare without an early exit, so that timing tells nothing. */
+int
+timingsafe_bcmp(const void *a, const void *b, size_t len)
+{
+	const unsigned char	*p = a, *q = b;
+	unsigned char		 diff = 0;
+	size_t			 i;
+
+	for (i = 0; i < len; i++)
+		diff |= p[i] ^ q[i];
+	return (diff != 0);
 }
 
 int
@@ -94,3 +109,24 @@ compat_exec_path(const char *argv0, char *buf, size_t len)
 	return (-1);
 #endif
 }
+
+#ifdef __OpenBSD__
+int
+compat_memfd(const char *name)
+{
+	char	 path[] = "/tmp/smarthostd.XXXXXXXXXX";
+	int	 fd;
+
+	(void)name;
+	if ((fd = shm_mkstemp(path)) == -1)
+		return (-1);
+	(void)shm_unlink(path);
+	return (fd);
+}
+#else
+int
+compat_memfd(const char *name)
+{
+	return (memfd_create(name, MFD_CLOEXEC));
+}
+#endif

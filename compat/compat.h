@@ -36,8 +36,15 @@
 int	 pledge(const char *, const char *);
 int	 unveil(const char *, const char *);
 int	 compat_no_new_privs(void);
+int	 timingsafe_bcmp(const void *, const void *, size_t);
 void	 compat_setproctitle_init(int, char *[], char *[]);
 #endif
+
+/*
+ * An anonymous, unlinked file in memory for a message body: smtp writes
+ * it from its chroot, where no directory is writable, and passes it on.
+ */
+int	 compat_memfd(const char *);
 
 /* Absolute path of the running executable, for re-exec. */
 int	 compat_exec_path(const char *, char *, size_t);

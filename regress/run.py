@@ -23,7 +23,7 @@ import traceback
 
 REGRESS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(REGRESS)
-UNIT_TESTS = ["imsg_test"]
+UNIT_TESTS = ["imsg_test", "envelope_test", "mailaddr_test"]
 
 
 def enter_network_namespace():

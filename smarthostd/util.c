@@ -14,8 +14,12 @@
  * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
  */
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -154,5 +158,93 @@ wait_status_string(int status, char *buf, size_t len)
 		    WCOREDUMP(status) ? ", core dumped" : "");
 	else
 		(void)snprintf(buf, len, "stopped (status 0x%x)", status);
+	return (buf);
+}
+
+/*
+ * Does the address fall in the network?  The network is an address or
+ * "address/prefix"; an IPv4-mapped IPv6 client matches IPv4 networks.
+ * Returns -1 when the network does not parse.
+ */
+int
+addr_in_net(const struct sockaddr_storage *ss, const char *net)
+{
+	unsigned char	 want[16], have[16];
+	char		 buf[INET6_ADDRSTRLEN + 5], *slash, *end;
+	const unsigned char *a;
+	long		 prefix;
+	int		 af, len, i, bits;
+
+	if (strlcpy(buf, net, sizeof(buf)) >= sizeof(buf))
+		return (-1);
+	if ((slash = strchr(buf, '/')) != NULL)
+		*slash++ = '\0';
+	if (inet_pton(AF_INET, buf, want) == 1) {
+		af = AF_INET;
+		len = 4;
+	} else if (inet_pton(AF_INET6, buf, want) == 1) {
+		af = AF_INET6;
+		len = 16;
+	} else
+		return (-1);
+	prefix = len * 8;
+	if (slash != NULL) {
+		errno = 0;
+		prefix = strtol(slash, &end, 10);
+		if (*slash == '\0' || *end != '\0' || errno != 0 ||
+		    prefix < 0 || prefix > len * 8)
+			return (-1);
+	}
+
+	if (ss->ss_family == AF_INET) {
+		a = (const unsigned char *)
+		    &((const struct sockaddr_in *)ss)->sin_addr;
+		if (af != AF_INET)
+			return (0);
+		memcpy(have, a, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		a = (const unsigned char *)
+		    &((const struct sockaddr_in6 *)ss)->sin6_addr;
+		if (af == AF_INET6)
+			memcpy(have, a, 16);
+		else if (IN6_IS_ADDR_V4MAPPED(
+		    &((const struct sockaddr_in6 *)ss)->sin6_addr))
+			memcpy(have, a + 12, 4);
+		else
+			return (0);
+	} else
+		return (0);
+
+	for (i = 0, bits = prefix; bits > 0; i++, bits -= 8) {
+		unsigned char mask = bits >= 8 ? 0xff : (0xff << (8 - bits));
+
+		if ((have[i] & mask) != (want[i] & mask))
+			return (0);
+	}
+	return (1);
+}
+
+int
+addr_is_loopback(const struct sockaddr_storage *ss)
+{
+	return (addr_in_net(ss, "127.0.0.0/8") == 1 ||
+	    addr_in_net(ss, "::1") == 1);
+}
+
+const char *
+addr_string(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	const void	*a;
+
+	if (ss->ss_family == AF_INET)
+		a = &((const struct sockaddr_in *)ss)->sin_addr;
+	else if (ss->ss_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+	else {
+		(void)strlcpy(buf, "unknown", len);
+		return (buf);
+	}
+	if (inet_ntop(ss->ss_family, a, buf, len) == NULL)
+		(void)strlcpy(buf, "unknown", len);
 	return (buf);
 }
