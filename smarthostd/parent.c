@@ -27,8 +27,14 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <crypt.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <netdb.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stddef.h>
@@ -40,6 +46,9 @@
 #include <unistd.h>
 
 #include "smarthostd.h"
+
+#define LISTEN_BACKLOG		1024	/* OpenSMTPD's 5 drops connections */
+#define BOUND_MAX		64
 
 #define CONFIG_ANSWER_TIMEOUT	30	/* seconds for children to answer */
 #define SHUTDOWN_GRACE		10	/* seconds before SIGKILL */
@@ -81,13 +90,24 @@ static struct event		 conf_timer;
 
 static struct event		 ev_sigterm, ev_sigint, ev_sighup, ev_sigchld;
 
+/* Listening sockets, bound once at start-up and handed to smtp. */
+static struct {
+	struct listener		*listener;
+	int			 fd;
+} bound[BOUND_MAX];
+static int			 nbound;
+
 static void	 parent_check_users(struct smarthost_config *);
 static void	 parent_prepare_dirs(struct smarthost_config *);
 static void	 parent_write_pidfile(const char *);
 static int	 parent_control_socket(const char *);
 static void	 parent_start_children(struct smarthost_config *, int);
+static void	 parent_bind_listeners(struct smarthost_config *);
+static void	 parent_bind(struct listener *, struct sockaddr *, socklen_t);
+static void	 parent_send_listeners(void);
 static void	 parent_dispatch_child(struct imsgev *, struct imsg *);
 static void	 parent_dispatch_control(struct imsg *);
+static void	 parent_auth(struct imsgev *, struct imsg *);
 static void	 parent_sig(int, short, void *);
 static void	 parent_reap(void);
 static void	 parent_shutdown(int) __attribute__((__noreturn__));
@@ -122,6 +142,7 @@ parent_main(int debug, int verbose, const char *file, const char *argv0)
 	if (proc_privsep())
 		parent_check_users(conf);
 	parent_prepare_dirs(conf);
+	parent_bind_listeners(conf);
 
 	if (!debug && daemon(0, 0) == -1)
 		fatal("daemon");
@@ -151,6 +172,7 @@ parent_main(int debug, int verbose, const char *file, const char *argv0)
 	evtimer_set(&conf_timer, parent_config_timeout, NULL);
 
 	parent_start_children(conf, control_fd);
+	parent_send_listeners();
 	config_warn_unimplemented(conf);
 	if (parent_config_begin(conf, ORIGIN_STARTUP, 0) == -1)
 		fatalx("cannot send the configuration");
@@ -192,6 +214,122 @@ parent_prepare_dirs(struct smarthost_config *conf)
 		fatal("state directory %s", conf->state_dir);
 	if (mkdir_owned(SMARTHOSTD_EMPTY, 0, 0, 0755) == -1)
 		fatal("%s", SMARTHOSTD_EMPTY);
+}
+
+/*
+ * Bind every listener now, as root and while errors still reach the
+ * terminal.  smtp never binds; it gets the sockets.  Listeners are fixed
+ * for the daemon's lifetime: a reload that changes them needs a restart.
+ */
+static void
+parent_bind_listeners(struct smarthost_config *conf)
+{
+	struct listener		*l;
+	struct ifaddrs		*ifap, *ifa;
+	struct sockaddr_in	 sin;
+	struct sockaddr_in6	 sin6;
+	int			 found;
+
+	TAILQ_FOREACH(l, &conf->listeners, entry) {
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_port = htons(l->port);
+		memset(&sin6, 0, sizeof(sin6));
+		sin6.sin6_family = AF_INET6;
+		sin6.sin6_port = htons(l->port);
+
+		if (strcmp(l->on, "all") == 0) {
+			sin.sin_addr.s_addr = htonl(INADDR_ANY);
+			sin6.sin6_addr = in6addr_any;
+			parent_bind(l, (struct sockaddr *)&sin, sizeof(sin));
+			parent_bind(l, (struct sockaddr *)&sin6, sizeof(sin6));
+		} else if (inet_pton(AF_INET, l->on, &sin.sin_addr) == 1)
+			parent_bind(l, (struct sockaddr *)&sin, sizeof(sin));
+		else if (inet_pton(AF_INET6, l->on, &sin6.sin6_addr) == 1)
+			parent_bind(l, (struct sockaddr *)&sin6, sizeof(sin6));
+		else {
+			if (getifaddrs(&ifap) == -1)
+				fatal("getifaddrs");
+			found = 0;
+			for (ifa = ifap; ifa != NULL; ifa = ifa->ifa_next) {
+				if (ifa->ifa_addr == NULL ||
+				    strcmp(ifa->ifa_name, l->on) != 0)
+					continue;
+				if (ifa->ifa_addr->sa_family == AF_INET) {
+					sin.sin_addr = ((struct sockaddr_in *)
+					    ifa->ifa_addr)->sin_addr;
+					parent_bind(l, (struct sockaddr *)&sin,
+					    sizeof(sin));
+					found++;
+				} else if (ifa->ifa_addr->sa_family ==
+				    AF_INET6) {
+					sin6.sin6_addr = ((struct sockaddr_in6 *)
+					    ifa->ifa_addr)->sin6_addr;
+					sin6.sin6_scope_id = ((struct
+					    sockaddr_in6 *)ifa->ifa_addr)->
+					    sin6_scope_id;
+					parent_bind(l, (struct sockaddr *)&sin6,
+					    sizeof(sin6));
+					found++;
+				}
+			}
+			freeifaddrs(ifap);
+			if (found == 0)
+				fatalx("listen on %s: no such interface, or it "
+				    "has no address", l->on);
+		}
+	}
+}
+
+static void
+parent_bind(struct listener *l, struct sockaddr *sa, socklen_t len)
+{
+	char	 host[NI_MAXHOST];
+	int	 fd, on = 1;
+
+	if (nbound == BOUND_MAX)
+		fatalx("too many listening sockets (at most %d)", BOUND_MAX);
+	if ((fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1) {
+		if (errno == EAFNOSUPPORT && strcmp(l->on, "all") == 0)
+			return;
+		fatal("socket");
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1)
+		fatal("setsockopt SO_REUSEADDR");
+	if (sa->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &on, sizeof(on)) == -1)
+		fatal("setsockopt IPV6_V6ONLY");
+	if (getnameinfo(sa, len, host, sizeof(host), NULL, 0,
+	    NI_NUMERICHOST) != 0)
+		(void)strlcpy(host, "?", sizeof(host));
+	if (bind(fd, sa, len) == -1) {
+		/* "all" on a host without IPv6 configured still works. */
+		if (errno == EADDRNOTAVAIL && sa->sa_family == AF_INET6 &&
+		    strcmp(l->on, "all") == 0) {
+			(void)close(fd);
+			return;
+		}
+		fatal("listen on %s port %u", host, l->port);
+	}
+	if (listen(fd, LISTEN_BACKLOG) == -1)
+		fatal("listen on %s port %u", host, l->port);
+	log_debug("listening on %s port %u", host, l->port);
+	bound[nbound].listener = l;
+	bound[nbound].fd = fd;
+	nbound++;
+}
+
+static void
+parent_send_listeners(void)
+{
+	struct imsgev	*smtp = &children[PROC_SMTP].iev;
+	int		 i;
+
+	for (i = 0; i < nbound; i++)
+		imsgev_compose(smtp, IMSG_SMTP_LISTENER, 0, 0, bound[i].fd,
+		    bound[i].listener, sizeof(*bound[i].listener));
+	imsgev_compose(smtp, IMSG_SMTP_LISTENERS_DONE, 0, 0, -1, NULL, 0);
 }
 
 /*
@@ -351,6 +489,11 @@ parent_dispatch_child(struct imsgev *iev, struct imsg *imsg)
 	case IMSG_CONF_FAILED:
 		parent_config_answer(c, imsg);
 		break;
+	case IMSG_SMTP_AUTH:
+		if (iev->peer != PROC_SMTP)
+			fatalx("AUTH request from %s", proc_name(iev->peer));
+		parent_auth(iev, imsg);
+		break;
 	case IMSG_CTL_SHOW_STATUS:
 	case IMSG_CTL_RELOAD:
 	case IMSG_CTL_LOG_VERBOSE:
@@ -363,6 +506,49 @@ parent_dispatch_child(struct imsgev *iev, struct imsg *imsg)
 		fatalx("unexpected imsg %u from %s", imsg_get_type(imsg),
 		    proc_name(iev->peer));
 	}
+}
+
+/*
+ * AUTH: the password table never leaves the parent.  An unknown user
+ * costs the same bcrypt as a known one, so timing tells nothing.  The
+ * check blocks only the parent, never a session; smtp limits how often
+ * one client may try.
+ */
+static void
+parent_auth(struct imsgev *iev, struct imsg *imsg)
+{
+	static struct crypt_data	 cd;
+	static const char		*dummy =
+	    "$2b$10$SLJkE88LCadmAIm8hY23peNIJQNQl44vldq7GrM4C9kCZ3fmRzqsm";
+	struct auth_request		 req;
+	struct table			*t;
+	struct table_entry		*e = NULL, find;
+	const char			*hash = dummy;
+	char				*res;
+	int				 ok;
+
+	imsg_expect_size(imsg, sizeof(req));
+	(void)imsg_get_data(imsg, &req, sizeof(req));
+	if (memchr(req.table, '\0', sizeof(req.table)) == NULL ||
+	    memchr(req.user, '\0', sizeof(req.user)) == NULL ||
+	    memchr(req.password, '\0', sizeof(req.password)) == NULL)
+		fatalx("malformed AUTH request from smtp");
+	if ((t = table_find(env, req.table)) != NULL && t->secret) {
+		find.key = req.user;
+		if ((e = RB_FIND(table_entries, &t->entries, &find)) != NULL &&
+		    e->value != NULL && strncmp(e->value, "$2", 2) == 0)
+			hash = e->value;
+		else
+			e = NULL;
+	}
+	res = crypt_r(req.password, hash, &cd);
+	ok = e != NULL && res != NULL && res[0] != '*' &&
+	    strlen(res) == strlen(hash) &&
+	    timingsafe_bcmp(res, hash, strlen(hash)) == 0;
+	explicit_bzero(&req, sizeof(req));
+	explicit_bzero(&cd, sizeof(cd));
+	imsgev_compose(iev, IMSG_SMTP_AUTH_RESULT, imsg_get_id(imsg), 0, -1,
+	    &ok, sizeof(ok));
 }
 
 static void

@@ -37,6 +37,7 @@
 #include "smarthostd.h"
 
 struct imsgev		*iev_peer[PROC_MAX];
+int			 proc_exit_deferred;
 
 static const char	*proc_names[PROC_MAX] = {
 	[PROC_PARENT] =		"parent",
@@ -296,7 +297,10 @@ proc_child_sig(int sig, short event, void *arg)
 		log_debug("terminating");
 		if (child_handlers->shutdown != NULL)
 			child_handlers->shutdown();
-		exit(0);
+		/* A process with work to finish exits by itself later. */
+		if (!proc_exit_deferred)
+			exit(0);
+		break;
 	case SIGINT:
 	case SIGHUP:
 		/* The parent handles these for the whole daemon. */
@@ -327,6 +331,8 @@ proc_child_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 	case IMSG_CONF_TABLE:
 	case IMSG_CONF_TABLE_ENTRY:
 	case IMSG_CONF_PKI:
+	case IMSG_CONF_PKI_CERT:
+	case IMSG_CONF_PKI_KEY:
 	case IMSG_CONF_LISTENER:
 	case IMSG_CONF_BLOCKLIST:
 	case IMSG_CONF_BANNED_FILE:
@@ -409,6 +415,9 @@ proc_child_peer_fd(struct imsg *imsg)
 	if ((iev = calloc(1, sizeof(*iev))) == NULL)
 		fatal(NULL);
 	imsgev_init(iev, fd, peer, proc_child_dispatch_peer);
+	/* Message bodies reach the queue as descriptors, and only there. */
+	if (smarthost_process == PROC_QUEUE && peer == PROC_SMTP)
+		imsgbuf_allow_fdpass(&iev->ibuf);
 	iev_peer[peer] = iev;
 	log_debug("connected to %s", proc_name(peer));
 }

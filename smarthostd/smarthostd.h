@@ -40,7 +40,7 @@
  * The control protocol version.  smarthostctl sends it first; any change
  * to an IMSG_CTL_* payload bumps it.
  */
-#define CONTROL_VERSION		1
+#define CONTROL_VERSION		2
 
 #define SMARTHOSTD_CONF		"/etc/smarthostd.conf"
 #define SMARTHOSTD_STATE	"/var/smarthostd"
@@ -62,6 +62,7 @@
 #define MESSAGE_LEN		512
 #define TABLE_LINE_MAX		4096
 #define TABLE_ENTRY_MAX		1024	/* key or value */
+#define PKI_FILE_MAX		(30 * 1024)	/* fits one imsg */
 
 #define CONTROL_MAX_CLIENTS_PER_UID	16
 
@@ -87,10 +88,34 @@ enum imsg_type {
 	IMSG_CTL_STATUS_PROC,
 	IMSG_CTL_RELOAD,
 	IMSG_CTL_LOG_VERBOSE,
+	IMSG_CTL_SHOW_QUEUE,
+	IMSG_CTL_QUEUE_MESSAGE,
+	IMSG_CTL_QUEUE_RCPT,
+	IMSG_CTL_SHOW_MESSAGE,
+	IMSG_CTL_MESSAGE_TEXT,
+	IMSG_CTL_REMOVE,
+	IMSG_CTL_SHOW_STATS,
+	IMSG_CTL_STAT,
+	IMSG_CTL_PAUSE_SMTP,
+	IMSG_CTL_RESUME_SMTP,
 
 	/* Process plumbing. */
 	IMSG_PROC_PEER = 100,
 	IMSG_PROC_CONTROL_SOCKET,
+
+	/* Listeners: parent -> smtp, struct listener with the socket. */
+	IMSG_SMTP_LISTENER = 150,
+	IMSG_SMTP_LISTENERS_DONE,
+	/* smtp -> parent: struct auth_request; parent -> smtp: int ok */
+	IMSG_SMTP_AUTH,
+	IMSG_SMTP_AUTH_RESULT,
+
+	/* smtp -> queue: an encoded envelope with the body's fd. */
+	IMSG_QUEUE_MESSAGE = 170,
+	/* queue -> smtp: struct queue_result */
+	IMSG_QUEUE_RESULT,
+	/* queue -> smtp: int, 1 while the state dir has its free reserve */
+	IMSG_QUEUE_DISK_OK,
 
 	/* Configuration transfer, two-phase. */
 	IMSG_CONF_START = 200,
@@ -98,6 +123,8 @@ enum imsg_type {
 	IMSG_CONF_TABLE,
 	IMSG_CONF_TABLE_ENTRY,
 	IMSG_CONF_PKI,
+	IMSG_CONF_PKI_CERT,	/* to smtp only: PEM of the pki just sent */
+	IMSG_CONF_PKI_KEY,	/* to smtp only */
 	IMSG_CONF_LISTENER,
 	IMSG_CONF_BLOCKLIST,
 	IMSG_CONF_BANNED_FILE,
@@ -143,6 +170,11 @@ struct pki {
 	char			 name[HOSTNAME_LEN];
 	char			 cert_file[PATH_MAX];
 	char			 key_file[PATH_MAX];
+	/* Loaded by the parent; only smtp ever receives them. */
+	char			*cert;
+	size_t			 cert_len;
+	char			*key;
+	size_t			 key_len;
 };
 TAILQ_HEAD(pkis, pki);
 
@@ -277,6 +309,26 @@ struct match_rule {
 };
 TAILQ_HEAD(match_rules, match_rule);
 
+/* smtp { ... }: limits of the SMTP server. */
+struct smtp_limits {
+	uint64_t		 max_message_size;
+	uint32_t		 max_recipients;
+	uint32_t		 max_sessions;
+	uint32_t		 max_sessions_per_client;
+	uint32_t		 max_errors;		/* bad commands, then 421 */
+	uint32_t		 max_hops;		/* Received headers */
+	uint32_t		 max_auth_failures;	/* per client, then 454 */
+	time_t			 command_timeout;
+	time_t			 data_timeout;		/* between reads in DATA */
+	time_t			 transaction_timeout;	/* MAIL to end of DATA */
+};
+
+/* queue { ... }: the accepting half of the queue. */
+struct queue_config {
+	uint64_t		 map_size;	/* LMDB map of queue.mdb */
+	uint64_t		 min_free;	/* refuse MAIL below this */
+};
+
 struct smarthost_config {
 	char			 conffile[PATH_MAX];
 	char			 hostname[HOSTNAME_LEN];
@@ -289,6 +341,8 @@ struct smarthost_config {
 	struct greylist_config	 greylist;
 	struct scan_config	 scan;
 	struct firewall_config	 firewall;
+	struct smtp_limits	 smtp;
+	struct queue_config	 queue;
 	struct tables		 tables;
 	struct pkis		 pkis;
 	struct listeners	 listeners;
@@ -317,6 +371,106 @@ struct config_globals {
 	double			 spam_tag;
 	double			 spam_reject;
 	struct firewall_config	 firewall;
+	struct smtp_limits	 smtp;
+	struct queue_config	 queue;
+};
+
+/*
+ * SMTP limits of RFC 5321 section 4.5.3.1, terminators included where
+ * the RFC includes them.
+ */
+#define SMTP_COMMAND_LINE_MAX	512
+#define SMTP_TEXT_LINE_MAX	1000
+#define SMTP_LOCALPART_MAX	64
+#define SMTP_DOMAIN_MAX		255
+#define SMTP_PATH_MAX		256	/* "<" and ">" included */
+#define SMTP_ADDR_LEN		(SMTP_PATH_MAX + 1)
+
+#define QUEUE_ID_LEN		17	/* 16 hex digits */
+
+enum rcpt_state {
+	RCPT_PENDING,
+	RCPT_DELIVERED,
+	RCPT_FAILED
+};
+
+struct envelope_rcpt {
+	char			 addr[SMTP_ADDR_LEN];
+	char			 action[NAME_MAX_LEN];
+	enum rcpt_state		 state;
+	uint32_t		 attempts;
+	int64_t			 next_try;
+	char			 last_error[MESSAGE_LEN];
+};
+
+#define ENVELOPE_8BITMIME	0x01
+#define ENVELOPE_TLS		0x02
+#define ENVELOPE_AUTH		0x04
+
+/*
+ * A message's envelope.  On disk and across imsg it is a versioned,
+ * length-prefixed binary record (envelope.c); nothing trusts it before
+ * envelope_decode() has checked every field.
+ */
+struct envelope {
+	char			 id[QUEUE_ID_LEN];
+	int64_t			 arrived;
+	uint32_t		 flags;
+	uint64_t		 body_size;
+	char			 sender[SMTP_ADDR_LEN];	/* "" for <> */
+	char			 client_addr[64];
+	char			 client_name[HOSTNAME_LEN];
+	char			 helo[HOSTNAME_LEN];
+	char			 auth_user[USERNAME_LEN * 8];
+	uint32_t		 nrcpt;
+	struct envelope_rcpt	*rcpts;
+};
+
+enum queue_status {
+	QUEUE_OK,
+	QUEUE_TEMPFAIL,		/* 451 4.3.0 */
+	QUEUE_NOSPACE		/* 452 4.3.1: disk or map full */
+};
+
+/* queue -> smtp, imsg id = the smtp session. */
+struct queue_result {
+	enum queue_status	 status;
+	char			 id[QUEUE_ID_LEN];
+};
+
+#define AUTH_USER_MAX		256
+#define AUTH_PASSWORD_MAX	256
+
+/* smtp -> parent, imsg id = the smtp session. */
+struct auth_request {
+	char			 table[NAME_MAX_LEN];
+	char			 user[AUTH_USER_MAX];
+	char			 password[AUTH_PASSWORD_MAX];
+};
+
+/* One message in smarthostctl show queue. */
+struct ctl_queue_message {
+	char			 id[QUEUE_ID_LEN];
+	int64_t			 arrived;
+	uint64_t		 size;
+	char			 sender[SMTP_ADDR_LEN];
+	uint32_t		 nrcpt;
+};
+
+/* One recipient of the message sent just before it. */
+struct ctl_queue_rcpt {
+	char			 addr[SMTP_ADDR_LEN];
+	char			 action[NAME_MAX_LEN];
+	enum rcpt_state		 state;
+	uint32_t		 attempts;
+	int64_t			 next_try;
+	char			 last_error[MESSAGE_LEN];
+};
+
+/* One counter of smarthostctl show stats: "process.name value". */
+struct ctl_stat {
+	char			 name[64];
+	uint64_t		 value;
 };
 
 /*
@@ -356,6 +510,7 @@ struct ctl_result {
 extern struct smarthost_config	*env;
 extern enum smarthost_proc	 smarthost_process;
 extern struct imsgev		*iev_peer[PROC_MAX];
+extern int			 proc_exit_deferred;	/* set by shutdown */
 
 /* config.c */
 struct smarthost_config *config_new(void);
@@ -368,6 +523,8 @@ void	 table_free(struct table *);
 int	 table_load_file(struct table *, char *, size_t);
 struct action *action_find(struct smarthost_config *, const char *);
 struct pki *pki_find(struct smarthost_config *, const char *);
+int	 pki_load(struct pki *, char *, size_t);
+void	 pki_free(struct pki *);
 int	 string_list_add(struct string_list *, const char *);
 void	 config_send(struct imsgev *, struct smarthost_config *,
 	    enum smarthost_proc);
@@ -417,7 +574,11 @@ struct proc_handlers {
 	int	(*config_check)(struct smarthost_config *, char *, size_t);
 	/* env is the new configuration; the argument the old one */
 	void	(*config_commit)(struct smarthost_config *);
-	/* SIGTERM from the parent: finish what must be finished */
+	/*
+	 * SIGTERM from the parent: finish what must be finished.  The
+	 * process exits on return unless the handler set
+	 * proc_exit_deferred, in which case it calls exit() itself.
+	 */
 	void	(*shutdown)(void);
 };
 
@@ -455,10 +616,44 @@ void	 queue_main(void) __attribute__((__noreturn__));
 void	 pfctl_main(void) __attribute__((__noreturn__));
 void	 control_main(void) __attribute__((__noreturn__));
 
+/* mailaddr.c */
+#define MAILADDR_SYNTAX		(-1)
+#define MAILADDR_TOO_LONG	(-2)
+#define MAILADDR_ROUTE		(-3)
+#define MAILADDR_RELAY_FORM	(-4)
+#define MAILADDR_NONASCII	(-5)
+#define MAILADDR_NULL_OK	0x01	/* "<>" allowed: MAIL FROM */
+#define MAILADDR_POSTMASTER	0x02	/* "<postmaster>" allowed: RCPT TO */
+int	 mailaddr_parse_path(const char *, char *, size_t, const char **, int);
+int	 mailaddr_valid(const char *);
+const char *mailaddr_domain(const char *);
+const char *mailaddr_strerror(int);
+
+/* ruleset.c */
+struct rule_context {
+	const struct sockaddr_storage	*client;
+	const char			*auth_user;	/* NULL: none */
+	const char			*sender;	/* "" for <> */
+	const char			*rcpt;
+	const char			*local_name;	/* our hostname */
+};
+const struct match_rule *ruleset_match(struct smarthost_config *,
+	    const struct rule_context *);
+int	 table_lookup(struct table *, const char *);
+int	 table_match_addr(struct table *, const struct sockaddr_storage *);
+
+/* envelope.c */
+int	 envelope_encode(const struct envelope *, unsigned char **, size_t *);
+int	 envelope_decode(const unsigned char *, size_t, struct envelope *);
+void	 envelope_clear(struct envelope *);
+
 /* util.c */
 int	 parse_duration(const char *, time_t *);
 int	 parse_size(const char *, uint64_t *);
 int	 mkdir_owned(const char *, uid_t, gid_t, mode_t);
 const char *wait_status_string(int, char *, size_t);
+int	 addr_in_net(const struct sockaddr_storage *, const char *);
+int	 addr_is_loopback(const struct sockaddr_storage *);
+const char *addr_string(const struct sockaddr_storage *, char *, size_t);
 
 #endif /* SMARTHOSTD_H */

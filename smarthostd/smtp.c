@@ -15,18 +15,676 @@
  */
 
 /*
- * The smtp process: client sessions on the SMTP listeners.
- * It arrives with the SMTP server issue; for now it is present and idle.
+ * The smtp process: accepts client connections on the sockets the
+ * parent bound, keeps the sessions, the TLS contexts built from the keys
+ * the parent sent, and the per-client counters.  It asks the parent to
+ * check passwords and the queue to commit messages; it opens no file
+ * and binds no socket.
  */
 
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "smarthostd.h"
+#include "smtp.h"
+
+#define SMTP_MAX_LISTENERS	64
+#define SMTP_AUTH_CLIENTS	256	/* clients with recent failures */
+#define SMTP_SHUTDOWN_WAIT	5	/* seconds for queue answers */
+
+struct smtp_pki {
+	TAILQ_ENTRY(smtp_pki)	 entry;
+	char			 name[HOSTNAME_LEN];
+	struct tls		*ctx;
+};
+TAILQ_HEAD(smtp_pkis, smtp_pki);
+
+struct smtp_auth_client {
+	char			 addr[INET6_ADDRSTRLEN];
+	uint32_t		 failures;
+	time_t			 first;
+};
+
+RB_HEAD(smtp_sessions, smtp_session);
+int	 smtp_session_cmp(struct smtp_session *, struct smtp_session *);
+RB_PROTOTYPE(smtp_sessions, smtp_session, entry, smtp_session_cmp);
+
+struct smtp_stats		 smtp_stats;
+
+static struct smtp_listener	 listeners[SMTP_MAX_LISTENERS];
+static int			 nlisteners;
+static int			 listening;
+static int			 paused;
+static int			 shutting_down;
+static struct smtp_sessions	 sessions = RB_INITIALIZER(&sessions);
+static uint32_t			 nsessions;
+static uint32_t			 next_session_id = 1;
+static struct smtp_pkis		 pkis = TAILQ_HEAD_INITIALIZER(pkis);
+static struct smtp_auth_client	 auth_clients[SMTP_AUTH_CLIENTS];
+static int			 disk_ok = 1;
+static struct event		 accept_pause;
+static struct event		 shutdown_timer;
+
+static void	 smtp_dispatch_parent(struct imsgev *, struct imsg *);
+static void	 smtp_dispatch_peer(struct imsgev *, struct imsg *);
+static int	 smtp_config_check(struct smarthost_config *, char *, size_t);
+static void	 smtp_config_commit(struct smarthost_config *);
+static void	 smtp_shutdown(void);
+static void	 smtp_shutdown_check(void);
+static void	 smtp_shutdown_timeout(int, short, void *);
+static void	 smtp_add_listener(struct imsg *);
+static void	 smtp_listen(int);
+static void	 smtp_accept(int, short, void *);
+static void	 smtp_accept_resume(int, short, void *);
+static void	 smtp_refuse(int, const char *);
+static uint32_t	 smtp_sessions_from(const struct sockaddr_storage *);
+static struct smtp_session *smtp_session_find(uint32_t);
+static void	 smtp_queue_result(struct imsg *);
+static void	 smtp_auth_result(struct imsg *);
+static void	 smtp_ctl_stats(struct imsgev *, uint32_t);
+static void	 smtp_ctl_pause(struct imsgev *, uint32_t, int);
+static struct smtp_pki *smtp_pki_build(struct pki *, char *, size_t);
+static void	 smtp_pki_free(struct smtp_pki *);
+
+static const struct proc_handlers	 smtp_handlers = {
+	.parent =		smtp_dispatch_parent,
+	.peer =			smtp_dispatch_peer,
+	.config_check =		smtp_config_check,
+	.config_commit =	smtp_config_commit,
+	.shutdown =		smtp_shutdown
+};
 
 void
 smtp_main(void)
 {
-	static const struct proc_handlers	 handlers;
-
-	if (pledge("stdio recvfd", NULL) == -1)
+	if (tls_init() == -1)
+		fatalx("tls_init");
+	if (pledge("stdio inet recvfd sendfd", NULL) == -1)
 		fatal("pledge");
-	proc_child_run(&handlers);
+	proc_child_run(&smtp_handlers);
+}
+
+static void
+smtp_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
+{
+	(void)iev;
+	switch (imsg_get_type(imsg)) {
+	case IMSG_SMTP_LISTENER:
+		smtp_add_listener(imsg);
+		break;
+	case IMSG_SMTP_LISTENERS_DONE:
+		imsg_expect_size(imsg, 0);
+		if (env != NULL)
+			smtp_listen(1);
+		listening = 1;
+		break;
+	case IMSG_SMTP_AUTH_RESULT:
+		smtp_auth_result(imsg);
+		break;
+	default:
+		fatalx("unexpected imsg %u from parent", imsg_get_type(imsg));
+	}
+}
+
+static void
+smtp_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
+{
+	int	 ok;
+
+	switch (iev->peer) {
+	case PROC_QUEUE:
+		switch (imsg_get_type(imsg)) {
+		case IMSG_QUEUE_RESULT:
+			smtp_queue_result(imsg);
+			return;
+		case IMSG_QUEUE_DISK_OK:
+			imsg_expect_size(imsg, sizeof(ok));
+			(void)imsg_get_data(imsg, &ok, sizeof(ok));
+			if (ok != disk_ok)
+				log_warnx("state directory %s its free-space "
+				    "reserve: %s MAIL", ok ? "is back above" :
+				    "is below", ok ? "accepting" : "refusing");
+			disk_ok = ok;
+			return;
+		}
+		break;
+	case PROC_CONTROL:
+		switch (imsg_get_type(imsg)) {
+		case IMSG_CTL_SHOW_STATS:
+			imsg_expect_size(imsg, 0);
+			smtp_ctl_stats(iev, imsg_get_id(imsg));
+			return;
+		case IMSG_CTL_PAUSE_SMTP:
+		case IMSG_CTL_RESUME_SMTP:
+			imsg_expect_size(imsg, 0);
+			smtp_ctl_pause(iev, imsg_get_id(imsg),
+			    imsg_get_type(imsg) == IMSG_CTL_PAUSE_SMTP);
+			return;
+		}
+		break;
+	default:
+		break;
+	}
+	fatalx("unexpected imsg %u from %s", imsg_get_type(imsg),
+	    proc_name(iev->peer));
+}
+
+/*
+ * Configuration: every pki must give a working TLS context, or the new
+ * configuration is refused and the old contexts stay.
+ */
+static int
+smtp_config_check(struct smarthost_config *conf, char *reason, size_t len)
+{
+	struct pki	*p;
+	struct smtp_pki	*sp;
+
+	TAILQ_FOREACH(p, &conf->pkis, entry) {
+		if ((sp = smtp_pki_build(p, reason, len)) == NULL)
+			return (-1);
+		smtp_pki_free(sp);
+	}
+	return (0);
+}
+
+static void
+smtp_config_commit(struct smarthost_config *old)
+{
+	struct smtp_pki	*sp;
+	struct pki	*p;
+	char		 reason[MESSAGE_LEN];
+
+	(void)old;
+	while ((sp = TAILQ_FIRST(&pkis)) != NULL) {
+		TAILQ_REMOVE(&pkis, sp, entry);
+		smtp_pki_free(sp);
+	}
+	TAILQ_FOREACH(p, &env->pkis, entry) {
+		if ((sp = smtp_pki_build(p, reason, sizeof(reason))) == NULL)
+			fatalx("pki %s: %s", p->name, reason);
+		TAILQ_INSERT_TAIL(&pkis, sp, entry);
+		/* The contexts hold what they need; drop our copy now. */
+		freezero(p->key, p->key_len);
+		p->key = NULL;
+		p->key_len = 0;
+	}
+	if (listening && !paused && !shutting_down)
+		smtp_listen(1);
+}
+
+/* TLS 1.2 and later only, with libtls's secure defaults otherwise. */
+static struct smtp_pki *
+smtp_pki_build(struct pki *p, char *reason, size_t len)
+{
+	struct tls_config	*cfg;
+	struct smtp_pki		*sp;
+	uint32_t		 protocols;
+
+	if (p->cert == NULL || p->key == NULL) {
+		(void)snprintf(reason, len, "pki %s: no certificate or key",
+		    p->name);
+		return (NULL);
+	}
+	if ((sp = calloc(1, sizeof(*sp))) == NULL)
+		fatal("smtp_pki_build");
+	(void)strlcpy(sp->name, p->name, sizeof(sp->name));
+	if ((cfg = tls_config_new()) == NULL)
+		fatal("tls_config_new");
+	if (tls_config_parse_protocols(&protocols, "tlsv1.2,tlsv1.3") == -1 ||
+	    tls_config_set_protocols(cfg, protocols) == -1 ||
+	    tls_config_set_keypair_mem(cfg, (const uint8_t *)p->cert,
+	    p->cert_len, (const uint8_t *)p->key, p->key_len) == -1) {
+		(void)snprintf(reason, len, "pki %s: %s", p->name,
+		    tls_config_error(cfg));
+		goto fail;
+	}
+	if ((sp->ctx = tls_server()) == NULL)
+		fatal("tls_server");
+	if (tls_configure(sp->ctx, cfg) == -1) {
+		(void)snprintf(reason, len, "pki %s: %s", p->name,
+		    tls_error(sp->ctx));
+		goto fail;
+	}
+	tls_config_clear_keys(cfg);
+	tls_config_free(cfg);
+	return (sp);
+ fail:
+	tls_config_clear_keys(cfg);
+	tls_config_free(cfg);
+	smtp_pki_free(sp);
+	return (NULL);
+}
+
+static void
+smtp_pki_free(struct smtp_pki *sp)
+{
+	if (sp->ctx != NULL)
+		tls_free(sp->ctx);
+	free(sp);
+}
+
+struct tls *
+smtp_tls_context(const char *name)
+{
+	struct smtp_pki	*sp;
+
+	TAILQ_FOREACH(sp, &pkis, entry)
+		if (strcmp(sp->name, name) == 0)
+			return (sp->ctx);
+	return (NULL);
+}
+
+/*
+ * Listeners.
+ */
+
+static void
+smtp_add_listener(struct imsg *imsg)
+{
+	struct smtp_listener	*l;
+	int			 fd;
+
+	imsg_expect_size(imsg, sizeof(struct listener));
+	if ((fd = imsg_get_fd(imsg)) == -1)
+		fatalx("listener without a socket");
+	if (nlisteners == SMTP_MAX_LISTENERS)
+		fatalx("too many listeners");
+	l = &listeners[nlisteners++];
+	(void)imsg_get_data(imsg, &l->conf, sizeof(l->conf));
+	memset(&l->conf.entry, 0, sizeof(l->conf.entry));
+	if (memchr(l->conf.on, '\0', sizeof(l->conf.on)) == NULL ||
+	    memchr(l->conf.pki, '\0', sizeof(l->conf.pki)) == NULL ||
+	    memchr(l->conf.auth_table, '\0',
+	    sizeof(l->conf.auth_table)) == NULL ||
+	    memchr(l->conf.hostname, '\0', sizeof(l->conf.hostname)) == NULL ||
+	    l->conf.tls > LISTEN_SMTPS)
+		fatalx("malformed listener from parent");
+	l->fd = fd;
+	event_set(&l->ev, fd, EV_READ | EV_PERSIST, smtp_accept, l);
+}
+
+static void
+smtp_listen(int on)
+{
+	int	 i;
+
+	for (i = 0; i < nlisteners; i++) {
+		if (on)
+			event_add(&listeners[i].ev, NULL);
+		else
+			event_del(&listeners[i].ev);
+	}
+}
+
+static void
+smtp_accept_resume(int fd, short event, void *arg)
+{
+	(void)fd;
+	(void)event;
+	(void)arg;
+	if (!paused && !shutting_down)
+		smtp_listen(1);
+}
+
+static void
+smtp_accept(int fd, short event, void *arg)
+{
+	struct smtp_listener	*l = arg;
+	struct sockaddr_storage	 ss;
+	struct timeval		 pause = { 1, 0 };
+	socklen_t		 len = sizeof(ss);
+	int			 s;
+
+	(void)event;
+	if ((s = accept4(fd, (struct sockaddr *)&ss, &len,
+	    SOCK_NONBLOCK | SOCK_CLOEXEC)) == -1) {
+		if (errno == ENFILE || errno == EMFILE || errno == ENOBUFS ||
+		    errno == ENOMEM) {
+			log_warn("accept");
+			smtp_listen(0);
+			evtimer_set(&accept_pause, smtp_accept_resume, NULL);
+			evtimer_add(&accept_pause, &pause);
+		} else if (errno != EINTR && errno != EAGAIN &&
+		    errno != ECONNABORTED)
+			log_warn("accept");
+		return;
+	}
+	smtp_stats.connections++;
+	if (env == NULL) {
+		smtp_refuse(s, "421 4.3.0 Service not ready yet\r\n");
+		return;
+	}
+	if (nsessions >= env->smtp.max_sessions) {
+		smtp_refuse(s, "421 4.7.0 Too many sessions, try again "
+		    "later\r\n");
+		return;
+	}
+	if (smtp_sessions_from(&ss) >= env->smtp.max_sessions_per_client) {
+		smtp_refuse(s, "421 4.7.0 Too many sessions from your "
+		    "address, try again later\r\n");
+		return;
+	}
+	smtp_session_start(s, l, &ss, next_session_id++);
+	if (next_session_id == 0)
+		next_session_id = 1;
+}
+
+/* A one-line answer that need not wait: the socket buffer is empty. */
+static void
+smtp_refuse(int s, const char *reply)
+{
+	smtp_stats.refused_sessions++;
+	(void)write(s, reply, strlen(reply));
+	(void)close(s);
+}
+
+static uint32_t
+smtp_sessions_from(const struct sockaddr_storage *ss)
+{
+	struct smtp_session	*s;
+	char			 addr[INET6_ADDRSTRLEN];
+	uint32_t		 n = 0;
+
+	(void)addr_string(ss, addr, sizeof(addr));
+	RB_FOREACH(s, smtp_sessions, &sessions)
+		if (strcmp(s->peer_addr, addr) == 0)
+			n++;
+	return (n);
+}
+
+/*
+ * Sessions by id, so that answers from the parent and the queue find
+ * theirs, or find that it has gone.
+ */
+
+int
+smtp_session_cmp(struct smtp_session *a, struct smtp_session *b)
+{
+	return (a->id < b->id ? -1 : a->id > b->id);
+}
+
+RB_GENERATE(smtp_sessions, smtp_session, entry, smtp_session_cmp);
+
+void
+smtp_session_register(struct smtp_session *s)
+{
+	if (RB_INSERT(smtp_sessions, &sessions, s) != NULL)
+		fatalx("session id %u in use", s->id);
+	nsessions++;
+	smtp_stats.sessions_active = nsessions;
+}
+
+void
+smtp_session_unregister(struct smtp_session *s)
+{
+	RB_REMOVE(smtp_sessions, &sessions, s);
+	nsessions--;
+	smtp_stats.sessions_active = nsessions;
+	if (shutting_down)
+		smtp_shutdown_check();
+}
+
+static struct smtp_session *
+smtp_session_find(uint32_t id)
+{
+	struct smtp_session	 find;
+
+	find.id = id;
+	return (RB_FIND(smtp_sessions, &sessions, &find));
+}
+
+int
+smtp_shutting_down(void)
+{
+	return (shutting_down);
+}
+
+int
+smtp_disk_ok(void)
+{
+	return (disk_ok);
+}
+
+/*
+ * The queue: messages go there with their body as a descriptor, and
+ * come back committed or not.
+ */
+
+int
+smtp_send_message(struct smtp_session *s, struct envelope *e)
+{
+	struct imsgev	*queue = iev_peer[PROC_QUEUE];
+	unsigned char	*buf;
+	size_t		 len;
+	int		 ret;
+
+	if (queue == NULL || queue->ibuf.fd == -1) {
+		(void)close(s->body_fd);
+		s->body_fd = -1;
+		return (-1);
+	}
+	if (envelope_encode(e, &buf, &len) == -1) {
+		log_warnx("session %u: cannot encode the envelope", s->id);
+		(void)close(s->body_fd);
+		s->body_fd = -1;
+		return (-1);
+	}
+	/* The descriptor is the queue's now, whatever happens. */
+	ret = imsgev_compose(queue, IMSG_QUEUE_MESSAGE, s->id, 0, s->body_fd,
+	    buf, len);
+	s->body_fd = -1;
+	free(buf);
+	return (ret == -1 ? -1 : 0);
+}
+
+static void
+smtp_queue_result(struct imsg *imsg)
+{
+	struct queue_result	 res;
+	struct smtp_session	*s;
+
+	imsg_expect_size(imsg, sizeof(res));
+	(void)imsg_get_data(imsg, &res, sizeof(res));
+	if (res.status > QUEUE_NOSPACE ||
+	    memchr(res.id, '\0', sizeof(res.id)) == NULL)
+		fatalx("malformed queue result");
+	if ((s = smtp_session_find(imsg_get_id(imsg))) == NULL ||
+	    s->wait != SMTP_WAIT_QUEUE) {
+		/* The client timed out meanwhile and was told 451. */
+		log_info("message %s: committed after its session ended",
+		    res.id);
+		return;
+	}
+	smtp_session_queued(s, &res);
+}
+
+/*
+ * AUTH: the parent holds the password table and runs crypt(3); smtp
+ * never sees a hash.  Failures are counted per client address.
+ */
+
+int
+smtp_send_auth(struct smtp_session *s, const char *user, const char *pass)
+{
+	struct auth_request	 req;
+	int			 ret;
+
+	memset(&req, 0, sizeof(req));
+	if (strlcpy(req.table, s->listener->conf.auth_table,
+	    sizeof(req.table)) >= sizeof(req.table) ||
+	    strlcpy(req.user, user, sizeof(req.user)) >= sizeof(req.user) ||
+	    strlcpy(req.password, pass, sizeof(req.password)) >=
+	    sizeof(req.password))
+		return (-1);
+	ret = imsgev_compose(iev_peer[PROC_PARENT], IMSG_SMTP_AUTH, s->id, 0,
+	    -1, &req, sizeof(req));
+	explicit_bzero(&req, sizeof(req));
+	return (ret);
+}
+
+static void
+smtp_auth_result(struct imsg *imsg)
+{
+	struct smtp_session	*s;
+	int			 ok;
+
+	imsg_expect_size(imsg, sizeof(ok));
+	(void)imsg_get_data(imsg, &ok, sizeof(ok));
+	if ((s = smtp_session_find(imsg_get_id(imsg))) == NULL ||
+	    s->wait != SMTP_WAIT_AUTH)
+		return;
+	smtp_session_auth_result(s, ok == 1);
+}
+
+static struct smtp_auth_client *
+smtp_auth_client(const char *addr, int create)
+{
+	struct smtp_auth_client	*c, *oldest = &auth_clients[0];
+	time_t			 now = time(NULL);
+	int			 i;
+
+	for (i = 0; i < SMTP_AUTH_CLIENTS; i++) {
+		c = &auth_clients[i];
+		if (c->addr[0] != '\0' && now - c->first > SMTP_AUTH_WINDOW)
+			memset(c, 0, sizeof(*c));
+		if (strcmp(c->addr, addr) == 0 && c->addr[0] != '\0')
+			return (c);
+		if (c->first < oldest->first)
+			oldest = c;
+	}
+	if (!create)
+		return (NULL);
+	memset(oldest, 0, sizeof(*oldest));
+	(void)strlcpy(oldest->addr, addr, sizeof(oldest->addr));
+	oldest->first = now;
+	return (oldest);
+}
+
+int
+smtp_auth_blocked(const struct smtp_session *s)
+{
+	struct smtp_auth_client	*c;
+
+	if ((c = smtp_auth_client(s->peer_addr, 0)) == NULL)
+		return (0);
+	return (c->failures >= env->smtp.max_auth_failures);
+}
+
+void
+smtp_auth_failed(const struct smtp_session *s)
+{
+	struct smtp_auth_client	*c;
+
+	smtp_stats.auth_failed++;
+	c = smtp_auth_client(s->peer_addr, 1);
+	c->failures++;
+}
+
+/*
+ * Control.
+ */
+
+static void
+smtp_ctl_stat(struct imsgev *iev, uint32_t id, const char *name,
+    uint64_t value)
+{
+	struct ctl_stat	 st;
+
+	memset(&st, 0, sizeof(st));
+	(void)snprintf(st.name, sizeof(st.name), "smtp.%s", name);
+	st.value = value;
+	imsgev_compose(iev, IMSG_CTL_STAT, id, 0, -1, &st, sizeof(st));
+}
+
+static void
+smtp_ctl_stats(struct imsgev *iev, uint32_t id)
+{
+	const struct smtp_stats	*s = &smtp_stats;
+
+	smtp_ctl_stat(iev, id, "connections", s->connections);
+	smtp_ctl_stat(iev, id, "sessions.active", s->sessions_active);
+	smtp_ctl_stat(iev, id, "sessions.refused", s->refused_sessions);
+	smtp_ctl_stat(iev, id, "sessions.tls", s->sessions_tls);
+	smtp_ctl_stat(iev, id, "sessions.timeout", s->timeouts);
+	smtp_ctl_stat(iev, id, "auth.ok", s->auth_ok);
+	smtp_ctl_stat(iev, id, "auth.failed", s->auth_failed);
+	smtp_ctl_stat(iev, id, "messages.accepted", s->messages_accepted);
+	smtp_ctl_stat(iev, id, "messages.bytes", s->bytes_accepted);
+	smtp_ctl_stat(iev, id, "rejected.relay", s->rejected_relay);
+	smtp_ctl_stat(iev, id, "rejected.recipients",
+	    s->rejected_rcpt_limit);
+	smtp_ctl_stat(iev, id, "rejected.size", s->rejected_size);
+	smtp_ctl_stat(iev, id, "rejected.syntax", s->rejected_syntax);
+	smtp_ctl_stat(iev, id, "rejected.data", s->rejected_data);
+	smtp_ctl_stat(iev, id, "tempfail.queue", s->tempfail_queue);
+	imsgev_compose(iev, IMSG_CTL_END, id, 0, -1, NULL, 0);
+}
+
+/* Pausing stops accepting connections; sessions in progress go on. */
+static void
+smtp_ctl_pause(struct imsgev *iev, uint32_t id, int pause)
+{
+	struct ctl_result	 res;
+
+	memset(&res, 0, sizeof(res));
+	res.ok = 1;
+	if (pause == paused)
+		(void)strlcpy(res.message, pause ? "smtp already paused" :
+		    "smtp not paused", sizeof(res.message));
+	else {
+		paused = pause;
+		if (!shutting_down)
+			smtp_listen(!paused);
+		log_info("smtp %s", paused ? "paused: not accepting "
+		    "connections" : "resumed");
+		(void)strlcpy(res.message, pause ? "smtp paused" :
+		    "smtp resumed", sizeof(res.message));
+	}
+	imsgev_compose(iev, IMSG_CTL_OK, id, 0, -1, &res, sizeof(res));
+}
+
+/*
+ * SIGTERM: stop accepting, tell idle sessions 421, and wait a little
+ * for the queue to answer sessions whose message it is committing.
+ */
+static void
+smtp_shutdown(void)
+{
+	struct smtp_session	*s, *next;
+	struct timeval		 tv = { SMTP_SHUTDOWN_WAIT, 0 };
+
+	shutting_down = 1;
+	smtp_listen(0);
+	RB_FOREACH_SAFE(s, smtp_sessions, &sessions, next)
+		smtp_session_shutdown(s);
+	proc_exit_deferred = 1;
+	evtimer_set(&shutdown_timer, smtp_shutdown_timeout, NULL);
+	evtimer_add(&shutdown_timer, &tv);
+	smtp_shutdown_check();
+}
+
+static void
+smtp_shutdown_check(void)
+{
+	struct smtp_session	*s;
+
+	RB_FOREACH(s, smtp_sessions, &sessions)
+		if (smtp_session_busy(s))
+			return;
+	exit(0);
+}
+
+static void
+smtp_shutdown_timeout(int fd, short event, void *arg)
+{
+	(void)fd;
+	(void)event;
+	(void)arg;
+	log_warnx("shutdown: %u sessions still waiting; exiting", nsessions);
+	exit(0);
 }

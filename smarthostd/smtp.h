@@ -1,0 +1,174 @@
+/*
+ * Copyright (c) 2026 The smarthostd developers
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
+ * The SMTP server: smtp.c runs the process (listeners, TLS contexts,
+ * sessions by id, counters); smtp_session.c is the per-session state
+ * machine.
+ */
+
+#ifndef SMTP_H
+#define SMTP_H
+
+#include <tls.h>
+
+#define SMTP_INBUF_MAX		(64 * 1024)	/* pipelined input */
+#define SMTP_OUTBUF_MAX		(64 * 1024)	/* stop reading above this */
+#define SMTP_AUTH_LINE_MAX	2048		/* RFC 4954 section 4 */
+#define SMTP_READ_CHUNK		(16 * 1024)	/* one TLS record */
+#define SMTP_BODY_CHUNK		(64 * 1024)
+#define SMTP_AUTH_WINDOW	(15 * 60)	/* failures counted this long */
+
+enum smtp_state {
+	SMTP_GREETING,		/* waiting for HELO/EHLO */
+	SMTP_READY,		/* no transaction */
+	SMTP_MAIL,		/* MAIL given, RCPT expected */
+	SMTP_RCPT,		/* at least one RCPT accepted */
+	SMTP_DATA,		/* reading the message */
+	SMTP_AUTH_PLAIN,	/* waiting for the PLAIN response */
+	SMTP_AUTH_USER,		/* LOGIN: waiting for the user name */
+	SMTP_AUTH_PASSWORD,	/* LOGIN: waiting for the password */
+	SMTP_QUIT
+};
+
+enum smtp_tls_state {
+	SMTP_TLS_NONE,
+	SMTP_TLS_STARTING,	/* 220 sent; handshake once it is written */
+	SMTP_TLS_HANDSHAKE,
+	SMTP_TLS_ON
+};
+
+/* What the session is waiting for before it reads the next command. */
+enum smtp_wait {
+	SMTP_WAIT_NONE,
+	SMTP_WAIT_AUTH,		/* the parent's password check */
+	SMTP_WAIT_QUEUE		/* the queue's commit */
+};
+
+/* Why a message is refused once its final dot arrives. */
+enum smtp_data_error {
+	DATA_OK,
+	DATA_TOO_BIG,
+	DATA_LINE_TOO_LONG,
+	DATA_BARE_NEWLINE,
+	DATA_NUL,
+	DATA_TOO_MANY_HOPS,
+	DATA_IO_ERROR
+};
+
+struct smtp_rcpt {
+	TAILQ_ENTRY(smtp_rcpt)	 entry;
+	char			 addr[SMTP_ADDR_LEN];
+	char			 action[NAME_MAX_LEN];
+};
+
+/* A listening socket as the parent bound it. */
+struct smtp_listener {
+	struct listener		 conf;
+	int			 fd;
+	struct event		 ev;
+};
+
+struct smtp_session {
+	RB_ENTRY(smtp_session)	 entry;
+	uint32_t		 id;
+	int			 fd;
+	struct smtp_listener	*listener;
+	struct sockaddr_storage	 peer;
+	char			 peer_addr[INET6_ADDRSTRLEN];
+	char			 hostname[HOSTNAME_LEN];	/* ours */
+
+	enum smtp_state		 state;
+	enum smtp_tls_state	 tls_state;
+	enum smtp_wait		 wait;
+	struct tls		*tls;
+	struct evbuffer		*in;
+	struct evbuffer		*out;
+	struct event		 ev;
+	struct event		 timer;
+	short			 tls_want;	/* POLLIN/POLLOUT from libtls */
+	int			 eof;
+	int			 closing;	/* flush, then close */
+	int			 discard_line;	/* inside an overlong line */
+	uint32_t		 errors;
+	int			 esmtp;
+	char			 helo[HOSTNAME_LEN];
+	char			 auth_user[AUTH_USER_MAX];
+	char			 auth_login_user[AUTH_USER_MAX];
+
+	/* the transaction */
+	char			 sender[SMTP_ADDR_LEN];
+	int			 in_transaction;
+	uint32_t		 flags;		/* ENVELOPE_* */
+	uint64_t		 declared_size;
+	TAILQ_HEAD(, smtp_rcpt)	 rcpts;
+	uint32_t		 nrcpt;
+	char			 msgid[QUEUE_ID_LEN];
+	time_t			 transaction_started;
+
+	/* DATA */
+	int			 body_fd;
+	char			*body_buf;
+	size_t			 body_buflen;
+	uint64_t		 body_size;
+	enum smtp_data_error	 data_error;
+	int			 data_midline;	/* after a discarded chunk */
+	int			 in_headers;
+	int			 header_continues;
+	uint32_t		 hops;
+};
+
+/* Counters for smarthostctl show stats. */
+struct smtp_stats {
+	uint64_t		 connections;
+	uint64_t		 refused_sessions;	/* 421 at connect */
+	uint64_t		 sessions_active;
+	uint64_t		 sessions_tls;
+	uint64_t		 auth_ok;
+	uint64_t		 auth_failed;
+	uint64_t		 messages_accepted;
+	uint64_t		 bytes_accepted;
+	uint64_t		 rejected_relay;	/* match rules */
+	uint64_t		 rejected_rcpt_limit;
+	uint64_t		 rejected_size;
+	uint64_t		 rejected_syntax;	/* bad commands, addresses */
+	uint64_t		 rejected_data;		/* bare LF, NUL, hops */
+	uint64_t		 tempfail_queue;
+	uint64_t		 timeouts;
+};
+
+/* smtp.c */
+extern struct smtp_stats	 smtp_stats;
+int	 smtp_disk_ok(void);
+int	 smtp_shutting_down(void);
+struct tls *smtp_tls_context(const char *);
+void	 smtp_session_register(struct smtp_session *);
+void	 smtp_session_unregister(struct smtp_session *);
+int	 smtp_auth_blocked(const struct smtp_session *);
+void	 smtp_auth_failed(const struct smtp_session *);
+int	 smtp_send_auth(struct smtp_session *, const char *, const char *);
+int	 smtp_send_message(struct smtp_session *, struct envelope *);
+
+/* smtp_session.c */
+void	 smtp_session_start(int, struct smtp_listener *,
+	    const struct sockaddr_storage *, uint32_t);
+void	 smtp_session_auth_result(struct smtp_session *, int);
+void	 smtp_session_queued(struct smtp_session *,
+	    const struct queue_result *);
+void	 smtp_session_shutdown(struct smtp_session *);
+int	 smtp_session_busy(const struct smtp_session *);
+
+#endif /* SMTP_H */

@@ -1,0 +1,1534 @@
+/*
+ * Copyright (c) 2026 The smarthostd developers
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
+ * One SMTP session: the RFC 5321 state machine with PIPELINING, SIZE,
+ * 8BITMIME, ENHANCEDSTATUSCODES, STARTTLS and AUTH PLAIN/LOGIN.
+ *
+ * Input is split into lines only at CRLF.  A bare CR or LF never ends a
+ * command, a line of the message, or the message itself: in DATA such a
+ * line makes the whole message refused once its real end arrives, so
+ * that nothing a client smuggles behind a bare LF is ever read as a
+ * second message or a command (the CVE-2023-51764 class).
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <arpa/nameser.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <resolv.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "smarthostd.h"
+#include "smtp.h"
+
+#define AUTH_MECH_PLAIN		"PLAIN"
+#define AUTH_MECH_LOGIN		"LOGIN"
+
+struct smtp_command {
+	const char	*verb;
+	void		(*handler)(struct smtp_session *, char *);
+};
+
+static void	 session_io(int, short, void *);
+static void	 session_timeout(int, short, void *);
+static void	 session_handshake(struct smtp_session *);
+static void	 session_starttls(struct smtp_session *);
+static int	 session_read(struct smtp_session *);
+static int	 session_flush(struct smtp_session *);
+static void	 session_continue(struct smtp_session *);
+static void	 session_update(struct smtp_session *);
+static void	 session_timer_reset(struct smtp_session *);
+static void	 session_free(struct smtp_session *);
+static void	 session_greeting(struct smtp_session *);
+static void	 session_reply(struct smtp_session *, const char *, ...)
+		    __attribute__((__format__(printf, 2, 3)));
+static void	 session_error(struct smtp_session *, const char *, ...)
+		    __attribute__((__format__(printf, 2, 3)));
+static void	 session_close_with(struct smtp_session *, const char *);
+static void	 session_process(struct smtp_session *);
+static int	 session_getline(struct smtp_session *, char *, size_t);
+static void	 session_command(struct smtp_session *, char *);
+static void	 session_reset(struct smtp_session *);
+static void	 cmd_helo(struct smtp_session *, char *);
+static void	 cmd_ehlo(struct smtp_session *, char *);
+static void	 cmd_starttls(struct smtp_session *, char *);
+static void	 cmd_auth(struct smtp_session *, char *);
+static void	 cmd_mail(struct smtp_session *, char *);
+static void	 cmd_rcpt(struct smtp_session *, char *);
+static void	 cmd_data(struct smtp_session *, char *);
+static void	 cmd_rset(struct smtp_session *, char *);
+static void	 cmd_noop(struct smtp_session *, char *);
+static void	 cmd_vrfy(struct smtp_session *, char *);
+static void	 cmd_help(struct smtp_session *, char *);
+static void	 cmd_quit(struct smtp_session *, char *);
+static void	 auth_continue(struct smtp_session *, char *);
+static void	 auth_plain(struct smtp_session *, const char *);
+static void	 auth_check(struct smtp_session *, const char *, const char *);
+static int	 mail_parameters(struct smtp_session *, char *);
+static void	 rcpt_accept(struct smtp_session *, const char *,
+		    const struct action *);
+static void	 rcpt_reject(struct smtp_session *, const char *,
+		    const struct match_rule *);
+static int	 data_start(struct smtp_session *);
+static int	 data_process(struct smtp_session *);
+static void	 data_line(struct smtp_session *, const char *, size_t);
+static void	 data_append(struct smtp_session *, const char *, size_t);
+static int	 data_flush(struct smtp_session *);
+static void	 data_done(struct smtp_session *);
+static void	 data_received_header(struct smtp_session *);
+static int	 valid_helo(const char *);
+static void	 sanitize(char *, const char *, size_t);
+
+static const struct smtp_command commands[] = {
+	{ "HELO",	cmd_helo },
+	{ "EHLO",	cmd_ehlo },
+	{ "STARTTLS",	cmd_starttls },
+	{ "AUTH",	cmd_auth },
+	{ "MAIL",	cmd_mail },
+	{ "RCPT",	cmd_rcpt },
+	{ "DATA",	cmd_data },
+	{ "RSET",	cmd_rset },
+	{ "NOOP",	cmd_noop },
+	{ "VRFY",	cmd_vrfy },
+	{ "HELP",	cmd_help },
+	{ "QUIT",	cmd_quit }
+};
+
+void
+smtp_session_start(int fd, struct smtp_listener *l,
+    const struct sockaddr_storage *ss, uint32_t id)
+{
+	struct smtp_session	*s;
+	struct tls		*ctx;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->in = evbuffer_new()) == NULL ||
+	    (s->out = evbuffer_new()) == NULL)
+		fatal("smtp_session_start");
+	s->id = id;
+	s->fd = fd;
+	s->body_fd = -1;
+	s->listener = l;
+	s->peer = *ss;
+	(void)addr_string(ss, s->peer_addr, sizeof(s->peer_addr));
+	(void)strlcpy(s->hostname, l->conf.hostname[0] != '\0' ?
+	    l->conf.hostname : env->hostname, sizeof(s->hostname));
+	s->state = SMTP_GREETING;
+	TAILQ_INIT(&s->rcpts);
+	event_set(&s->ev, fd, EV_READ, session_io, s);
+	evtimer_set(&s->timer, session_timeout, s);
+	smtp_session_register(s);
+	log_info("session %u: connection from %s on port %u", s->id,
+	    s->peer_addr, l->conf.port);
+
+	if (l->conf.tls == LISTEN_SMTPS) {
+		if ((ctx = smtp_tls_context(l->conf.pki)) == NULL ||
+		    tls_accept_socket(ctx, &s->tls, fd) == -1) {
+			log_warnx("session %u: cannot start TLS: %s", s->id,
+			    ctx == NULL ? "no pki" : tls_error(ctx));
+			session_free(s);
+			return;
+		}
+		s->tls_state = SMTP_TLS_HANDSHAKE;
+		session_timer_reset(s);
+		session_handshake(s);
+		return;
+	}
+	session_greeting(s);
+	session_timer_reset(s);
+	session_update(s);
+}
+
+static void
+session_greeting(struct smtp_session *s)
+{
+	session_reply(s, "220 %s ESMTP smarthostd", s->hostname);
+}
+
+/*
+ * I/O.  One event per session whose flags follow what the session
+ * needs: to read when it may take a command, to write when replies are
+ * pending, and whatever libtls asked for in between.
+ */
+
+static void
+session_io(int fd, short event, void *arg)
+{
+	struct smtp_session	*s = arg;
+
+	(void)fd;
+	if (s->tls_state == SMTP_TLS_HANDSHAKE) {
+		session_handshake(s);
+		return;
+	}
+	s->tls_want = 0;
+	if ((event & EV_WRITE) || evbuffer_get_length(s->out) > 0) {
+		if (session_flush(s) == -1) {
+			session_free(s);
+			return;
+		}
+	}
+	/* libtls may need a read to go on, whatever woke us. */
+	if (((event & EV_READ) || s->tls != NULL) && !s->closing) {
+		if (session_read(s) == -1) {
+			session_free(s);
+			return;
+		}
+		session_timer_reset(s);
+	}
+	session_continue(s);
+}
+
+/* Run whatever can run now, then wait for the next event. */
+static void
+session_continue(struct smtp_session *s)
+{
+	session_process(s);
+	if (evbuffer_get_length(s->out) > 0 && s->tls_want == 0 &&
+	    session_flush(s) == -1) {
+		session_free(s);
+		return;
+	}
+	if (s->tls_state == SMTP_TLS_STARTING &&
+	    evbuffer_get_length(s->out) == 0) {
+		session_starttls(s);
+		return;
+	}
+	if ((s->closing || s->eof) && s->wait == SMTP_WAIT_NONE &&
+	    evbuffer_get_length(s->out) == 0) {
+		session_free(s);
+		return;
+	}
+	session_update(s);
+}
+
+static void
+session_update(struct smtp_session *s)
+{
+	short	 events = 0;
+
+	if (s->tls_want != 0)
+		events = s->tls_want;
+	else {
+		if (evbuffer_get_length(s->out) > 0)
+			events |= EV_WRITE;
+		if (!s->closing && !s->eof && s->wait == SMTP_WAIT_NONE &&
+		    s->tls_state != SMTP_TLS_STARTING &&
+		    evbuffer_get_length(s->in) < SMTP_INBUF_MAX &&
+		    evbuffer_get_length(s->out) < SMTP_OUTBUF_MAX)
+			events |= EV_READ;
+	}
+	event_del(&s->ev);
+	if (events == 0)
+		return;
+	event_set(&s->ev, s->fd, events, session_io, s);
+	event_add(&s->ev, NULL);
+}
+
+/* Returns -1 when the connection is gone. */
+static int
+session_read(struct smtp_session *s)
+{
+	char	 buf[SMTP_READ_CHUNK];
+	ssize_t	 n;
+
+	while (evbuffer_get_length(s->in) < SMTP_INBUF_MAX) {
+		if (s->tls != NULL) {
+			n = tls_read(s->tls, buf, sizeof(buf));
+			if (n == TLS_WANT_POLLIN)
+				break;
+			if (n == TLS_WANT_POLLOUT) {
+				s->tls_want = EV_WRITE;
+				break;
+			}
+			if (n == -1) {
+				log_info("session %u: TLS read: %s", s->id,
+				    tls_error(s->tls));
+				return (-1);
+			}
+		} else if ((n = read(s->fd, buf, sizeof(buf))) == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			if (errno != ECONNRESET)
+				log_info("session %u: read: %s", s->id,
+				    strerror(errno));
+			return (-1);
+		}
+		if (n == 0) {
+			s->eof = 1;
+			break;
+		}
+		if (evbuffer_add(s->in, buf, n) == -1)
+			fatal("evbuffer_add");
+		if (s->tls == NULL && (size_t)n < sizeof(buf))
+			break;
+	}
+	return (0);
+}
+
+/* Returns -1 when the connection is gone. */
+static int
+session_flush(struct smtp_session *s)
+{
+	size_t	 len;
+	ssize_t	 n;
+
+	while ((len = evbuffer_get_length(s->out)) > 0) {
+		if (len > SMTP_READ_CHUNK)
+			len = SMTP_READ_CHUNK;
+		if (s->tls != NULL && s->tls_state == SMTP_TLS_ON) {
+			n = tls_write(s->tls, evbuffer_pullup(s->out, len),
+			    len);
+			if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
+				s->tls_want = n == TLS_WANT_POLLIN ? EV_READ :
+				    EV_WRITE;
+				return (0);
+			}
+			if (n == -1) {
+				log_info("session %u: TLS write: %s", s->id,
+				    tls_error(s->tls));
+				return (-1);
+			}
+		} else if ((n = write(s->fd, evbuffer_pullup(s->out, len),
+		    len)) == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				return (0);
+			if (errno != EPIPE && errno != ECONNRESET)
+				log_info("session %u: write: %s", s->id,
+				    strerror(errno));
+			return (-1);
+		}
+		evbuffer_drain(s->out, n);
+	}
+	return (0);
+}
+
+/*
+ * STARTTLS: the 220 has gone out in plaintext.  Whatever the client
+ * pipelined behind STARTTLS is thrown away unread, and the session
+ * starts over, as RFC 3207 section 4.2 requires.
+ */
+static void
+session_starttls(struct smtp_session *s)
+{
+	struct tls	*ctx;
+
+	evbuffer_drain(s->in, evbuffer_get_length(s->in));
+	if ((ctx = smtp_tls_context(s->listener->conf.pki)) == NULL ||
+	    tls_accept_socket(ctx, &s->tls, s->fd) == -1) {
+		log_warnx("session %u: cannot start TLS: %s", s->id,
+		    ctx == NULL ? "no pki" : tls_error(ctx));
+		session_free(s);
+		return;
+	}
+	s->tls_state = SMTP_TLS_HANDSHAKE;
+	session_handshake(s);
+}
+
+static void
+session_handshake(struct smtp_session *s)
+{
+	int	 ret;
+
+	switch ((ret = tls_handshake(s->tls))) {
+	case TLS_WANT_POLLIN:
+	case TLS_WANT_POLLOUT:
+		s->tls_want = ret == TLS_WANT_POLLIN ? EV_READ : EV_WRITE;
+		session_update(s);
+		return;
+	case -1:
+		log_info("session %u: TLS handshake failed: %s", s->id,
+		    tls_error(s->tls));
+		session_free(s);
+		return;
+	}
+	s->tls_want = 0;
+	s->tls_state = SMTP_TLS_ON;
+	smtp_stats.sessions_tls++;
+	log_info("session %u: %s with %s", s->id, tls_conn_version(s->tls),
+	    tls_conn_cipher(s->tls));
+	session_reset(s);
+	s->state = SMTP_GREETING;
+	s->helo[0] = '\0';
+	s->esmtp = 0;
+	if (s->listener->conf.tls == LISTEN_SMTPS)
+		session_greeting(s);
+	session_timer_reset(s);
+	session_continue(s);
+}
+
+static void
+session_timer_reset(struct smtp_session *s)
+{
+	struct timeval	 tv;
+	time_t		 timeout, left;
+
+	timeout = s->state == SMTP_DATA ? env->smtp.data_timeout :
+	    env->smtp.command_timeout;
+	if (s->in_transaction) {
+		left = s->transaction_started + env->smtp.transaction_timeout -
+		    time(NULL);
+		if (left < timeout)
+			timeout = left > 0 ? left : 1;
+	}
+	tv.tv_sec = timeout;
+	tv.tv_usec = 0;
+	evtimer_add(&s->timer, &tv);
+}
+
+static void
+session_timeout(int fd, short event, void *arg)
+{
+	struct smtp_session	*s = arg;
+
+	(void)fd;
+	(void)event;
+	smtp_stats.timeouts++;
+	if (s->wait == SMTP_WAIT_QUEUE) {
+		/* A late commit is logged by smtp.c; the client retries. */
+		log_warnx("session %u: no answer from the queue", s->id);
+		s->wait = SMTP_WAIT_NONE;
+		session_close_with(s, "451 4.3.0 Queue not responding, try "
+		    "again later");
+	} else {
+		log_info("session %u: timeout in %s", s->id,
+		    s->state == SMTP_DATA ? "DATA" : "command phase");
+		s->wait = SMTP_WAIT_NONE;
+		s->closing = 0;
+		evbuffer_drain(s->out, evbuffer_get_length(s->out));
+		session_close_with(s, "421 4.4.2 Timeout, closing connection");
+	}
+	session_continue(s);
+}
+
+static void
+session_free(struct smtp_session *s)
+{
+	event_del(&s->ev);
+	evtimer_del(&s->timer);
+	session_reset(s);
+	if (s->tls != NULL) {
+		if (s->tls_state == SMTP_TLS_ON)
+			(void)tls_close(s->tls);
+		tls_free(s->tls);
+	}
+	(void)close(s->fd);
+	evbuffer_free(s->in);
+	evbuffer_free(s->out);
+	explicit_bzero(s->auth_login_user, sizeof(s->auth_login_user));
+	log_info("session %u: closed", s->id);
+	smtp_session_unregister(s);
+	free(s);
+}
+
+void
+smtp_session_shutdown(struct smtp_session *s)
+{
+	if (smtp_session_busy(s))
+		return;		/* answered when the queue has committed */
+	session_reply(s, "421 4.3.2 %s Service shutting down", s->hostname);
+	if (s->tls_state != SMTP_TLS_HANDSHAKE)
+		(void)session_flush(s);
+	session_free(s);
+}
+
+int
+smtp_session_busy(const struct smtp_session *s)
+{
+	return (s->wait == SMTP_WAIT_QUEUE);
+}
+
+/*
+ * Replies.  Every reply carries an enhanced status code (RFC 2034).
+ */
+
+static void
+session_reply(struct smtp_session *s, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	if (evbuffer_add_vprintf(s->out, fmt, ap) == -1 ||
+	    evbuffer_add(s->out, "\r\n", 2) == -1)
+		fatal("session_reply");
+	va_end(ap);
+}
+
+/* A 5xx for a bad command: too many and the client is shown out. */
+static void
+session_error(struct smtp_session *s, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	smtp_stats.rejected_syntax++;
+	va_start(ap, fmt);
+	if (evbuffer_add_vprintf(s->out, fmt, ap) == -1 ||
+	    evbuffer_add(s->out, "\r\n", 2) == -1)
+		fatal("session_error");
+	va_end(ap);
+	if (++s->errors >= env->smtp.max_errors) {
+		log_info("session %u: too many errors from %s", s->id,
+		    s->peer_addr);
+		session_close_with(s, "421 4.7.0 Too many errors, closing "
+		    "connection");
+	}
+}
+
+static void
+session_close_with(struct smtp_session *s, const char *reply)
+{
+	if (s->closing)
+		return;
+	session_reply(s, "%s", reply);
+	s->closing = 1;
+}
+
+/*
+ * Commands.
+ */
+
+static void
+session_process(struct smtp_session *s)
+{
+	char	 line[SMTP_AUTH_LINE_MAX + 1];
+	int	 n;
+
+	while (s->wait == SMTP_WAIT_NONE && !s->closing &&
+	    s->tls_state != SMTP_TLS_STARTING &&
+	    s->tls_state != SMTP_TLS_HANDSHAKE &&
+	    evbuffer_get_length(s->out) < SMTP_OUTBUF_MAX) {
+		if (s->state == SMTP_DATA) {
+			if (data_process(s) == 0)
+				break;
+			continue;
+		}
+		if ((n = session_getline(s, line, sizeof(line))) == 0)
+			break;
+		if (n == -1)
+			continue;	/* refused and answered */
+		switch (s->state) {
+		case SMTP_AUTH_PLAIN:
+		case SMTP_AUTH_USER:
+		case SMTP_AUTH_PASSWORD:
+			auth_continue(s, line);
+			explicit_bzero(line, sizeof(line));
+			break;
+		default:
+			session_command(s, line);
+		}
+	}
+}
+
+/*
+ * Take one CRLF-terminated line.  Returns 1 with the line (CRLF removed)
+ * in buf, 0 when no whole line is there yet, -1 when a bad line was
+ * consumed and answered.
+ */
+static int
+session_getline(struct smtp_session *s, char *buf, size_t size)
+{
+	unsigned char	*data, *lf;
+	size_t		 len, scan, linelen;
+	int		 auth;
+
+	len = evbuffer_get_length(s->in);
+	if (len == 0)
+		return (0);
+	scan = len < size ? len : size;
+	data = evbuffer_pullup(s->in, scan);
+	if ((lf = memchr(data, '\n', scan)) == NULL) {
+		if (len < size - 1)
+			return (0);
+		/* No end in sight: refuse once, then skip to the LF. */
+		if (!s->discard_line)
+			session_error(s, "500 5.5.0 Line too long");
+		s->discard_line = 1;
+		/* Keep a final CR: it may pair with the next LF. */
+		evbuffer_drain(s->in, data[scan - 1] == '\r' ? scan - 1 :
+		    scan);
+		return (-1);
+	}
+	linelen = lf - data;
+	if (s->discard_line) {
+		evbuffer_drain(s->in, linelen + 1);
+		s->discard_line = 0;
+		return (-1);
+	}
+	if (linelen == 0 || data[linelen - 1] != '\r') {
+		evbuffer_drain(s->in, linelen + 1);
+		session_error(s, "500 5.5.2 Syntax error: line not ended by "
+		    "CRLF");
+		return (-1);
+	}
+	linelen--;
+	if (memchr(data, '\0', linelen) != NULL ||
+	    memchr(data, '\r', linelen) != NULL) {
+		evbuffer_drain(s->in, linelen + 2);
+		session_error(s, "500 5.5.2 Syntax error: NUL or bare CR in "
+		    "command");
+		return (-1);
+	}
+	auth = s->state == SMTP_AUTH_PLAIN || s->state == SMTP_AUTH_USER ||
+	    s->state == SMTP_AUTH_PASSWORD ||
+	    (linelen >= 5 && strncasecmp((char *)data, "AUTH ", 5) == 0);
+	if (!auth && linelen + 2 > SMTP_COMMAND_LINE_MAX) {
+		evbuffer_drain(s->in, linelen + 2);
+		session_error(s, "500 5.5.0 Line too long");
+		return (-1);
+	}
+	memcpy(buf, data, linelen);
+	buf[linelen] = '\0';
+	evbuffer_drain(s->in, linelen + 2);
+	return (1);
+}
+
+static void
+session_command(struct smtp_session *s, char *line)
+{
+	char	*arg;
+	size_t	 i, verblen;
+
+	verblen = strcspn(line, " ");
+	arg = line + verblen;
+	if (*arg == ' ')
+		*arg++ = '\0';
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strlen(commands[i].verb) == verblen &&
+		    strncasecmp(commands[i].verb, line, verblen) == 0) {
+			commands[i].handler(s, arg);
+			session_timer_reset(s);
+			return;
+		}
+	}
+	session_error(s, "500 5.5.1 Command unrecognized");
+}
+
+/* Forget the transaction; the session (HELO, TLS, AUTH) stays. */
+static void
+session_reset(struct smtp_session *s)
+{
+	struct smtp_rcpt	*r;
+
+	while ((r = TAILQ_FIRST(&s->rcpts)) != NULL) {
+		TAILQ_REMOVE(&s->rcpts, r, entry);
+		free(r);
+	}
+	s->nrcpt = 0;
+	s->sender[0] = '\0';
+	s->in_transaction = 0;
+	s->flags = 0;
+	s->declared_size = 0;
+	if (s->body_fd != -1)
+		(void)close(s->body_fd);
+	s->body_fd = -1;
+	free(s->body_buf);
+	s->body_buf = NULL;
+	s->body_buflen = 0;
+	s->body_size = 0;
+	s->data_error = DATA_OK;
+	s->data_midline = 0;
+	s->hops = 0;
+	if (s->state == SMTP_MAIL || s->state == SMTP_RCPT ||
+	    s->state == SMTP_DATA)
+		s->state = SMTP_READY;
+}
+
+static int
+valid_helo(const char *arg)
+{
+	size_t	 len = strlen(arg);
+
+	if (len == 0 || len > SMTP_DOMAIN_MAX)
+		return (0);
+	return (strspn(arg, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]") == len);
+}
+
+static void
+session_hello(struct smtp_session *s, char *arg, int esmtp)
+{
+	if (!valid_helo(arg)) {
+		session_error(s, "501 5.5.4 Syntax: %s hostname",
+		    esmtp ? "EHLO" : "HELO");
+		return;
+	}
+	session_reset(s);
+	(void)strlcpy(s->helo, arg, sizeof(s->helo));
+	s->esmtp = esmtp;
+	s->state = SMTP_READY;
+}
+
+static void
+cmd_helo(struct smtp_session *s, char *arg)
+{
+	session_hello(s, arg, 0);
+	if (s->state == SMTP_READY)
+		session_reply(s, "250 %s Hello %s [%s]", s->hostname, s->helo,
+		    s->peer_addr);
+}
+
+static void
+cmd_ehlo(struct smtp_session *s, char *arg)
+{
+	const struct listener	*l = &s->listener->conf;
+
+	session_hello(s, arg, 1);
+	if (s->state != SMTP_READY)
+		return;
+	session_reply(s, "250-%s Hello %s [%s]", s->hostname, s->helo,
+	    s->peer_addr);
+	session_reply(s, "250-PIPELINING");
+	session_reply(s, "250-SIZE %llu",
+	    (unsigned long long)env->smtp.max_message_size);
+	session_reply(s, "250-8BITMIME");
+	session_reply(s, "250-ENHANCEDSTATUSCODES");
+	if (s->tls_state == SMTP_TLS_NONE && (l->tls == LISTEN_STARTTLS ||
+	    l->tls == LISTEN_TLS_REQUIRE))
+		session_reply(s, "250-STARTTLS");
+	if (s->tls_state == SMTP_TLS_ON && l->auth_table[0] != '\0' &&
+	    s->auth_user[0] == '\0')
+		session_reply(s, "250-AUTH PLAIN LOGIN");
+	session_reply(s, "250 HELP");
+}
+
+static void
+cmd_starttls(struct smtp_session *s, char *arg)
+{
+	const struct listener	*l = &s->listener->conf;
+
+	if (l->tls != LISTEN_STARTTLS && l->tls != LISTEN_TLS_REQUIRE) {
+		session_error(s, "502 5.5.1 STARTTLS not available");
+		return;
+	}
+	if (s->tls_state != SMTP_TLS_NONE) {
+		session_error(s, "503 5.5.1 TLS already active");
+		return;
+	}
+	if (*arg != '\0') {
+		session_error(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (s->state == SMTP_GREETING) {
+		session_error(s, "503 5.5.1 Send EHLO first");
+		return;
+	}
+	if (s->in_transaction) {
+		session_error(s, "503 5.5.1 STARTTLS inside a transaction");
+		return;
+	}
+	session_reply(s, "220 2.0.0 Ready to start TLS");
+	s->tls_state = SMTP_TLS_STARTING;
+}
+
+/*
+ * AUTH PLAIN and LOGIN, only after TLS and only where the listener has a
+ * password table.  The check is the parent's; we wait for its answer.
+ */
+static void
+cmd_auth(struct smtp_session *s, char *arg)
+{
+	const struct listener	*l = &s->listener->conf;
+	char			*mech, *initial;
+
+	if (l->auth_table[0] == '\0') {
+		session_error(s, "503 5.5.1 AUTH not available");
+		return;
+	}
+	if (s->tls_state != SMTP_TLS_ON) {
+		session_error(s, "530 5.7.0 Must issue a STARTTLS command "
+		    "first");
+		return;
+	}
+	if (s->state == SMTP_GREETING) {
+		session_error(s, "503 5.5.1 Send EHLO first");
+		return;
+	}
+	if (s->auth_user[0] != '\0') {
+		session_error(s, "503 5.5.1 Already authenticated");
+		return;
+	}
+	if (s->in_transaction) {
+		session_error(s, "503 5.5.1 AUTH inside a transaction");
+		return;
+	}
+	if (smtp_auth_blocked(s)) {
+		log_info("session %u: AUTH refused: too many failures from "
+		    "%s", s->id, s->peer_addr);
+		session_reply(s, "454 4.7.0 Too many authentication "
+		    "failures, try again later");
+		return;
+	}
+	mech = arg;
+	initial = mech + strcspn(mech, " ");
+	if (*initial == ' ')
+		*initial++ = '\0';
+	else
+		initial = NULL;
+	if (strcasecmp(mech, AUTH_MECH_PLAIN) == 0) {
+		if (initial == NULL) {
+			s->state = SMTP_AUTH_PLAIN;
+			session_reply(s, "334 ");
+		} else
+			auth_plain(s, initial);
+	} else if (strcasecmp(mech, AUTH_MECH_LOGIN) == 0) {
+		s->state = SMTP_AUTH_USER;
+		if (initial == NULL)
+			session_reply(s, "334 VXNlcm5hbWU6");	/* Username: */
+		else
+			auth_continue(s, initial);
+	} else
+		session_error(s, "504 5.5.4 Unrecognized authentication "
+		    "type");
+}
+
+static void
+auth_continue(struct smtp_session *s, char *line)
+{
+	unsigned char	 buf[AUTH_USER_MAX];
+	int		 n;
+
+	if (strcmp(line, "*") == 0) {
+		s->state = SMTP_READY;
+		session_error(s, "501 5.7.0 Authentication cancelled");
+		return;
+	}
+	switch (s->state) {
+	case SMTP_AUTH_PLAIN:
+		s->state = SMTP_READY;
+		auth_plain(s, line);
+		return;
+	case SMTP_AUTH_USER:
+		n = b64_pton(line, buf, sizeof(buf) - 1);
+		if (n <= 0 || memchr(buf, '\0', n) != NULL) {
+			s->state = SMTP_READY;
+			session_error(s, "501 5.5.2 Invalid base64 data");
+			return;
+		}
+		buf[n] = '\0';
+		(void)strlcpy(s->auth_login_user, (char *)buf,
+		    sizeof(s->auth_login_user));
+		s->state = SMTP_AUTH_PASSWORD;
+		session_reply(s, "334 UGFzc3dvcmQ6");	/* Password: */
+		return;
+	case SMTP_AUTH_PASSWORD:
+		s->state = SMTP_READY;
+		n = b64_pton(line, buf, sizeof(buf) - 1);
+		if (n <= 0 || memchr(buf, '\0', n) != NULL) {
+			explicit_bzero(buf, sizeof(buf));
+			session_error(s, "501 5.5.2 Invalid base64 data");
+			return;
+		}
+		buf[n] = '\0';
+		auth_check(s, s->auth_login_user, (char *)buf);
+		explicit_bzero(buf, sizeof(buf));
+		return;
+	default:
+		fatalx("auth_continue in state %d", s->state);
+	}
+}
+
+/* "authzid NUL authcid NUL passwd"; we act for nobody else. */
+static void
+auth_plain(struct smtp_session *s, const char *b64)
+{
+	unsigned char	 buf[AUTH_USER_MAX + AUTH_PASSWORD_MAX + 2];
+	const char	*authzid, *user, *pass;
+	int		 n;
+
+	s->state = SMTP_READY;
+	n = b64_pton(b64, buf, sizeof(buf) - 1);
+	if (n <= 0) {
+		session_error(s, "501 5.5.2 Invalid base64 data");
+		return;
+	}
+	buf[n] = '\0';
+	authzid = (char *)buf;
+	user = authzid + strlen(authzid) + 1;
+	if (user >= (char *)buf + n) {
+		explicit_bzero(buf, sizeof(buf));
+		session_error(s, "501 5.5.2 Malformed PLAIN response");
+		return;
+	}
+	pass = user + strlen(user) + 1;
+	if (pass > (char *)buf + n || pass + strlen(pass) != (char *)buf + n ||
+	    (authzid[0] != '\0' && strcmp(authzid, user) != 0)) {
+		explicit_bzero(buf, sizeof(buf));
+		session_error(s, "501 5.5.2 Malformed PLAIN response");
+		return;
+	}
+	auth_check(s, user, pass);
+	explicit_bzero(buf, sizeof(buf));
+}
+
+static void
+auth_check(struct smtp_session *s, const char *user, const char *pass)
+{
+	if (user[0] == '\0' || pass[0] == '\0' ||
+	    strlen(user) >= AUTH_USER_MAX || strlen(pass) >= AUTH_PASSWORD_MAX ||
+	    smtp_send_auth(s, user, pass) == -1) {
+		smtp_auth_failed(s);
+		session_reply(s, "535 5.7.8 Authentication credentials "
+		    "invalid");
+		return;
+	}
+	(void)strlcpy(s->auth_login_user, user, sizeof(s->auth_login_user));
+	s->wait = SMTP_WAIT_AUTH;
+}
+
+void
+smtp_session_auth_result(struct smtp_session *s, int ok)
+{
+	char	 user[AUTH_USER_MAX];
+
+	s->wait = SMTP_WAIT_NONE;
+	sanitize(user, s->auth_login_user, sizeof(user));
+	if (ok) {
+		smtp_stats.auth_ok++;
+		(void)strlcpy(s->auth_user, s->auth_login_user,
+		    sizeof(s->auth_user));
+		log_info("session %u: authenticated as %s", s->id, user);
+		session_reply(s, "235 2.7.0 Authentication successful");
+	} else {
+		smtp_auth_failed(s);
+		log_info("session %u: authentication failed for %s from %s",
+		    s->id, user, s->peer_addr);
+		session_reply(s, "535 5.7.8 Authentication credentials "
+		    "invalid");
+	}
+	explicit_bzero(s->auth_login_user, sizeof(s->auth_login_user));
+	session_continue(s);
+}
+
+/*
+ * The transaction.
+ */
+
+static void
+cmd_mail(struct smtp_session *s, char *arg)
+{
+	const char	*rest;
+	int		 error;
+
+	if (s->state == SMTP_GREETING) {
+		session_error(s, "503 5.5.1 Send HELO or EHLO first");
+		return;
+	}
+	if (s->in_transaction) {
+		session_error(s, "503 5.5.1 Nested MAIL command");
+		return;
+	}
+	if (strncasecmp(arg, "FROM:", 5) != 0) {
+		session_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	if (s->listener->conf.tls == LISTEN_TLS_REQUIRE &&
+	    s->tls_state != SMTP_TLS_ON) {
+		session_reply(s, "530 5.7.0 Must issue a STARTTLS command "
+		    "first");
+		return;
+	}
+	if (!smtp_disk_ok()) {
+		session_reply(s, "452 4.3.1 Insufficient system storage");
+		return;
+	}
+	arg += 5;
+	while (*arg == ' ')	/* "MAIL FROM: <a@b>", common and harmless */
+		arg++;
+	if ((error = mailaddr_parse_path(arg, s->sender, sizeof(s->sender),
+	    &rest, MAILADDR_NULL_OK)) != 0) {
+		s->sender[0] = '\0';
+		if (error == MAILADDR_SYNTAX || error == MAILADDR_TOO_LONG)
+			session_error(s, "501 5.1.7 Bad sender address: %s",
+			    mailaddr_strerror(error));
+		else
+			session_error(s, "553 %s Sender address rejected: %s",
+			    error == MAILADDR_NONASCII ? "5.6.7" : "5.1.7",
+			    mailaddr_strerror(error));
+		return;
+	}
+	if (mail_parameters(s, (char *)(uintptr_t)rest) == -1) {
+		s->sender[0] = '\0';
+		s->flags = 0;
+		return;
+	}
+	s->in_transaction = 1;
+	s->transaction_started = time(NULL);
+	s->state = SMTP_MAIL;
+	session_reply(s, "250 2.1.0 Ok");
+}
+
+/* SIZE, BODY and AUTH (RFC 4954 section 5, accepted and ignored). */
+static int
+mail_parameters(struct smtp_session *s, char *p)
+{
+	char			*param, *value, *end;
+	unsigned long long	 size;
+
+	if (*p != '\0' && *p != ' ') {
+		session_error(s, "501 5.5.4 Syntax error in parameters");
+		return (-1);
+	}
+	while ((param = strsep(&p, " ")) != NULL) {
+		if (*param == '\0')
+			continue;
+		if ((value = strchr(param, '=')) != NULL)
+			*value++ = '\0';
+		if (value == NULL || *value == '\0') {
+			session_error(s, "555 5.5.4 Unsupported parameter");
+			return (-1);
+		}
+		if (strcasecmp(param, "SIZE") == 0) {
+			errno = 0;
+			size = strtoull(value, &end, 10);
+			if (!isdigit((unsigned char)*value) || *end != '\0' ||
+			    errno != 0) {
+				session_error(s, "501 5.5.4 Bad SIZE value");
+				return (-1);
+			}
+			if (size > env->smtp.max_message_size) {
+				smtp_stats.rejected_size++;
+				session_reply(s, "552 5.3.4 Message size "
+				    "exceeds fixed limit");
+				return (-1);
+			}
+			s->declared_size = size;
+		} else if (strcasecmp(param, "BODY") == 0) {
+			if (strcasecmp(value, "8BITMIME") == 0)
+				s->flags |= ENVELOPE_8BITMIME;
+			else if (strcasecmp(value, "7BIT") != 0) {
+				session_error(s, "501 5.5.4 Bad BODY value");
+				return (-1);
+			}
+		} else if (strcasecmp(param, "AUTH") != 0) {
+			/* AUTH=: we trust no other server's word. */
+			session_error(s, "555 5.5.4 Unsupported parameter");
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+static void
+cmd_rcpt(struct smtp_session *s, char *arg)
+{
+	struct rule_context	 ctx;
+	const struct match_rule	*m;
+	const struct action	*a;
+	char			 addr[SMTP_ADDR_LEN];
+	const char		*rest;
+	int			 error;
+
+	if (s->state != SMTP_MAIL && s->state != SMTP_RCPT) {
+		session_error(s, "503 5.5.1 Need MAIL before RCPT");
+		return;
+	}
+	if (strncasecmp(arg, "TO:", 3) != 0) {
+		session_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	arg += 3;
+	while (*arg == ' ')
+		arg++;
+	if ((error = mailaddr_parse_path(arg, addr, sizeof(addr), &rest,
+	    MAILADDR_POSTMASTER)) != 0) {
+		if (error == MAILADDR_SYNTAX || error == MAILADDR_TOO_LONG)
+			session_error(s, "501 5.1.3 Bad recipient address: %s",
+			    mailaddr_strerror(error));
+		else
+			session_error(s, "553 %s Recipient address rejected: "
+			    "%s", error == MAILADDR_NONASCII ? "5.6.7" :
+			    "5.1.3", mailaddr_strerror(error));
+		return;
+	}
+	if (*rest != '\0') {
+		session_error(s, "555 5.5.4 Unsupported RCPT parameter");
+		return;
+	}
+	if (s->nrcpt >= env->smtp.max_recipients) {
+		smtp_stats.rejected_rcpt_limit++;
+		session_reply(s, "452 4.5.3 Too many recipients");
+		return;
+	}
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.client = &s->peer;
+	ctx.auth_user = s->auth_user[0] != '\0' ? s->auth_user : NULL;
+	ctx.sender = s->sender;
+	ctx.rcpt = addr;
+	ctx.local_name = env->hostname;
+	m = ruleset_match(env, &ctx);
+	if (m == NULL || m->reject) {
+		rcpt_reject(s, addr, m);
+		return;
+	}
+	if ((a = action_find(env, m->action)) == NULL) {
+		log_warnx("session %u: action %s is gone", s->id, m->action);
+		session_reply(s, "451 4.3.0 Configuration changing, try again "
+		    "later");
+		return;
+	}
+	/*
+	 * Greylisting hooks in here: an action marked greylist will ask
+	 * grey for the tuple's verdict before the recipient is accepted.
+	 */
+	rcpt_accept(s, addr, a);
+}
+
+static void
+rcpt_accept(struct smtp_session *s, const char *addr, const struct action *a)
+{
+	struct smtp_rcpt	*r;
+
+	TAILQ_FOREACH(r, &s->rcpts, entry)
+		if (strcmp(r->addr, addr) == 0) {
+			session_reply(s, "250 2.1.5 Ok");
+			return;
+		}
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		fatal("rcpt_accept");
+	(void)strlcpy(r->addr, addr, sizeof(r->addr));
+	(void)strlcpy(r->action, a->name, sizeof(r->action));
+	TAILQ_INSERT_TAIL(&s->rcpts, r, entry);
+	s->nrcpt++;
+	s->state = SMTP_RCPT;
+	session_reply(s, "250 2.1.5 Ok");
+}
+
+/*
+ * The reply says which kind of rule refused: a recipient table, a
+ * sender condition, or (the default, and no rule at all) relaying.
+ */
+static void
+rcpt_reject(struct smtp_session *s, const char *addr,
+    const struct match_rule *m)
+{
+	smtp_stats.rejected_relay++;
+	log_info("session %u: %s: from <%s> to <%s> rejected%s", s->id,
+	    s->peer_addr, s->sender, addr, m == NULL ? " (no rule matched)" :
+	    "");
+	if (m != NULL && m->rcpt_to.kind != COND_UNSET)
+		session_reply(s, "550 5.1.1 <%s>: Recipient address rejected: "
+		    "User unknown", addr);
+	else if (m != NULL && m->mail_from.kind != COND_UNSET)
+		session_reply(s, "550 5.7.1 <%s>: Sender address rejected: "
+		    "not allowed from your address", s->sender);
+	else
+		session_reply(s, "550 5.7.1 <%s>: Relay access denied", addr);
+}
+
+static void
+cmd_data(struct smtp_session *s, char *arg)
+{
+	if (*arg != '\0') {
+		session_error(s, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	if (s->state == SMTP_MAIL) {
+		session_reply(s, "554 5.5.1 No valid recipients");
+		return;
+	}
+	if (s->state != SMTP_RCPT) {
+		session_error(s, "503 5.5.1 Need RCPT before DATA");
+		return;
+	}
+	if (data_start(s) == -1) {
+		session_reply(s, "451 4.3.0 Temporary failure, try again "
+		    "later");
+		return;
+	}
+	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void
+cmd_rset(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	session_reset(s);
+	session_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_noop(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	session_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_vrfy(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	session_reply(s, "252 2.5.2 Cannot VRFY user, but will accept "
+	    "message and attempt delivery");
+}
+
+static void
+cmd_help(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	session_reply(s, "214-2.0.0 Commands: HELO EHLO STARTTLS AUTH MAIL "
+	    "RCPT DATA");
+	session_reply(s, "214 2.0.0 RSET NOOP VRFY HELP QUIT");
+}
+
+static void
+cmd_quit(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	session_reply(s, "221 2.0.0 %s Bye", s->hostname);
+	s->closing = 1;
+}
+
+/*
+ * DATA.  The message goes to an anonymous file that the queue receives
+ * as a descriptor; it is never copied through imsg.
+ */
+
+static int
+data_start(struct smtp_session *s)
+{
+	unsigned char	 rnd[8];
+	int		 i;
+
+	if ((s->body_fd = compat_memfd("smarthostd-body")) == -1) {
+		log_warn("session %u: memfd", s->id);
+		return (-1);
+	}
+	if ((s->body_buf = malloc(SMTP_BODY_CHUNK)) == NULL) {
+		log_warn("session %u: body buffer", s->id);
+		return (-1);
+	}
+	arc4random_buf(rnd, sizeof(rnd));
+	for (i = 0; i < 8; i++)
+		(void)snprintf(s->msgid + i * 2, 3, "%02x", rnd[i]);
+	s->body_buflen = 0;
+	s->body_size = 0;
+	s->data_error = DATA_OK;
+	s->data_midline = 0;
+	s->in_headers = 1;
+	s->header_continues = 0;
+	s->hops = 0;
+	s->state = SMTP_DATA;
+	data_received_header(s);
+	return (0);
+}
+
+static void
+data_received_header(struct smtp_session *s)
+{
+	const struct smtp_rcpt	*r;
+	char			 hdr[2048], date[64];
+	const char		*with;
+	struct tm		 tm;
+	time_t			 now = time(NULL);
+	int			 n;
+
+	if (s->tls_state == SMTP_TLS_ON)
+		with = s->auth_user[0] != '\0' ? "ESMTPSA" : "ESMTPS";
+	else if (s->esmtp)
+		with = s->auth_user[0] != '\0' ? "ESMTPA" : "ESMTP";
+	else
+		with = "SMTP";
+	(void)gmtime_r(&now, &tm);
+	(void)strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000",
+	    &tm);
+	n = snprintf(hdr, sizeof(hdr), "Received: from %s ([%s])\r\n"
+	    "\tby %s (smarthostd) with %s id %s",
+	    s->helo, s->peer_addr, s->hostname, with, s->msgid);
+	if (n > 0 && (size_t)n < sizeof(hdr) && s->tls_state == SMTP_TLS_ON)
+		n += snprintf(hdr + n, sizeof(hdr) - n, "\r\n\t(version=%s "
+		    "cipher=%s bits=%d)", tls_conn_version(s->tls),
+		    tls_conn_cipher(s->tls),
+		    tls_conn_cipher_strength(s->tls));
+	r = TAILQ_FIRST(&s->rcpts);
+	if (n > 0 && (size_t)n < sizeof(hdr) && s->nrcpt == 1)
+		n += snprintf(hdr + n, sizeof(hdr) - n, "\r\n\tfor <%s>",
+		    r->addr);
+	if (n > 0 && (size_t)n < sizeof(hdr))
+		n += snprintf(hdr + n, sizeof(hdr) - n, ";\r\n\t%s\r\n",
+		    date);
+	if (n <= 0 || (size_t)n >= sizeof(hdr)) {
+		s->data_error = DATA_IO_ERROR;
+		return;
+	}
+	data_append(s, hdr, n);
+}
+
+/*
+ * Consume what is buffered.  Returns 1 when the final dot was seen (the
+ * session is now waiting or answered), 0 when more input is needed.
+ */
+static int
+data_process(struct smtp_session *s)
+{
+	unsigned char	*data, *p;
+	size_t		 len, linelen, off;
+
+	for (;;) {
+		len = evbuffer_get_length(s->in);
+		if (len == 0)
+			return (0);
+		data = evbuffer_pullup(s->in, len < SMTP_TEXT_LINE_MAX + 2 ?
+		    len : SMTP_TEXT_LINE_MAX + 2);
+		if (len > SMTP_TEXT_LINE_MAX + 2)
+			len = SMTP_TEXT_LINE_MAX + 2;
+		/* A line ends at CRLF and only there. */
+		for (off = 0, p = NULL; off + 1 < len; off++)
+			if (data[off] == '\r' && data[off + 1] == '\n') {
+				p = data + off;
+				break;
+			}
+		if (p == NULL) {
+			if (len < SMTP_TEXT_LINE_MAX + 2)
+				return (0);
+			/*
+			 * Too long: refuse the message, keep reading it
+			 * to its end.  A final CR stays: its LF may come.
+			 */
+			s->data_error = s->data_error ? s->data_error :
+			    DATA_LINE_TOO_LONG;
+			evbuffer_drain(s->in, len - 1);
+			s->data_midline = 1;
+			continue;
+		}
+		linelen = p - data;
+		if (!s->data_midline && linelen == 1 && data[0] == '.') {
+			evbuffer_drain(s->in, 3);
+			data_done(s);
+			return (1);
+		}
+		if (s->data_midline)
+			s->data_midline = 0;
+		else
+			data_line(s, (const char *)data, linelen);
+		evbuffer_drain(s->in, linelen + 2);
+	}
+}
+
+static void
+data_line(struct smtp_session *s, const char *line, size_t len)
+{
+	if (s->data_error == DATA_OK) {
+		if (memchr(line, '\0', len) != NULL)
+			s->data_error = DATA_NUL;
+		else if (memchr(line, '\r', len) != NULL ||
+		    memchr(line, '\n', len) != NULL)
+			s->data_error = DATA_BARE_NEWLINE;
+		else if (len + 2 > SMTP_TEXT_LINE_MAX)
+			s->data_error = DATA_LINE_TOO_LONG;
+	}
+	if (len > 0 && line[0] == '.') {
+		line++;
+		len--;
+	}
+	if (s->in_headers) {
+		if (len == 0)
+			s->in_headers = 0;
+		else if (len >= 9 && strncasecmp(line, "Received:", 9) == 0 &&
+		    ++s->hops > env->smtp.max_hops && s->data_error == DATA_OK)
+			s->data_error = DATA_TOO_MANY_HOPS;
+	}
+	if (s->data_error != DATA_OK && s->data_error != DATA_TOO_BIG)
+		return;
+	if (s->body_size + len + 2 > env->smtp.max_message_size) {
+		s->data_error = DATA_TOO_BIG;
+		return;
+	}
+	data_append(s, line, len);
+	data_append(s, "\r\n", 2);
+}
+
+static void
+data_append(struct smtp_session *s, const char *data, size_t len)
+{
+	size_t	 n;
+
+	s->body_size += len;
+	while (len > 0) {
+		if (s->body_buflen == SMTP_BODY_CHUNK &&
+		    data_flush(s) == -1)
+			return;
+		n = SMTP_BODY_CHUNK - s->body_buflen;
+		if (n > len)
+			n = len;
+		memcpy(s->body_buf + s->body_buflen, data, n);
+		s->body_buflen += n;
+		data += n;
+		len -= n;
+	}
+}
+
+static int
+data_flush(struct smtp_session *s)
+{
+	size_t	 off = 0;
+	ssize_t	 n;
+
+	while (off < s->body_buflen) {
+		if ((n = write(s->body_fd, s->body_buf + off,
+		    s->body_buflen - off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			log_warn("session %u: message body", s->id);
+			s->data_error = DATA_IO_ERROR;
+			s->body_buflen = 0;
+			return (-1);
+		}
+		off += n;
+	}
+	s->body_buflen = 0;
+	return (0);
+}
+
+static void
+data_done(struct smtp_session *s)
+{
+	struct envelope		 e;
+	struct smtp_rcpt	*r;
+	uint32_t		 i = 0;
+
+	if (s->data_error == DATA_OK)
+		(void)data_flush(s);
+	switch (s->data_error) {
+	case DATA_OK:
+		break;
+	case DATA_TOO_BIG:
+		smtp_stats.rejected_size++;
+		session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+		goto refused;
+	case DATA_LINE_TOO_LONG:
+		smtp_stats.rejected_data++;
+		session_reply(s, "500 5.5.0 Line too long (RFC 5321 allows "
+		    "1000 octets)");
+		goto refused;
+	case DATA_BARE_NEWLINE:
+		smtp_stats.rejected_data++;
+		session_reply(s, "550 5.6.0 Message contains a bare CR or LF; "
+		    "lines must end with CRLF");
+		goto refused;
+	case DATA_NUL:
+		smtp_stats.rejected_data++;
+		session_reply(s, "550 5.6.0 Message contains NUL characters");
+		goto refused;
+	case DATA_TOO_MANY_HOPS:
+		smtp_stats.rejected_data++;
+		session_reply(s, "554 5.4.6 Too many hops, mail loop?");
+		goto refused;
+	case DATA_IO_ERROR:
+		smtp_stats.tempfail_queue++;
+		session_reply(s, "451 4.3.0 Temporary failure, try again "
+		    "later");
+		goto refused;
+	}
+
+	/*
+	 * Scanning hooks in here: an action marked scan will have the
+	 * scan process's verdict on the body before it is queued.
+	 */
+	memset(&e, 0, sizeof(e));
+	(void)strlcpy(e.id, s->msgid, sizeof(e.id));
+	e.arrived = time(NULL);
+	e.flags = s->flags;
+	if (s->tls_state == SMTP_TLS_ON)
+		e.flags |= ENVELOPE_TLS;
+	if (s->auth_user[0] != '\0')
+		e.flags |= ENVELOPE_AUTH;
+	e.body_size = s->body_size;
+	(void)strlcpy(e.sender, s->sender, sizeof(e.sender));
+	(void)strlcpy(e.client_addr, s->peer_addr, sizeof(e.client_addr));
+	(void)strlcpy(e.helo, s->helo, sizeof(e.helo));
+	(void)strlcpy(e.auth_user, s->auth_user, sizeof(e.auth_user));
+	e.nrcpt = s->nrcpt;
+	if ((e.rcpts = calloc(s->nrcpt, sizeof(*e.rcpts))) == NULL)
+		fatal("data_done");
+	TAILQ_FOREACH(r, &s->rcpts, entry) {
+		(void)strlcpy(e.rcpts[i].addr, r->addr,
+		    sizeof(e.rcpts[i].addr));
+		(void)strlcpy(e.rcpts[i].action, r->action,
+		    sizeof(e.rcpts[i].action));
+		e.rcpts[i].state = RCPT_PENDING;
+		i++;
+	}
+	if (smtp_send_message(s, &e) == -1) {
+		envelope_clear(&e);
+		smtp_stats.tempfail_queue++;
+		session_reply(s, "451 4.3.0 Queue unavailable, try again "
+		    "later");
+		goto refused;
+	}
+	envelope_clear(&e);
+	s->wait = SMTP_WAIT_QUEUE;
+	return;
+
+ refused:
+	log_info("session %u: message from <%s> refused (%d)", s->id,
+	    s->sender, s->data_error);
+	session_reset(s);
+}
+
+void
+smtp_session_queued(struct smtp_session *s, const struct queue_result *res)
+{
+	s->wait = SMTP_WAIT_NONE;
+	switch (res->status) {
+	case QUEUE_OK:
+		smtp_stats.messages_accepted++;
+		smtp_stats.bytes_accepted += s->body_size;
+		log_info("session %u: message %s from <%s> for %u "
+		    "recipient%s, %llu bytes, queued", s->id, res->id,
+		    s->sender, s->nrcpt, s->nrcpt == 1 ? "" : "s",
+		    (unsigned long long)s->body_size);
+		session_reply(s, "250 2.0.0 Ok: queued as %s", res->id);
+		break;
+	case QUEUE_NOSPACE:
+		smtp_stats.tempfail_queue++;
+		log_warnx("session %u: queue full, message refused", s->id);
+		session_reply(s, "452 4.3.1 Insufficient system storage");
+		break;
+	default:
+		smtp_stats.tempfail_queue++;
+		log_warnx("session %u: queue failure, message refused",
+		    s->id);
+		session_reply(s, "451 4.3.0 Temporary queue failure, try "
+		    "again later");
+		break;
+	}
+	session_reset(s);
+	if (smtp_shutting_down())
+		session_close_with(s, "421 4.3.2 Service shutting down");
+	session_timer_reset(s);
+	session_continue(s);
+}
+
+/* For the log: printable ASCII only. */
+static void
+sanitize(char *dst, const char *src, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; src[i] != '\0' && i < len - 1; i++)
+		dst[i] = isprint((unsigned char)src[i]) ? src[i] : '?';
+	dst[i] = '\0';
+}
