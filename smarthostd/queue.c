@@ -15,19 +15,1127 @@
  */
 
 /*
- * The queue process: the durable queue in queue.mdb and the relay.
- * It arrives with the SMTP server and relay issues; for now it is present
- * and idle.
+ * The queue process: owner of queue.mdb.  smtp hands over each message
+ * as an encoded envelope with the body's descriptor; we store both and
+ * only then answer, so that smtp's "250 queued" is a promise kept by an
+ * fsync.  Messages that arrive in the same event-loop turn share one
+ * write transaction and so one fsync (group commit).
+ *
+ * queue.mdb is one LMDB file (MDB_NOSUBDIR) with its lock file beside
+ * it, in the state directory, with two named databases keyed by the
+ * 16-hex-digit message id: "envelope" (envelope.c records) and "body"
+ * (the message as smtp received it, CRLF lines, dot-unstuffed).
+ * The relay half of the queue arrives with its own issue.
  */
 
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "smarthostd.h"
+
+#define QUEUE_DB_FILE		"queue.mdb"
+#define QUEUE_MAXDBS		8	/* room for schedule, quarantine */
+#define QUEUE_DISK_INTERVAL	5	/* seconds between free space checks */
+/* A bigger group is split: one transaction must not dirty too much. */
+#define QUEUE_BATCH_BYTES	(128ULL * 1024 * 1024)
+/* Messages taken from the socket at once; each holds a descriptor. */
+#define QUEUE_DRAIN_MAX		256
+#define QUEUE_WALK_PAGE		256	/* messages per turn of show queue */
+#define QUEUE_HEADERS_MAX	(64 * 1024)
+#define QUEUE_TEXT_CHUNK	4096
+
+/* A message received from smtp, waiting for its commit. */
+struct queue_msg {
+	TAILQ_ENTRY(queue_msg)	 entry;
+	uint32_t		 session;
+	char			 id[QUEUE_ID_LEN];
+	char			 sender[SMTP_ADDR_LEN];
+	uint32_t		 nrcpt;
+	unsigned char		*record;
+	size_t			 record_len;
+	uint64_t		 body_size;
+	int			 fd;
+	enum queue_status	 status;
+};
+TAILQ_HEAD(queue_msgs, queue_msg);
+
+/* One smarthostctl show queue in progress, a page per turn. */
+struct queue_walk {
+	TAILQ_ENTRY(queue_walk)	 entry;
+	uint32_t		 client;
+	int			 started;
+	char			 last[QUEUE_ID_LEN];
+};
+TAILQ_HEAD(queue_walks, queue_walk);
+
+static struct {
+	uint64_t	 accepted;
+	uint64_t	 bytes_accepted;
+	uint64_t	 commits;
+	uint64_t	 batch_max;
+	uint64_t	 nospace;
+	uint64_t	 tempfail;
+	uint64_t	 removed;
+} stats;
+
+static MDB_env			*queue_env;
+static MDB_dbi			 dbi_envelope, dbi_body;
+static char			 queue_dir[PATH_MAX];
+static struct queue_msgs	 pending = TAILQ_HEAD_INITIALIZER(pending);
+static struct queue_walks	 walks = TAILQ_HEAD_INITIALIZER(walks);
+static struct event		 ev_commit, ev_disk, ev_walk;
+static int			 disk_ok = -1;	/* -1: not told yet */
+
+static void	 queue_dispatch_peer(struct imsgev *, struct imsg *);
+static void	 queue_config_commit(struct smarthost_config *);
+static void	 queue_shutdown(void);
+static void	 queue_events_init(void);
+static void	 queue_open(void);
+static void	 queue_message_received(struct imsg *);
+static void	 queue_commit_pending(int, short, void *);
+static void	 queue_drain_smtp(void);
+static void	 queue_flush(void);
+static void	 queue_commit_batch(struct queue_msg **, size_t);
+static int	 queue_txn_write(struct queue_msg **, size_t);
+static int	 queue_put_message(MDB_txn *, struct queue_msg *);
+static int	 queue_read_body(int, void *, uint64_t);
+static enum queue_status queue_status_of(int);
+static void	 queue_msg_free(struct queue_msg *);
+static int	 queue_txn_begin(unsigned int, MDB_txn **);
+static void	 queue_disk_timer(int, short, void *);
+static void	 queue_disk_check(void);
+static void	 queue_dispatch_control(struct imsg *);
+static void	 queue_ctl_send(uint32_t, uint32_t, const void *, size_t);
+static void	 queue_ctl_result(uint32_t, int, const char *, ...)
+		    __attribute__((__format__(printf, 3, 4)));
+static void	 queue_walk_run(int, short, void *);
+static int	 queue_walk_page(struct queue_walk *);
+static void	 queue_show_message(uint32_t, const char *);
+static void	 queue_message_text(FILE *, MDB_txn *, MDB_val *,
+		    const struct envelope *);
+static void	 queue_remove(uint32_t, const char *);
+static void	 queue_show_stats(uint32_t);
+static void	 text_escaped(FILE *, const unsigned char *, size_t);
+static int	 queue_id_valid(const char *);
+static const char *rcpt_state_name(enum rcpt_state);
+
+static const struct proc_handlers	 queue_handlers = {
+	.peer =			queue_dispatch_peer,
+	.config_commit =	queue_config_commit,
+	.shutdown =		queue_shutdown
+};
 
 void
 queue_main(void)
 {
-	static const struct proc_handlers	 handlers;
-
-	if (pledge("stdio recvfd", NULL) == -1)
+	if (pledge("stdio rpath wpath cpath flock recvfd", NULL) == -1)
 		fatal("pledge");
-	proc_child_run(&handlers);
+	proc_child_run(&queue_handlers);
+}
+
+/* Timers need the event base, which proc_child_run() makes. */
+static void
+queue_events_init(void)
+{
+	static int	 done;
+
+	if (done)
+		return;
+	evtimer_set(&ev_commit, queue_commit_pending, NULL);
+	evtimer_set(&ev_disk, queue_disk_timer, NULL);
+	evtimer_set(&ev_walk, queue_walk_run, NULL);
+	done = 1;
+}
+
+static void
+queue_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
+{
+	queue_events_init();
+	switch (iev->peer) {
+	case PROC_SMTP:
+		if (imsg_get_type(imsg) != IMSG_QUEUE_MESSAGE)
+			fatalx("unexpected imsg %u from smtp",
+			    imsg_get_type(imsg));
+		queue_message_received(imsg);
+		break;
+	case PROC_CONTROL:
+		queue_dispatch_control(imsg);
+		break;
+	default:
+		fatalx("unexpected imsg %u from %s", imsg_get_type(imsg),
+		    proc_name(iev->peer));
+	}
+}
+
+/*
+ * The environment is opened after the first configuration, which names
+ * the state directory; it is fixed for the daemon's lifetime.  A reload
+ * may grow or shrink the map.
+ */
+static void
+queue_config_commit(struct smarthost_config *old)
+{
+	int	 rc;
+
+	queue_events_init();
+	if (queue_env == NULL) {
+		queue_open();
+		queue_disk_check();
+		return;
+	}
+	if (old != NULL && old->queue.map_size != env->queue.map_size) {
+		if ((rc = mdb_env_set_mapsize(queue_env,
+		    env->queue.map_size)) != 0)
+			log_warnx("queue.mdb: cannot resize the map to %llu "
+			    "bytes: %s", (unsigned long long)env->queue.map_size,
+			    mdb_strerror(rc));
+		else
+			log_info("queue.mdb: map size now %llu bytes",
+			    (unsigned long long)env->queue.map_size);
+	}
+	queue_disk_check();
+}
+
+/*
+ * Where the state directory is from here.  Started as root, we are
+ * chrooted into it (parent.c) and it is "/"; otherwise we see it by its
+ * configured, absolute path.  The configured path does not resolve
+ * inside the chroot, which tells the two apart without a flag: nothing
+ * but our own processes writes to the state directory, so no copy of
+ * that path appears in it.
+ */
+static void
+queue_open(void)
+{
+	MDB_txn		*txn;
+	struct stat	 sb;
+	char		 path[PATH_MAX];
+	int		 rc;
+
+	if (stat(env->state_dir, &sb) == 0 && S_ISDIR(sb.st_mode))
+		(void)strlcpy(queue_dir, env->state_dir, sizeof(queue_dir));
+	else
+		(void)strlcpy(queue_dir, "/", sizeof(queue_dir));
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s",
+	    strcmp(queue_dir, "/") == 0 ? "" : queue_dir, QUEUE_DB_FILE) >=
+	    sizeof(path))
+		fatalx("queue.mdb: path too long");
+
+	/*
+	 * Durability is the point of this file: never MDB_NOSYNC,
+	 * MDB_NOMETASYNC or MDB_WRITEMAP here.
+	 */
+	if ((rc = mdb_env_create(&queue_env)) != 0 ||
+	    (rc = mdb_env_set_maxdbs(queue_env, QUEUE_MAXDBS)) != 0 ||
+	    (rc = mdb_env_set_mapsize(queue_env, env->queue.map_size)) != 0 ||
+	    (rc = mdb_env_open(queue_env, path, MDB_NOSUBDIR, 0600)) != 0)
+		fatalx("%s: %s", path, mdb_strerror(rc));
+	if ((rc = mdb_txn_begin(queue_env, NULL, 0, &txn)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "envelope", MDB_CREATE,
+	    &dbi_envelope)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "body", MDB_CREATE, &dbi_body)) != 0 ||
+	    (rc = mdb_txn_commit(txn)) != 0)
+		fatalx("%s: %s", path, mdb_strerror(rc));
+	log_debug("%s opened, map size %llu", path,
+	    (unsigned long long)env->queue.map_size);
+}
+
+/*
+ * A write transaction, reopening the environment when an earlier failure
+ * (a failed meta page write) has left it unusable: a full disk must not
+ * take the queue down for good.
+ */
+static int
+queue_txn_begin(unsigned int flags, MDB_txn **txn)
+{
+	int	 rc;
+
+	if (queue_env == NULL)
+		return (EAGAIN);
+	if ((rc = mdb_txn_begin(queue_env, NULL, flags, txn)) == MDB_PANIC) {
+		log_warnx("queue.mdb: environment failed; reopening it");
+		mdb_env_close(queue_env);
+		queue_env = NULL;
+		queue_open();
+		rc = mdb_txn_begin(queue_env, NULL, flags, txn);
+	}
+	return (rc);
+}
+
+/*
+ * Messages from smtp.
+ */
+
+static void
+queue_message_received(struct imsg *imsg)
+{
+	struct queue_msg	*m;
+	struct envelope		 e;
+	struct stat		 sb;
+	size_t			 len = imsg_get_len(imsg);
+	uint32_t		 i;
+	int			 fd;
+
+	if ((fd = imsg_get_fd(imsg)) == -1)
+		fatalx("smtp sent a message without its body");
+	if (len == 0 || len > PROC_IMSG_MAXSIZE)
+		fatalx("smtp sent an envelope of %zu bytes", len);
+	if ((m = calloc(1, sizeof(*m))) == NULL ||
+	    (m->record = malloc(len)) == NULL)
+		fatal("queue_message_received");
+	(void)imsg_get_data(imsg, m->record, len);
+	m->record_len = len;
+	m->fd = fd;
+	m->session = imsg_get_id(imsg);
+	if (envelope_decode(m->record, len, &e) == -1)
+		fatalx("smtp sent an invalid envelope");
+	for (i = 0; i < e.nrcpt; i++)
+		if (e.rcpts[i].state != RCPT_PENDING ||
+		    e.rcpts[i].attempts != 0)
+			fatalx("smtp sent a recipient already tried");
+	if (fstat(fd, &sb) == -1)
+		fatal("fstat of a message body");
+	if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != e.body_size)
+		fatalx("smtp sent a body of %lld bytes for an envelope of "
+		    "%llu", (long long)sb.st_size,
+		    (unsigned long long)e.body_size);
+	(void)strlcpy(m->id, e.id, sizeof(m->id));
+	(void)strlcpy(m->sender, e.sender, sizeof(m->sender));
+	m->nrcpt = e.nrcpt;
+	m->body_size = e.body_size;
+	envelope_clear(&e);
+
+	TAILQ_INSERT_TAIL(&pending, m, entry);
+	if (!evtimer_pending(&ev_commit, NULL)) {
+		struct timeval	 now = { 0, 0 };
+
+		evtimer_add(&ev_commit, &now);
+	}
+}
+
+/*
+ * Group commit.  Everything that arrived since the last commit goes into
+ * one transaction; while its fsync runs, new messages wait in the socket
+ * and form the next group.
+ */
+static void
+queue_commit_pending(int fd, short event, void *arg)
+{
+	(void)fd;
+	(void)event;
+	(void)arg;
+	queue_drain_smtp();
+	queue_flush();
+	queue_disk_check();
+}
+
+/*
+ * Take every message already waiting in the smtp socket.  A read stops
+ * at each message that carries a descriptor, so the event loop alone
+ * would bring one message per turn and a group of two; draining here
+ * makes the group everything that came in during the last commit.
+ * EOF and errors are left for the event loop to find.
+ */
+static void
+queue_drain_smtp(void)
+{
+	struct imsgev	*smtp = iev_peer[PROC_SMTP];
+	struct pollfd	 pfd;
+	struct imsg	 imsg;
+	ssize_t		 n;
+	int		 count = 0;
+
+	while (smtp != NULL && smtp->ibuf.fd != -1) {
+		while (count < QUEUE_DRAIN_MAX &&
+		    (n = imsg_get(&smtp->ibuf, &imsg)) != 0) {
+			if (n == -1)
+				fatal("bad imsg from smtp");
+			queue_dispatch_peer(smtp, &imsg);
+			imsg_free(&imsg);
+			count++;
+		}
+		if (count >= QUEUE_DRAIN_MAX)
+			break;
+		pfd.fd = smtp->ibuf.fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 0) <= 0 || (pfd.revents & POLLIN) == 0)
+			break;
+		if (imsgbuf_read(&smtp->ibuf) <= 0)
+			break;
+	}
+}
+
+static void
+queue_flush(void)
+{
+	struct queue_msg	*m, **batch = NULL;
+	struct queue_result	 res;
+	struct imsgev		*smtp = iev_peer[PROC_SMTP];
+	size_t			 i, n, size = 0;
+	uint64_t		 bytes;
+
+	while (!TAILQ_EMPTY(&pending)) {
+		n = 0;
+		bytes = 0;
+		TAILQ_FOREACH(m, &pending, entry) {
+			if (n > 0 && bytes + m->body_size > QUEUE_BATCH_BYTES)
+				break;
+			bytes += m->body_size;
+			n++;
+		}
+		if (n > size) {
+			free(batch);
+			if ((batch = calloc(n, sizeof(*batch))) == NULL)
+				fatal("queue_flush");
+			size = n;
+		}
+		for (i = 0; i < n; i++) {
+			batch[i] = TAILQ_FIRST(&pending);
+			TAILQ_REMOVE(&pending, batch[i], entry);
+		}
+		queue_commit_batch(batch, n);
+
+		for (i = 0; i < n; i++) {
+			m = batch[i];
+			memset(&res, 0, sizeof(res));
+			res.status = m->status;
+			(void)strlcpy(res.id, m->id, sizeof(res.id));
+			if (smtp == NULL || imsgev_compose(smtp,
+			    IMSG_QUEUE_RESULT, m->session, 0, -1, &res,
+			    sizeof(res)) == -1)
+				log_warnx("%s: cannot answer smtp", m->id);
+			queue_msg_free(m);
+		}
+	}
+	free(batch);
+}
+
+/*
+ * Commit a group; if the group fails as a whole, nothing of it was
+ * written, and each message gets a transaction of its own so that one
+ * that does not fit fails alone.
+ */
+static void
+queue_commit_batch(struct queue_msg **batch, size_t n)
+{
+	size_t	 i;
+	int	 rc;
+
+	if ((rc = queue_txn_write(batch, n)) == 0)
+		return;
+	if (n > 1) {
+		log_warnx("group commit of %zu messages failed: %s; "
+		    "committing them one by one", n, mdb_strerror(rc));
+		for (i = 0; i < n; i++)
+			queue_commit_batch(&batch[i], 1);
+		return;
+	}
+	batch[0]->status = queue_status_of(rc);
+	if (batch[0]->status == QUEUE_NOSPACE)
+		stats.nospace++;
+	else
+		stats.tempfail++;
+	log_warnx("%s: not queued: %s", batch[0]->id, mdb_strerror(rc));
+}
+
+static int
+queue_txn_write(struct queue_msg **batch, size_t n)
+{
+	MDB_txn		*txn;
+	size_t		 i, ok = 0;
+	uint64_t	 bytes = 0;
+	int		 rc;
+
+	if ((rc = queue_txn_begin(0, &txn)) != 0)
+		return (rc);
+	for (i = 0; i < n; i++) {
+		if ((rc = queue_put_message(txn, batch[i])) != 0) {
+			mdb_txn_abort(txn);
+			return (rc);
+		}
+	}
+	/* The fsync that every 250 of this group waits for. */
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		return (rc);
+
+	stats.commits++;
+	for (i = 0; i < n; i++) {
+		if (batch[i]->status != QUEUE_OK) {
+			stats.tempfail++;
+			continue;
+		}
+		ok++;
+		bytes += batch[i]->body_size;
+		log_info("%s: queued from <%s>, %u recipient%s, %llu bytes",
+		    batch[i]->id, batch[i]->sender, batch[i]->nrcpt,
+		    batch[i]->nrcpt == 1 ? "" : "s",
+		    (unsigned long long)batch[i]->body_size);
+	}
+	stats.accepted += ok;
+	stats.bytes_accepted += bytes;
+	if (n > stats.batch_max)
+		stats.batch_max = n;
+	log_debug("commit of %zu message%s", n, n == 1 ? "" : "s");
+	return (0);
+}
+
+/*
+ * Put one message into the transaction.  A problem of this message alone
+ * (its id taken, its body unreadable) leaves nothing of it behind and
+ * sets its status; only errors that spoil the transaction are returned.
+ */
+static int
+queue_put_message(MDB_txn *txn, struct queue_msg *m)
+{
+	MDB_val	 key, data;
+	int	 rc;
+
+	m->status = QUEUE_TEMPFAIL;
+	key.mv_data = m->id;
+	key.mv_size = QUEUE_ID_LEN - 1;
+	data.mv_data = m->record;
+	data.mv_size = m->record_len;
+	if ((rc = mdb_put(txn, dbi_envelope, &key, &data,
+	    MDB_NOOVERWRITE)) == MDB_KEYEXIST) {
+		log_warnx("%s: message id already in the queue", m->id);
+		return (0);
+	} else if (rc != 0)
+		return (rc);
+
+	data.mv_data = NULL;
+	data.mv_size = m->body_size;
+	if ((rc = mdb_put(txn, dbi_body, &key, &data,
+	    MDB_NOOVERWRITE | MDB_RESERVE)) == 0) {
+		/* Read straight into the page LMDB will write. */
+		if (queue_read_body(m->fd, data.mv_data, m->body_size) == 0) {
+			m->status = QUEUE_OK;
+			return (0);
+		}
+		log_warn("%s: cannot read the body", m->id);
+		if ((rc = mdb_del(txn, dbi_body, &key, NULL)) != 0)
+			return (rc);
+	} else if (rc == MDB_KEYEXIST)
+		log_warnx("%s: a body with this id is already stored", m->id);
+	else
+		return (rc);
+	return (mdb_del(txn, dbi_envelope, &key, NULL));
+}
+
+static int
+queue_read_body(int fd, void *buf, uint64_t size)
+{
+	unsigned char	*p = buf;
+	uint64_t	 off = 0;
+	ssize_t		 n;
+
+	while (off < size) {
+		n = pread(fd, p + off, size - off > (1 << 20) ? (1 << 20) :
+		    (size_t)(size - off), (off_t)off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return (-1);
+		if (n == 0) {
+			errno = EIO;	/* shorter than its envelope says */
+			return (-1);
+		}
+		off += (uint64_t)n;
+	}
+	return (0);
+}
+
+static enum queue_status
+queue_status_of(int rc)
+{
+	switch (rc) {
+	case MDB_MAP_FULL:
+	case ENOSPC:
+	case EDQUOT:
+		return (QUEUE_NOSPACE);
+	default:
+		return (QUEUE_TEMPFAIL);
+	}
+}
+
+static void
+queue_msg_free(struct queue_msg *m)
+{
+	if (m->fd != -1)
+		(void)close(m->fd);
+	free(m->record);
+	free(m);
+}
+
+/*
+ * SIGTERM: what smtp has already handed over is committed and answered
+ * before we go, including what still waits in the socket.
+ */
+static void
+queue_shutdown(void)
+{
+	struct imsgev	*smtp = iev_peer[PROC_SMTP];
+
+	queue_events_init();
+	queue_drain_smtp();
+	queue_flush();
+	if (smtp != NULL && smtp->ibuf.fd != -1)
+		(void)imsgbuf_flush(&smtp->ibuf);
+	if (queue_env != NULL) {
+		mdb_env_close(queue_env);
+		queue_env = NULL;
+	}
+}
+
+/*
+ * The free space reserve: smtp refuses MAIL while the state directory's
+ * file system has less than min_free available to us.
+ */
+static void
+queue_disk_timer(int fd, short event, void *arg)
+{
+	(void)fd;
+	(void)event;
+	(void)arg;
+	queue_disk_check();
+}
+
+static void
+queue_disk_check(void)
+{
+	struct timeval	 tv = { QUEUE_DISK_INTERVAL, 0 };
+	struct statvfs	 sv;
+	struct imsgev	*smtp = iev_peer[PROC_SMTP];
+	uint64_t	 avail;
+	int		 ok;
+
+	if (queue_env == NULL)
+		return;
+	evtimer_del(&ev_disk);
+	evtimer_add(&ev_disk, &tv);
+	if (statvfs(queue_dir, &sv) == -1) {
+		log_warn("statvfs %s", queue_dir);
+		return;
+	}
+	avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+	ok = avail >= env->queue.min_free;
+	if (ok == disk_ok)
+		return;
+	if (ok && disk_ok == 0)
+		log_info("free space in the state directory back above the "
+		    "reserve (%llu bytes available)",
+		    (unsigned long long)avail);
+	else if (!ok)
+		log_warnx("free space in the state directory below the "
+		    "reserve: %llu bytes available, %llu required; refusing "
+		    "mail", (unsigned long long)avail,
+		    (unsigned long long)env->queue.min_free);
+	if (smtp == NULL || imsgev_compose(smtp, IMSG_QUEUE_DISK_OK, 0, 0, -1,
+	    &ok, sizeof(ok)) == -1)
+		return;
+	disk_ok = ok;
+}
+
+/*
+ * Requests from control, on behalf of smarthostctl client imsg id.
+ * control has checked the client's payload; anything odd here is a bug.
+ */
+static void
+queue_dispatch_control(struct imsg *imsg)
+{
+	struct queue_walk	*w;
+	uint32_t		 client = imsg_get_id(imsg);
+	char			*arg;
+
+	switch (imsg_get_type(imsg)) {
+	case IMSG_CTL_SHOW_QUEUE:
+		imsg_expect_size(imsg, 0);
+		if ((w = calloc(1, sizeof(*w))) == NULL)
+			fatal("show queue");
+		w->client = client;
+		TAILQ_INSERT_TAIL(&walks, w, entry);
+		if (!evtimer_pending(&ev_walk, NULL)) {
+			struct timeval	 now = { 0, 0 };
+
+			evtimer_add(&ev_walk, &now);
+		}
+		break;
+	case IMSG_CTL_SHOW_MESSAGE:
+		arg = imsg_expect_string(imsg);
+		if (!queue_id_valid(arg))
+			fatalx("control sent an invalid message id");
+		queue_show_message(client, arg);
+		free(arg);
+		break;
+	case IMSG_CTL_REMOVE:
+		arg = imsg_expect_string(imsg);
+		if (strcmp(arg, "all") != 0 && !queue_id_valid(arg))
+			fatalx("control sent an invalid message id");
+		queue_remove(client, arg);
+		free(arg);
+		break;
+	case IMSG_CTL_SHOW_STATS:
+		imsg_expect_size(imsg, 0);
+		queue_show_stats(client);
+		break;
+	default:
+		fatalx("unexpected imsg %u from control",
+		    imsg_get_type(imsg));
+	}
+}
+
+static void
+queue_ctl_send(uint32_t client, uint32_t type, const void *data, size_t len)
+{
+	struct imsgev	*ctl = iev_peer[PROC_CONTROL];
+
+	if (ctl == NULL || imsgev_compose(ctl, type, client, 0, -1, data,
+	    len) == -1)
+		log_warnx("cannot answer control");
+}
+
+static void
+queue_ctl_result(uint32_t client, int ok, const char *fmt, ...)
+{
+	struct ctl_result	 res;
+	va_list			 ap;
+
+	memset(&res, 0, sizeof(res));
+	res.ok = ok;
+	va_start(ap, fmt);
+	(void)vsnprintf(res.message, sizeof(res.message), fmt, ap);
+	va_end(ap);
+	queue_ctl_send(client, ok ? IMSG_CTL_OK : IMSG_CTL_FAIL, &res,
+	    sizeof(res));
+}
+
+/*
+ * show queue: a page of messages per event-loop turn, so that a long
+ * queue neither stalls the commits nor piles up in one go.
+ */
+static void
+queue_walk_run(int fd, short event, void *arg)
+{
+	struct timeval		 now = { 0, 0 };
+	struct queue_walk	*w;
+
+	(void)fd;
+	(void)event;
+	(void)arg;
+	if ((w = TAILQ_FIRST(&walks)) == NULL)
+		return;
+	TAILQ_REMOVE(&walks, w, entry);
+	if (queue_walk_page(w) == 0) {
+		/* More to come: to the back, after the others' pages. */
+		TAILQ_INSERT_TAIL(&walks, w, entry);
+	} else {
+		queue_ctl_send(w->client, IMSG_CTL_END, NULL, 0);
+		free(w);
+	}
+	if (!TAILQ_EMPTY(&walks))
+		evtimer_add(&ev_walk, &now);
+}
+
+/* Returns 1 when the walk is complete. */
+static int
+queue_walk_page(struct queue_walk *w)
+{
+	struct ctl_queue_message	 qm;
+	struct ctl_queue_rcpt		 qr;
+	struct envelope			 e;
+	MDB_txn				*txn = NULL;
+	MDB_cursor			*cur;
+	MDB_val				 key, data;
+	MDB_cursor_op			 op;
+	uint32_t			 i;
+	int				 rc, n = 0, done = 0;
+
+	if (queue_env == NULL)
+		return (1);
+	if ((rc = mdb_txn_begin(queue_env, NULL, MDB_RDONLY, &txn)) != 0) {
+		log_warnx("show queue: %s", mdb_strerror(rc));
+		return (1);
+	}
+	if ((rc = mdb_cursor_open(txn, dbi_envelope, &cur)) != 0) {
+		log_warnx("show queue: %s", mdb_strerror(rc));
+		mdb_txn_abort(txn);
+		return (1);
+	}
+	if (w->started) {
+		key.mv_data = w->last;
+		key.mv_size = QUEUE_ID_LEN - 1;
+		op = MDB_SET_RANGE;
+	} else
+		op = MDB_FIRST;
+	for (;;) {
+		if ((rc = mdb_cursor_get(cur, &key, &data, op)) != 0) {
+			if (rc != MDB_NOTFOUND)
+				log_warnx("show queue: %s", mdb_strerror(rc));
+			done = 1;
+			break;
+		}
+		if (op == MDB_SET_RANGE && key.mv_size == QUEUE_ID_LEN - 1 &&
+		    memcmp(key.mv_data, w->last, QUEUE_ID_LEN - 1) == 0) {
+			op = MDB_NEXT;
+			continue;	/* sent with the last page */
+		}
+		op = MDB_NEXT;
+		if (n == QUEUE_WALK_PAGE)
+			break;
+		if (key.mv_size != QUEUE_ID_LEN - 1 ||
+		    envelope_decode(data.mv_data, data.mv_size, &e) == -1) {
+			log_warnx("show queue: skipping an invalid record");
+			continue;
+		}
+		memset(&qm, 0, sizeof(qm));
+		(void)strlcpy(qm.id, e.id, sizeof(qm.id));
+		qm.arrived = e.arrived;
+		qm.size = e.body_size;
+		(void)strlcpy(qm.sender, e.sender, sizeof(qm.sender));
+		qm.nrcpt = e.nrcpt;
+		queue_ctl_send(w->client, IMSG_CTL_QUEUE_MESSAGE, &qm,
+		    sizeof(qm));
+		for (i = 0; i < e.nrcpt; i++) {
+			memset(&qr, 0, sizeof(qr));
+			(void)strlcpy(qr.addr, e.rcpts[i].addr,
+			    sizeof(qr.addr));
+			(void)strlcpy(qr.action, e.rcpts[i].action,
+			    sizeof(qr.action));
+			qr.state = e.rcpts[i].state;
+			qr.attempts = e.rcpts[i].attempts;
+			qr.next_try = e.rcpts[i].next_try;
+			(void)strlcpy(qr.last_error, e.rcpts[i].last_error,
+			    sizeof(qr.last_error));
+			queue_ctl_send(w->client, IMSG_CTL_QUEUE_RCPT, &qr,
+			    sizeof(qr));
+		}
+		envelope_clear(&e);
+		memcpy(w->last, key.mv_data, QUEUE_ID_LEN - 1);
+		w->last[QUEUE_ID_LEN - 1] = '\0';
+		w->started = 1;
+		n++;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return (done);
+}
+
+/*
+ * show message: the envelope as "name: value" lines, an empty line, and
+ * the message's header lines, everything not printable escaped.
+ */
+static void
+queue_show_message(uint32_t client, const char *id)
+{
+	struct envelope	 e;
+	MDB_txn		*txn = NULL;
+	MDB_val		 key, data;
+	FILE		*f;
+	char		*text = NULL, chunk[QUEUE_TEXT_CHUNK];
+	size_t		 len = 0, off, n;
+	int		 rc;
+
+	if (queue_env == NULL) {
+		queue_ctl_result(client, 0, "the queue is not open yet");
+		return;
+	}
+	key.mv_data = (void *)(uintptr_t)id;
+	key.mv_size = QUEUE_ID_LEN - 1;
+	if ((rc = mdb_txn_begin(queue_env, NULL, MDB_RDONLY, &txn)) != 0) {
+		queue_ctl_result(client, 0, "queue.mdb: %s", mdb_strerror(rc));
+		return;
+	}
+	if ((rc = mdb_get(txn, dbi_envelope, &key, &data)) != 0) {
+		mdb_txn_abort(txn);
+		if (rc == MDB_NOTFOUND)
+			queue_ctl_result(client, 0, "no such message: %s", id);
+		else
+			queue_ctl_result(client, 0, "queue.mdb: %s",
+			    mdb_strerror(rc));
+		return;
+	}
+	if (envelope_decode(data.mv_data, data.mv_size, &e) == -1) {
+		mdb_txn_abort(txn);
+		queue_ctl_result(client, 0, "%s: invalid envelope record", id);
+		return;
+	}
+	if ((f = open_memstream(&text, &len)) == NULL)
+		fatal("open_memstream");
+	queue_message_text(f, txn, &key, &e);
+	mdb_txn_abort(txn);
+	envelope_clear(&e);
+	if (fclose(f) != 0)
+		fatal("show message");
+
+	/* Chunks that each fit an imsg, NUL-terminated for the checks. */
+	for (off = 0; off < len; off += n) {
+		n = len - off < sizeof(chunk) - 1 ? len - off :
+		    sizeof(chunk) - 1;
+		memcpy(chunk, text + off, n);
+		chunk[n] = '\0';
+		queue_ctl_send(client, IMSG_CTL_MESSAGE_TEXT, chunk, n + 1);
+	}
+	free(text);
+	queue_ctl_send(client, IMSG_CTL_END, NULL, 0);
+}
+
+static void
+queue_message_text(FILE *f, MDB_txn *txn, MDB_val *key,
+    const struct envelope *e)
+{
+	const struct envelope_rcpt	*r;
+	const unsigned char		*p, *end, *eol;
+	MDB_val				 data;
+	struct tm			 tm;
+	time_t				 t = (time_t)e->arrived;
+	char				 when[64];
+	uint32_t			 i;
+	size_t				 len;
+	int				 rc;
+
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		(void)snprintf(when, sizeof(when), "%lld",
+		    (long long)e->arrived);
+	(void)fprintf(f, "id: %s\narrived: %s\nsize: %llu\nsender: <", e->id,
+	    when, (unsigned long long)e->body_size);
+	text_escaped(f, (const unsigned char *)e->sender, strlen(e->sender));
+	(void)fprintf(f, ">\nclient: ");
+	text_escaped(f, (const unsigned char *)e->client_addr,
+	    strlen(e->client_addr));
+	(void)fprintf(f, "\nclient-name: ");
+	text_escaped(f, (const unsigned char *)e->client_name,
+	    strlen(e->client_name));
+	(void)fprintf(f, "\nhelo: ");
+	text_escaped(f, (const unsigned char *)e->helo, strlen(e->helo));
+	if (e->auth_user[0] != '\0') {
+		(void)fprintf(f, "\nauth-user: ");
+		text_escaped(f, (const unsigned char *)e->auth_user,
+		    strlen(e->auth_user));
+	}
+	(void)fprintf(f, "\nflags:%s%s%s%s\n",
+	    e->flags & ENVELOPE_8BITMIME ? " 8bitmime" : "",
+	    e->flags & ENVELOPE_TLS ? " tls" : "",
+	    e->flags & ENVELOPE_AUTH ? " auth" : "",
+	    e->flags == 0 ? " none" : "");
+	for (i = 0; i < e->nrcpt; i++) {
+		r = &e->rcpts[i];
+		(void)fprintf(f, "recipient: <");
+		text_escaped(f, (const unsigned char *)r->addr,
+		    strlen(r->addr));
+		(void)fprintf(f, "> action ");
+		text_escaped(f, (const unsigned char *)r->action,
+		    strlen(r->action));
+		(void)fprintf(f, " %s attempts %u", rcpt_state_name(r->state),
+		    r->attempts);
+		if (r->last_error[0] != '\0') {
+			(void)fprintf(f, " error ");
+			text_escaped(f, (const unsigned char *)r->last_error,
+			    strlen(r->last_error));
+		}
+		(void)fprintf(f, "\n");
+	}
+	(void)fprintf(f, "\n");
+
+	if ((rc = mdb_get(txn, dbi_body, key, &data)) != 0) {
+		(void)fprintf(f, "(body missing: %s)\n", mdb_strerror(rc));
+		return;
+	}
+	/* Header lines up to the first empty one, or the bound. */
+	p = data.mv_data;
+	len = data.mv_size < QUEUE_HEADERS_MAX ? data.mv_size :
+	    QUEUE_HEADERS_MAX;
+	end = p + len;
+	while (p < end) {
+		if ((eol = memchr(p, '\n', end - p)) == NULL) {
+			if (len < data.mv_size) {
+				(void)fprintf(f, "(headers truncated at %d "
+				    "bytes)\n", QUEUE_HEADERS_MAX);
+				return;
+			}
+			eol = end;
+		}
+		len = eol - p;
+		if (len > 0 && p[len - 1] == '\r')
+			len--;
+		if (len == 0)
+			return;		/* end of the header */
+		text_escaped(f, p, len);
+		(void)fprintf(f, "\n");
+		p = eol + 1;
+	}
+}
+
+/*
+ * For terminals and scripts alike: printable ASCII and well-formed UTF-8
+ * pass, tab too; a backslash and everything else become \\ and \xNN, so
+ * no byte of a message can move a cursor or end a line.
+ */
+static void
+text_escaped(FILE *f, const unsigned char *s, size_t len)
+{
+	size_t	 i, n, k;
+
+	for (i = 0; i < len; i++) {
+		if (s[i] == '\\') {
+			(void)fputs("\\\\", f);
+			continue;
+		}
+		if (s[i] == '\t' || (s[i] >= 0x20 && s[i] < 0x7f)) {
+			(void)fputc(s[i], f);
+			continue;
+		}
+		/* A UTF-8 sequence of n bytes, not overlong, not C1. */
+		n = 0;
+		if (s[i] >= 0xc2 && s[i] <= 0xdf)
+			n = 2;
+		else if (s[i] >= 0xe0 && s[i] <= 0xef)
+			n = 3;
+		else if (s[i] >= 0xf0 && s[i] <= 0xf4)
+			n = 4;
+		if (n > 0 && i + n <= len) {
+			for (k = 1; k < n; k++)
+				if ((s[i + k] & 0xc0) != 0x80)
+					break;
+			if (k == n && !(s[i] == 0xc2 && s[i + 1] < 0xa0) &&
+			    !(s[i] == 0xe0 && s[i + 1] < 0xa0) &&
+			    !(s[i] == 0xed && s[i + 1] >= 0xa0) &&
+			    !(s[i] == 0xf0 && s[i + 1] < 0x90) &&
+			    !(s[i] == 0xf4 && s[i + 1] >= 0x90)) {
+				(void)fwrite(s + i, 1, n, f);
+				i += n - 1;
+				continue;
+			}
+		}
+		(void)fprintf(f, "\\x%02x", s[i]);
+	}
+}
+
+/*
+ * remove: a message or all of them, in one transaction.
+ */
+static void
+queue_remove(uint32_t client, const char *what)
+{
+	MDB_txn		*txn;
+	MDB_stat	 st;
+	MDB_val		 key;
+	size_t		 n = 0;
+	int		 rc;
+
+	memset(&st, 0, sizeof(st));
+	if ((rc = queue_txn_begin(0, &txn)) != 0) {
+		queue_ctl_result(client, 0, "queue.mdb: %s", mdb_strerror(rc));
+		return;
+	}
+	if (strcmp(what, "all") == 0) {
+		if ((rc = mdb_stat(txn, dbi_envelope, &st)) == 0 &&
+		    (rc = mdb_drop(txn, dbi_envelope, 0)) == 0)
+			rc = mdb_drop(txn, dbi_body, 0);
+		n = st.ms_entries;
+	} else {
+		key.mv_data = (void *)(uintptr_t)what;
+		key.mv_size = QUEUE_ID_LEN - 1;
+		if ((rc = mdb_del(txn, dbi_envelope, &key, NULL)) == 0) {
+			n = 1;
+			if ((rc = mdb_del(txn, dbi_body, &key, NULL)) ==
+			    MDB_NOTFOUND)
+				rc = 0;
+		}
+	}
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		if (rc == MDB_NOTFOUND)
+			queue_ctl_result(client, 0, "no such message: %s",
+			    what);
+		else
+			queue_ctl_result(client, 0, "queue.mdb: %s",
+			    mdb_strerror(rc));
+		return;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		queue_ctl_result(client, 0, "queue.mdb: %s", mdb_strerror(rc));
+		return;
+	}
+	stats.removed += n;
+	log_info("removed %zu message%s (%s) on request", n,
+	    n == 1 ? "" : "s", what);
+	queue_ctl_result(client, 1, "removed %zu message%s", n,
+	    n == 1 ? "" : "s");
+	queue_disk_check();
+}
+
+static void
+queue_show_stats(uint32_t client)
+{
+	struct ctl_stat	 s;
+	MDB_txn		*txn;
+	MDB_stat	 st;
+	size_t		 i;
+	uint64_t	 messages = 0;
+	struct {
+		const char	*name;
+		uint64_t	 value;
+	} list[] = {
+		{ "queue.messages", 0 },
+		{ "queue.accepted", stats.accepted },
+		{ "queue.bytes_accepted", stats.bytes_accepted },
+		{ "queue.commits", stats.commits },
+		{ "queue.commit_batch_max", stats.batch_max },
+		{ "queue.nospace", stats.nospace },
+		{ "queue.tempfail", stats.tempfail },
+		{ "queue.removed", stats.removed },
+		{ "queue.disk_ok", disk_ok == 1 }
+	};
+
+	if (queue_env != NULL &&
+	    mdb_txn_begin(queue_env, NULL, MDB_RDONLY, &txn) == 0) {
+		if (mdb_stat(txn, dbi_envelope, &st) == 0)
+			messages = st.ms_entries;
+		mdb_txn_abort(txn);
+	}
+	list[0].value = messages;
+	for (i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
+		memset(&s, 0, sizeof(s));
+		(void)strlcpy(s.name, list[i].name, sizeof(s.name));
+		s.value = list[i].value;
+		queue_ctl_send(client, IMSG_CTL_STAT, &s, sizeof(s));
+	}
+	queue_ctl_send(client, IMSG_CTL_END, NULL, 0);
+}
+
+static int
+queue_id_valid(const char *id)
+{
+	size_t	 i;
+
+	for (i = 0; i < QUEUE_ID_LEN - 1; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') ||
+		    (id[i] >= 'a' && id[i] <= 'f')))
+			return (0);
+	return (id[i] == '\0');
+}
+
+static const char *
+rcpt_state_name(enum rcpt_state state)
+{
+	switch (state) {
+	case RCPT_PENDING:
+		return ("pending");
+	case RCPT_DELIVERED:
+		return ("delivered");
+	case RCPT_FAILED:
+		return ("failed");
+	}
+	return ("unknown");
 }
