@@ -38,6 +38,7 @@ struct ctl_client {
 	uint32_t		 id;
 	uid_t			 uid;
 	int			 version_ok;
+	uint32_t		 waiting;	/* processes yet to answer */
 	struct imsgbuf		 ibuf;
 	struct event		 ev;
 };
@@ -50,17 +51,24 @@ static uint32_t			 control_next_id = 1;
 static int			 control_nclients;
 
 static void	 control_dispatch_parent(struct imsgev *, struct imsg *);
+static void	 control_dispatch_peer(struct imsgev *, struct imsg *);
+static void	 control_relay(enum smarthost_proc, struct imsg *);
 static void	 control_accept(int, short, void *);
 static void	 control_accept_resume(int, short, void *);
 static void	 control_client_event(int, short, void *);
 static void	 control_client_update(struct ctl_client *);
 static void	 control_client_close(struct ctl_client *, const char *);
 static int	 control_client_request(struct ctl_client *, struct imsg *);
+static int	 control_client_forward(struct ctl_client *, uint32_t,
+		    uint32_t, const void *, size_t);
+static int	 control_client_string(struct imsg *, char *, size_t);
+static int	 control_id_valid(const char *);
 static int	 control_client_count(uid_t);
 static struct ctl_client *control_client_find(uint32_t);
 
 static const struct proc_handlers	 control_handlers = {
-	.parent =	control_dispatch_parent
+	.parent =	control_dispatch_parent,
+	.peer =		control_dispatch_peer
 };
 
 void
@@ -74,7 +82,6 @@ control_main(void)
 static void
 control_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 {
-	struct ctl_client	*c;
 	uint32_t		 type = imsg_get_type(imsg);
 
 	(void)iev;
@@ -90,24 +97,101 @@ control_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 		event_add(&control_ev_accept, NULL);
 		evtimer_set(&control_ev_pause, control_accept_resume, NULL);
 		break;
+	default:
+		control_relay(PROC_PARENT, imsg);
+		break;
+	}
+}
+
+static void
+control_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
+{
+	control_relay(iev->peer, imsg);
+}
+
+/*
+ * An answer from the process that owns the data, for the client named
+ * by the imsg id.  The client may have gone away meanwhile; a process
+ * that answers what it was not asked, or with the wrong size, is a bug.
+ * A request sent to several processes ends with one END to the client,
+ * after the last of them has answered.
+ */
+static void
+control_relay(enum smarthost_proc from, struct imsg *imsg)
+{
+	struct ctl_client	*c;
+	uint32_t		 type = imsg_get_type(imsg), bit = 1U << from;
+	size_t			 len = imsg_get_len(imsg);
+	char			*text;
+	int			 ok, last;
+
+	switch (type) {
 	case IMSG_CTL_OK:
 	case IMSG_CTL_FAIL:
-	case IMSG_CTL_STATUS:
-	case IMSG_CTL_STATUS_PROC:
+		ok = from == PROC_PARENT || from == PROC_SMTP ||
+		    from == PROC_QUEUE;
+		imsg_expect_size(imsg, sizeof(struct ctl_result));
+		break;
 	case IMSG_CTL_END:
-		/* Answers to a client; it may have gone away meanwhile. */
-		if ((c = control_client_find(imsg_get_id(imsg))) == NULL)
-			break;
-		if (imsg_compose(&c->ibuf, type, 0, 0, -1,
-		    imsg->data, imsg_get_len(imsg)) == -1) {
-			control_client_close(c, "cannot queue answer");
-			break;
-		}
-		control_client_update(c);
+		ok = from == PROC_PARENT || from == PROC_SMTP ||
+		    from == PROC_QUEUE;
+		imsg_expect_size(imsg, 0);
+		break;
+	case IMSG_CTL_STATUS:
+		ok = from == PROC_PARENT;
+		imsg_expect_size(imsg, sizeof(struct ctl_status));
+		break;
+	case IMSG_CTL_STATUS_PROC:
+		ok = from == PROC_PARENT;
+		imsg_expect_size(imsg, sizeof(struct ctl_proc_status));
+		break;
+	case IMSG_CTL_QUEUE_MESSAGE:
+		ok = from == PROC_QUEUE;
+		imsg_expect_size(imsg, sizeof(struct ctl_queue_message));
+		break;
+	case IMSG_CTL_QUEUE_RCPT:
+		ok = from == PROC_QUEUE;
+		imsg_expect_size(imsg, sizeof(struct ctl_queue_rcpt));
+		break;
+	case IMSG_CTL_MESSAGE_TEXT:
+		ok = from == PROC_QUEUE;
+		free(imsg_expect_string(imsg));
+		break;
+	case IMSG_CTL_STAT:
+		ok = from == PROC_SMTP || from == PROC_QUEUE;
+		imsg_expect_size(imsg, sizeof(struct ctl_stat));
 		break;
 	default:
-		fatalx("unexpected imsg %u from parent", type);
+		ok = 0;
+		break;
 	}
+	if (!ok)
+		fatalx("unexpected imsg %u from %s", type, proc_name(from));
+
+	if ((c = control_client_find(imsg_get_id(imsg))) == NULL)
+		return;
+	if ((c->waiting & bit) == 0)
+		fatalx("%s answered control client %u, which did not ask it",
+		    proc_name(from), c->id);
+	last = 0;
+	if (type == IMSG_CTL_OK || type == IMSG_CTL_FAIL) {
+		if (c->waiting != bit)
+			fatalx("%s answered a request to several processes "
+			    "with a result", proc_name(from));
+		last = 1;
+	} else if (type == IMSG_CTL_END)
+		last = 1;
+	if (last) {
+		c->waiting &= ~bit;
+		if (type == IMSG_CTL_END && c->waiting != 0)
+			return;		/* the others' answers are to come */
+	}
+	text = len > 0 ? imsg->data : NULL;
+	if (imsg_compose(&c->ibuf, type, 0, 0, -1, text, len) == -1) {
+		control_client_close(c, "cannot queue answer");
+		return;
+	}
+	control_client_update(c);
 }
 
 static void
@@ -294,8 +378,9 @@ control_client_fail(struct ctl_client *c, const char *message)
 static int
 control_client_request(struct ctl_client *c, struct imsg *imsg)
 {
-	struct imsgev	*parent = iev_peer[PROC_PARENT];
 	uint32_t	 version, mine = CONTROL_VERSION;
+	uint32_t	 type = imsg_get_type(imsg);
+	char		 arg[QUEUE_ID_LEN];
 	int		 verbose;
 
 	if (!c->version_ok) {
@@ -317,31 +402,125 @@ control_client_request(struct ctl_client *c, struct imsg *imsg)
 		return (1);
 	}
 
-	switch (imsg_get_type(imsg)) {
+	/* One request at a time: answers carry no request number. */
+	if (c->waiting != 0) {
+		control_client_close(c, "request before the last was answered");
+		return (0);
+	}
+
+	switch (type) {
 	case IMSG_CTL_SHOW_STATUS:
 		if (imsg_get_len(imsg) != 0)
 			break;
-		imsgev_compose(parent, IMSG_CTL_SHOW_STATUS, c->id, 0, -1,
-		    NULL, 0);
-		return (1);
+		return (control_client_forward(c, 1U << PROC_PARENT, type,
+		    NULL, 0));
 	case IMSG_CTL_RELOAD:
 		if (imsg_get_len(imsg) != 0)
 			break;
 		if (!control_client_privileged(c))
 			return (control_client_fail(c, "permission denied"));
 		log_info("reload requested by uid %u", (unsigned int)c->uid);
-		imsgev_compose(parent, IMSG_CTL_RELOAD, c->id, 0, -1, NULL, 0);
-		return (1);
+		return (control_client_forward(c, 1U << PROC_PARENT, type,
+		    NULL, 0));
 	case IMSG_CTL_LOG_VERBOSE:
 		if (imsg_get_data(imsg, &verbose, sizeof(verbose)) == -1 ||
 		    verbose < 0 || verbose > 2)
 			break;
 		if (!control_client_privileged(c))
 			return (control_client_fail(c, "permission denied"));
-		imsgev_compose(parent, IMSG_CTL_LOG_VERBOSE, c->id, 0, -1,
-		    &verbose, sizeof(verbose));
-		return (1);
+		return (control_client_forward(c, 1U << PROC_PARENT, type,
+		    &verbose, sizeof(verbose)));
+	case IMSG_CTL_SHOW_QUEUE:
+		if (imsg_get_len(imsg) != 0)
+			break;
+		return (control_client_forward(c, 1U << PROC_QUEUE, type,
+		    NULL, 0));
+	case IMSG_CTL_SHOW_MESSAGE:
+		if (control_client_string(imsg, arg, sizeof(arg)) == -1)
+			break;
+		if (!control_id_valid(arg))
+			return (control_client_fail(c, "invalid message id"));
+		return (control_client_forward(c, 1U << PROC_QUEUE, type,
+		    arg, strlen(arg) + 1));
+	case IMSG_CTL_REMOVE:
+		if (control_client_string(imsg, arg, sizeof(arg)) == -1)
+			break;
+		if (strcmp(arg, "all") != 0 && !control_id_valid(arg))
+			return (control_client_fail(c, "invalid message id"));
+		if (!control_client_privileged(c))
+			return (control_client_fail(c, "permission denied"));
+		log_info("remove %s requested by uid %u", arg,
+		    (unsigned int)c->uid);
+		return (control_client_forward(c, 1U << PROC_QUEUE, type,
+		    arg, strlen(arg) + 1));
+	case IMSG_CTL_SHOW_STATS:
+		if (imsg_get_len(imsg) != 0)
+			break;
+		return (control_client_forward(c, 1U << PROC_SMTP |
+		    1U << PROC_QUEUE, type, NULL, 0));
+	case IMSG_CTL_PAUSE_SMTP:
+	case IMSG_CTL_RESUME_SMTP:
+		if (imsg_get_len(imsg) != 0)
+			break;
+		if (!control_client_privileged(c))
+			return (control_client_fail(c, "permission denied"));
+		log_info("%s smtp requested by uid %u",
+		    type == IMSG_CTL_PAUSE_SMTP ? "pause" : "resume",
+		    (unsigned int)c->uid);
+		return (control_client_forward(c, 1U << PROC_SMTP, type,
+		    NULL, 0));
 	}
 	control_client_close(c, "bad request");
 	return (0);
+}
+
+/*
+ * Pass a request on to the processes in the mask, which will answer with
+ * the client's id.  Returns 0 when the client had to be closed.
+ */
+static int
+control_client_forward(struct ctl_client *c, uint32_t procs, uint32_t type,
+    const void *data, size_t len)
+{
+	enum smarthost_proc	 p;
+
+	for (p = PROC_PARENT; p < PROC_MAX; p++)
+		if ((procs & 1U << p) != 0 && (iev_peer[p] == NULL ||
+		    iev_peer[p]->ibuf.fd == -1))
+			return (control_client_fail(c, "the process that "
+			    "would answer is not available"));
+	for (p = PROC_PARENT; p < PROC_MAX; p++) {
+		if ((procs & 1U << p) == 0)
+			continue;
+		if (imsgev_compose(iev_peer[p], type, c->id, 0, -1, data,
+		    len) == -1)
+			fatal("request to %s", proc_name(p));
+		c->waiting |= 1U << p;
+	}
+	return (1);
+}
+
+/* A NUL-terminated string argument that fits buf, or -1. */
+static int
+control_client_string(struct imsg *imsg, char *buf, size_t size)
+{
+	size_t	 len = imsg_get_len(imsg);
+
+	if (len == 0 || len > size ||
+	    imsg_get_data(imsg, buf, len) == -1 ||
+	    buf[len - 1] != '\0' || strlen(buf) != len - 1)
+		return (-1);
+	return (0);
+}
+
+static int
+control_id_valid(const char *id)
+{
+	size_t	 i;
+
+	for (i = 0; i < QUEUE_ID_LEN - 1; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') ||
+		    (id[i] >= 'a' && id[i] <= 'f')))
+			return (0);
+	return (id[i] == '\0');
 }
