@@ -28,7 +28,11 @@
 
 enum token_type {
 	ENDTOKEN,
-	KEYWORD
+	NOTOKEN,	/* the command may end here */
+	KEYWORD,	/* matched by any unambiguous prefix */
+	EXACT,		/* matched only in full: it destroys something */
+	MSGID,		/* a queue id, 16 lowercase hex digits */
+	STRING		/* any word */
 };
 
 struct token {
@@ -40,23 +44,62 @@ struct token {
 
 static const struct token t_main[];
 static const struct token t_show[];
+static const struct token t_show_message[];
 static const struct token t_log[];
+static const struct token t_remove[];
+static const struct token t_smtp_pause[];
+static const struct token t_smtp_resume[];
+static const struct token t_encrypt[];
 
 static const struct token t_main[] = {
+	{ KEYWORD,	"encrypt",	CTL_ENCRYPT,	t_encrypt },
 	{ KEYWORD,	"log",		CTL_NONE,	t_log },
+	{ KEYWORD,	"pause",	CTL_NONE,	t_smtp_pause },
 	{ KEYWORD,	"reload",	CTL_RELOAD,	NULL },
+	{ KEYWORD,	"remove",	CTL_NONE,	t_remove },
+	{ KEYWORD,	"resume",	CTL_NONE,	t_smtp_resume },
 	{ KEYWORD,	"show",		CTL_NONE,	t_show },
 	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
 };
 
 static const struct token t_show[] = {
+	{ KEYWORD,	"message",	CTL_SHOW_MESSAGE, t_show_message },
+	{ KEYWORD,	"queue",	CTL_SHOW_QUEUE,	NULL },
+	{ KEYWORD,	"stats",	CTL_SHOW_STATS,	NULL },
 	{ KEYWORD,	"status",	CTL_SHOW_STATUS, NULL },
+	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
+};
+
+static const struct token t_show_message[] = {
+	{ MSGID,	"ID",		CTL_NONE,	NULL },
 	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
 };
 
 static const struct token t_log[] = {
 	{ KEYWORD,	"brief",	CTL_LOG_BRIEF,	NULL },
 	{ KEYWORD,	"verbose",	CTL_LOG_VERBOSE, NULL },
+	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
+};
+
+static const struct token t_remove[] = {
+	{ EXACT,	"all",		CTL_REMOVE,	NULL },
+	{ MSGID,	"ID",		CTL_REMOVE,	NULL },
+	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
+};
+
+static const struct token t_smtp_pause[] = {
+	{ KEYWORD,	"smtp",		CTL_PAUSE_SMTP,	NULL },
+	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
+};
+
+static const struct token t_smtp_resume[] = {
+	{ KEYWORD,	"smtp",		CTL_RESUME_SMTP, NULL },
+	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
+};
+
+static const struct token t_encrypt[] = {
+	{ NOTOKEN,	"",		CTL_NONE,	NULL },
+	{ STRING,	"PASSWORD",	CTL_NONE,	NULL },
 	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
 };
 
@@ -72,31 +115,79 @@ show_valid(const char *problem, const char *word, const struct token *table)
 	(void)fprintf(stderr, "valid %s:", table == t_main ? "commands" :
 	    "arguments");
 	for (i = 0; table[i].type != ENDTOKEN; i++)
-		(void)fprintf(stderr, " %s", table[i].keyword);
+		if (table[i].type != NOTOKEN)
+			(void)fprintf(stderr, " %s", table[i].keyword);
 	(void)fprintf(stderr, "\n");
 	exit(EXIT_USAGE);
 }
 
+static int
+msgid_valid(const char *word)
+{
+	size_t	 i;
+
+	for (i = 0; i < 16; i++)
+		if (!((word[i] >= '0' && word[i] <= '9') ||
+		    (word[i] >= 'a' && word[i] <= 'f')))
+			return (0);
+	return (word[i] == '\0');
+}
+
+/*
+ * A keyword by its full name or an unambiguous prefix; failing that, a
+ * value the table takes (an id, a password).
+ */
 static const struct token *
-match_token(const char *word, const struct token *table)
+match_token(const char *word, const struct token *table,
+    struct parse_result *res)
 {
 	const struct token	*found = NULL;
 	size_t			 len = strlen(word);
 	int			 i, matches = 0;
 
 	for (i = 0; table[i].type != ENDTOKEN; i++) {
-		if (strcmp(word, table[i].keyword) == 0)
+		if ((table[i].type == KEYWORD || table[i].type == EXACT) &&
+		    strcmp(word, table[i].keyword) == 0) {
+			if (table[i].type == EXACT)
+				(void)strlcpy(res->id, word, sizeof(res->id));
 			return (&table[i]);
-		if (len > 0 && strncmp(word, table[i].keyword, len) == 0) {
+		}
+		if (table[i].type == KEYWORD && len > 0 &&
+		    strncmp(word, table[i].keyword, len) == 0) {
 			found = &table[i];
 			matches++;
 		}
 	}
-	if (matches == 0)
-		show_valid("unknown argument", word, table);
 	if (matches > 1)
 		show_valid("ambiguous argument", word, table);
-	return (found);
+	if (matches == 1)
+		return (found);
+	for (i = 0; table[i].type != ENDTOKEN; i++) {
+		switch (table[i].type) {
+		case MSGID:
+			if (!msgid_valid(word))
+				show_valid("invalid message id", word, table);
+			(void)strlcpy(res->id, word, sizeof(res->id));
+			return (&table[i]);
+		case STRING:
+			res->password = word;
+			return (&table[i]);
+		default:
+			break;
+		}
+	}
+	show_valid("unknown argument", word, table);
+}
+
+static int
+may_end(const struct token *table)
+{
+	int	 i;
+
+	for (i = 0; table[i].type != ENDTOKEN; i++)
+		if (table[i].type == NOTOKEN)
+			return (1);
+	return (0);
 }
 
 struct parse_result *
@@ -110,12 +201,12 @@ parse(int argc, char *argv[])
 	for (i = 0; i < argc; i++) {
 		if (table == NULL)
 			show_valid("too many arguments", argv[i], t_main);
-		t = match_token(argv[i], table);
+		t = match_token(argv[i], table, &res);
 		if (t->action != CTL_NONE)
 			res.action = t->action;
 		table = t->next;
 	}
-	if (table != NULL)
+	if (table != NULL && !may_end(table))
 		show_valid(argc == 0 ? "missing command" :
 		    "missing argument", NULL, table);
 	return (&res);

@@ -18,8 +18,10 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <crypt.h>
 #include <err.h>
 #include <errno.h>
+#include <readpassphrase.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +39,18 @@ static void	 ctl_request(uint32_t, const void *, size_t);
 static void	 ctl_next(struct imsg *);
 static int	 ctl_result(void);
 static int	 ctl_show_status(void);
+static int	 ctl_show_queue(void);
+static int	 ctl_show_message(void);
+static int	 ctl_show_stats(void);
+static int	 ctl_encrypt(const char *);
+static void	 ctl_check_fail(struct imsg *);
 static void	 json_string(const char *);
+static void	 json_string_len(const char *, size_t);
+
+/* bcrypt's work factor for encrypt: 2^10 rounds, about 0.1s. */
+#define BCRYPT_COST		10
+/* bcrypt uses this many bytes of a password and ignores the rest. */
+#define BCRYPT_PASSWORD_MAX	72
 
 static void __attribute__((__noreturn__))
 usage(void)
@@ -54,7 +67,8 @@ main(int argc, char *argv[])
 	const char		*sockpath = SMARTHOSTD_SOCKET;
 	int			 ch, verbose;
 
-	while ((ch = getopt(argc, argv, "js:")) != -1) {
+	/* "+": options end at the command, so a password may start with -. */
+	while ((ch = getopt(argc, argv, "+js:")) != -1) {
 		switch (ch) {
 		case 'j':
 			json = 1;
@@ -70,6 +84,8 @@ main(int argc, char *argv[])
 	argv += optind;
 
 	res = parse(argc, argv);
+	if (res->action == CTL_ENCRYPT)
+		return (ctl_encrypt(res->password));
 	ctl_connect(sockpath);
 
 	switch (res->action) {
@@ -84,6 +100,25 @@ main(int argc, char *argv[])
 		verbose = res->action == CTL_LOG_VERBOSE;
 		ctl_request(IMSG_CTL_LOG_VERBOSE, &verbose, sizeof(verbose));
 		return (ctl_result());
+	case CTL_SHOW_QUEUE:
+		ctl_request(IMSG_CTL_SHOW_QUEUE, NULL, 0);
+		return (ctl_show_queue());
+	case CTL_SHOW_MESSAGE:
+		ctl_request(IMSG_CTL_SHOW_MESSAGE, res->id, strlen(res->id) + 1);
+		return (ctl_show_message());
+	case CTL_SHOW_STATS:
+		ctl_request(IMSG_CTL_SHOW_STATS, NULL, 0);
+		return (ctl_show_stats());
+	case CTL_REMOVE:
+		ctl_request(IMSG_CTL_REMOVE, res->id, strlen(res->id) + 1);
+		return (ctl_result());
+	case CTL_PAUSE_SMTP:
+		ctl_request(IMSG_CTL_PAUSE_SMTP, NULL, 0);
+		return (ctl_result());
+	case CTL_RESUME_SMTP:
+		ctl_request(IMSG_CTL_RESUME_SMTP, NULL, 0);
+		return (ctl_result());
+	case CTL_ENCRYPT:
 	case CTL_NONE:
 		break;
 	}
@@ -208,6 +243,7 @@ ctl_show_status(void)
 	int			 nproc = 0;
 
 	ctl_next(&imsg);
+	ctl_check_fail(&imsg);
 	if (imsg_get_type(&imsg) != IMSG_CTL_STATUS ||
 	    imsg_get_data(&imsg, &st, sizeof(st)) == -1)
 		errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
@@ -266,14 +302,347 @@ ctl_show_status(void)
 	return (0);
 }
 
+/*
+ * A FAIL where data was expected: the daemon could not answer.  Said the
+ * way ctl_result() says it, and the exit status tells scripts.
+ */
+static void
+ctl_check_fail(struct imsg *imsg)
+{
+	struct ctl_result	 res;
+
+	if (imsg_get_type(imsg) != IMSG_CTL_FAIL)
+		return;
+	if (imsg_get_data(imsg, &res, sizeof(res)) == -1)
+		errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
+	imsg_free(imsg);
+	res.message[sizeof(res.message) - 1] = '\0';
+	if (json) {
+		(void)printf("{\"ok\":false,\"message\":");
+		json_string(res.message);
+		(void)printf("}\n");
+	} else
+		(void)fprintf(stderr, "smarthostctl: %s\n", res.message);
+	exit(EXIT_DAEMON_FAILURE);
+}
+
+static const char *
+rcpt_state_name(enum rcpt_state state)
+{
+	switch (state) {
+	case RCPT_PENDING:
+		return ("pending");
+	case RCPT_DELIVERED:
+		return ("delivered");
+	case RCPT_FAILED:
+		return ("failed");
+	}
+	return ("unknown");
+}
+
+static const char *
+fmt_time(int64_t t, char *buf, size_t len)
+{
+	struct tm	 tm;
+	time_t		 tt = (time_t)t;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		(void)snprintf(buf, len, "%lld", (long long)t);
+	return (buf);
+}
+
+/*
+ * show queue: each message, then its recipients.  Text is one line per
+ * message and one indented line per recipient; JSON an array.
+ */
+static int
+ctl_show_queue(void)
+{
+	struct imsg			 imsg;
+	struct ctl_queue_message	 qm;
+	struct ctl_queue_rcpt		 qr;
+	char				 when[64];
+	uint32_t			 type, rcpts_left = 0, nrcpt = 0;
+	int				 nmsg = 0;
+
+	if (json)
+		(void)printf("[");
+	for (;;) {
+		ctl_next(&imsg);
+		ctl_check_fail(&imsg);
+		type = imsg_get_type(&imsg);
+		if (type == IMSG_CTL_END) {
+			imsg_free(&imsg);
+			break;
+		}
+		if (type == IMSG_CTL_QUEUE_MESSAGE && rcpts_left == 0) {
+			if (imsg_get_data(&imsg, &qm, sizeof(qm)) == -1)
+				errx(EXIT_DAEMON_FAILURE, "bad answer from "
+				    "smarthostd");
+			imsg_free(&imsg);
+			qm.id[sizeof(qm.id) - 1] = '\0';
+			qm.sender[sizeof(qm.sender) - 1] = '\0';
+			if (json) {
+				(void)printf("%s{\"id\":", nmsg ? "," : "");
+				json_string(qm.id);
+				(void)printf(",\"arrived\":%lld,\"size\":%llu,"
+				    "\"sender\":", (long long)qm.arrived,
+				    (unsigned long long)qm.size);
+				json_string(qm.sender);
+				(void)printf(",\"recipients\":[");
+				if (qm.nrcpt == 0)
+					(void)printf("]}");
+			} else
+				(void)printf("%s  %s  %10llu  <%s>\n", qm.id,
+				    fmt_time(qm.arrived, when, sizeof(when)),
+				    (unsigned long long)qm.size, qm.sender);
+			rcpts_left = nrcpt = qm.nrcpt;
+			nmsg++;
+			continue;
+		}
+		if (type != IMSG_CTL_QUEUE_RCPT || rcpts_left == 0 ||
+		    imsg_get_data(&imsg, &qr, sizeof(qr)) == -1)
+			errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
+		imsg_free(&imsg);
+		qr.addr[sizeof(qr.addr) - 1] = '\0';
+		qr.action[sizeof(qr.action) - 1] = '\0';
+		qr.last_error[sizeof(qr.last_error) - 1] = '\0';
+		if (json) {
+			(void)printf("%s{\"address\":", rcpts_left < nrcpt ?
+			    "," : "");
+			json_string(qr.addr);
+			(void)printf(",\"action\":");
+			json_string(qr.action);
+			(void)printf(",\"state\":\"%s\",\"attempts\":%u,"
+			    "\"next_try\":%lld,\"last_error\":",
+			    rcpt_state_name(qr.state), qr.attempts,
+			    (long long)qr.next_try);
+			json_string(qr.last_error);
+			(void)printf("}");
+			if (rcpts_left == 1)
+				(void)printf("]}");
+		} else {
+			(void)printf("    <%s>  %s  %s", qr.addr, qr.action,
+			    rcpt_state_name(qr.state));
+			if (qr.attempts > 0)
+				(void)printf("  attempts %u  next %s",
+				    qr.attempts, fmt_time(qr.next_try, when,
+				    sizeof(when)));
+			if (qr.last_error[0] != '\0')
+				(void)printf("  \"%s\"", qr.last_error);
+			(void)printf("\n");
+		}
+		rcpts_left--;
+	}
+	if (rcpts_left != 0)
+		errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
+	if (json)
+		(void)printf("]\n");
+	return (0);
+}
+
+/*
+ * show message: the daemon sends text, already escaped: "name: value"
+ * lines of the envelope, an empty line, the header lines.  JSON makes an
+ * object of the envelope lines, with the recipients and the headers as
+ * arrays of strings.
+ */
+static int
+ctl_show_message(void)
+{
+	struct imsg	 imsg;
+	char		*text = NULL, *p, *eol, *colon;
+	size_t		 len = 0, n, total = 0;
+	int		 in_headers = 0, nrcpt = 0, nhdr = 0;
+
+	for (;;) {
+		ctl_next(&imsg);
+		ctl_check_fail(&imsg);
+		if (imsg_get_type(&imsg) == IMSG_CTL_END) {
+			imsg_free(&imsg);
+			break;
+		}
+		n = imsg_get_len(&imsg);
+		if (imsg_get_type(&imsg) != IMSG_CTL_MESSAGE_TEXT || n == 0 ||
+		    total + n > 64 * 1024 * 1024)
+			errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
+		if ((p = realloc(text, total + n)) == NULL)
+			err(EXIT_DAEMON_FAILURE, NULL);
+		text = p;
+		(void)imsg_get_data(&imsg, text + total, n);
+		imsg_free(&imsg);
+		if (text[total + n - 1] != '\0' ||
+		    strlen(text + total) != n - 1)
+			errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
+		total += n - 1;		/* the next chunk overwrites the NUL */
+		len = total;
+	}
+	if (text == NULL)
+		errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
+	if (!json) {
+		(void)fwrite(text, 1, len, stdout);
+		free(text);
+		return (0);
+	}
+
+	(void)printf("{");
+	for (p = text; p < text + len; p = eol + 1) {
+		if ((eol = memchr(p, '\n', text + len - p)) == NULL)
+			eol = text + len;
+		if (in_headers) {
+			(void)printf("%s", nhdr++ ? "," : "");
+			json_string_len(p, eol - p);
+			continue;
+		}
+		if (eol == p) {
+			(void)printf("%s\"headers\":[", nrcpt ? "]," : "");
+			in_headers = 1;
+			continue;
+		}
+		if ((colon = memchr(p, ':', eol - p)) == NULL ||
+		    colon + 1 >= eol || colon[1] != ' ')
+			errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
+		if (colon - p == 9 && strncmp(p, "recipient", 9) == 0) {
+			(void)printf("%s", nrcpt++ ? "," :
+			    "\"recipients\":[");
+			json_string_len(colon + 2, eol - colon - 2);
+			continue;
+		}
+		if (nrcpt)
+			errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
+		json_string_len(p, colon - p);
+		(void)printf(":");
+		json_string_len(colon + 2, eol - colon - 2);
+		(void)printf(",");
+	}
+	if (!in_headers)
+		(void)printf("%s\"headers\":[", nrcpt ? "]," : "");
+	(void)printf("]}\n");
+	free(text);
+	return (0);
+}
+
+/* show stats: "name=value" lines, or one JSON object. */
+static int
+ctl_show_stats(void)
+{
+	struct imsg	 imsg;
+	struct ctl_stat	 st;
+	int		 n = 0;
+
+	if (json)
+		(void)printf("{");
+	for (;;) {
+		ctl_next(&imsg);
+		ctl_check_fail(&imsg);
+		if (imsg_get_type(&imsg) == IMSG_CTL_END) {
+			imsg_free(&imsg);
+			break;
+		}
+		if (imsg_get_type(&imsg) != IMSG_CTL_STAT ||
+		    imsg_get_data(&imsg, &st, sizeof(st)) == -1)
+			errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
+		imsg_free(&imsg);
+		st.name[sizeof(st.name) - 1] = '\0';
+		if (json) {
+			(void)printf("%s", n ? "," : "");
+			json_string(st.name);
+			(void)printf(":%llu", (unsigned long long)st.value);
+		} else
+			(void)printf("%s=%llu\n", st.name,
+			    (unsigned long long)st.value);
+		n++;
+	}
+	if (json)
+		(void)printf("}\n");
+	return (0);
+}
+
+/*
+ * encrypt: a bcrypt hash for the password table, of the argument or of
+ * one line of standard input (asked for without echo on a terminal).
+ * No daemon is needed.
+ */
+static int
+ctl_encrypt(const char *arg)
+{
+	struct crypt_data	*data;
+	char			*line = NULL, *salt, *hash;
+	char			 prompt[AUTH_PASSWORD_MAX + 1];
+	const char		*password = arg;
+	size_t			 size = 0, len;
+	ssize_t			 n;
+
+	if (password == NULL && isatty(STDIN_FILENO)) {
+		if (readpassphrase("Password: ", prompt, sizeof(prompt),
+		    RPP_REQUIRE_TTY) == NULL)
+			err(EXIT_USAGE, "cannot read the password");
+		password = prompt;
+	} else if (password == NULL) {
+		if ((n = getline(&line, &size, stdin)) == -1) {
+			if (ferror(stdin))
+				err(EXIT_USAGE, "stdin");
+			errx(EXIT_USAGE, "no password on standard input");
+		}
+		if (n > 0 && line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (n > 0 && line[n - 1] == '\r')
+			line[--n] = '\0';
+		if (strlen(line) != (size_t)n)
+			errx(EXIT_USAGE, "password contains a NUL byte");
+		password = line;
+	}
+	len = strlen(password);
+	if (len == 0)
+		errx(EXIT_USAGE, "empty password");
+	if (len >= AUTH_PASSWORD_MAX)
+		errx(EXIT_USAGE, "password longer than %d bytes",
+		    AUTH_PASSWORD_MAX - 1);
+	if (len > BCRYPT_PASSWORD_MAX)
+		warnx("only the first %d bytes of the password count",
+		    BCRYPT_PASSWORD_MAX);
+
+	if ((salt = crypt_gensalt_ra("$2b$", BCRYPT_COST, NULL, 0)) == NULL)
+		err(EXIT_DAEMON_FAILURE, "crypt_gensalt");
+	if ((data = calloc(1, sizeof(*data))) == NULL)
+		err(EXIT_DAEMON_FAILURE, NULL);
+	hash = crypt_rn(password, salt, data, sizeof(*data));
+	if (hash == NULL || hash[0] == '*')
+		err(EXIT_DAEMON_FAILURE, "crypt");
+	if (json) {
+		(void)printf("{\"hash\":");
+		json_string(hash);
+		(void)printf("}\n");
+	} else
+		(void)printf("%s\n", hash);
+
+	explicit_bzero(prompt, sizeof(prompt));
+	if (line != NULL) {
+		explicit_bzero(line, size);
+		free(line);
+	}
+	explicit_bzero(data, sizeof(*data));
+	free(data);
+	free(salt);
+	return (0);
+}
+
 /* A JSON string: quotes, backslashes and control characters escaped. */
 static void
 json_string(const char *s)
 {
+	json_string_len(s, strlen(s));
+}
+
+static void
+json_string_len(const char *s, size_t len)
+{
+	const char	*end = s + len;
 	unsigned char	 c;
 
 	(void)putchar('"');
-	for (; (c = (unsigned char)*s) != '\0'; s++) {
+	for (; s < end && (c = (unsigned char)*s) != '\0'; s++) {
 		if (c == '"' || c == '\\')
 			(void)printf("\\%c", c);
 		else if (c < 0x20 || c == 0x7f)

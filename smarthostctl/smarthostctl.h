@@ -22,11 +22,20 @@ enum ctl_action {
 	CTL_SHOW_STATUS,
 	CTL_RELOAD,
 	CTL_LOG_VERBOSE,
-	CTL_LOG_BRIEF
+	CTL_LOG_BRIEF,
+	CTL_SHOW_QUEUE,
+	CTL_SHOW_MESSAGE,
+	CTL_SHOW_STATS,
+	CTL_REMOVE,
+	CTL_PAUSE_SMTP,
+	CTL_RESUME_SMTP,
+	CTL_ENCRYPT
 };
 
 struct parse_result {
 	enum ctl_action	 action;
+	char		 id[32];	/* message id, or "all" for remove */
+	const char	*password;	/* encrypt; NULL: read stdin */
 };
 
 /* Exit statuses that scripts can trust. */
