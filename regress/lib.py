@@ -234,3 +234,73 @@ def socket_closed(sock, timeout=5):
         return True
     except socket.timeout:
         return False
+
+
+# The queue: a daemon that accepts SMTP on loopback and queues every
+# message for an action whose relay host nothing listens on, so that
+# messages stay in the queue for the tests to look at.
+
+def free_port(host="127.0.0.1"):
+    """A TCP port nothing listens on right now."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def queue_config(port, extra=""):
+    """Configuration lines for base_config: listen on port, queue all."""
+    return ("listen on 127.0.0.1 port %d\n"
+            "action \"inbound\" relay host \"smtp://127.0.0.1:2\"\n"
+            "match for any action \"inbound\"\n" % port) + extra
+
+
+def smtp_message(subject="test", size=0, headers=""):
+    """A message with the given Subject and about size bytes of body."""
+    body = ("x" * 76 + "\r\n") * (size // 78 + 1) if size else "hello\r\n"
+    return ("From: <alice@example.org>\r\nTo: <bob@example.com>\r\n"
+            "Subject: %s\r\n%s\r\n%s" % (subject, headers, body))
+
+
+def smtp_send(port, message, sender="alice@example.org",
+              rcpts=("bob@example.com",), timeout=30):
+    """Send one message; returns (code, reply text) of the last step.
+    A 250 after DATA says "queued as ID"; queue_id_of() takes the ID."""
+    import smtplib
+    s = smtplib.SMTP("127.0.0.1", port, timeout=timeout)
+    try:
+        s.ehlo("client.example.org")
+        code, text = s.mail(sender)
+        if code != 250:
+            return code, text.decode()
+        for r in rcpts:
+            code, text = s.rcpt(r)
+            if code != 250:
+                return code, text.decode()
+        code, text = s.data(message.encode())
+        return code, text.decode()
+    finally:
+        try:
+            s.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+
+
+def queue_id_of(reply):
+    """The queue id in "2.0.0 Ok: queued as ID"."""
+    words = reply.split()
+    assert "queued" in words, reply
+    return words[-1]
+
+
+def unix_recv_queue(pid):
+    """Bytes waiting to be read on the unix sockets of a process, as ss
+    reports them."""
+    out = subprocess.run(["ss", "-x", "-p", "-n"], capture_output=True,
+                         text=True, check=True).stdout
+    total = 0
+    for line in out.splitlines():
+        if "pid=%d," % pid in line:
+            total += int(line.split()[2])
+    return total
