@@ -40,6 +40,37 @@ def queued(d, port, subject="test", **kw):
     return queue_id_of(text)
 
 
+def send_while_queue_stopped(d, port, messages):
+    """Send the messages from concurrent sessions while the queue process
+    is stopped, and let it go on only once every envelope waits in its
+    socket.  Their envelopes are the same size (same sender, recipient
+    and client; sizes are fixed-width), so the first one tells how many
+    bytes all of them make.  Returns the (code, text) of each."""
+    queue_pid = d.pids()["queue"]
+    idle = unix_recv_queue(queue_pid)
+    results = {}
+
+    def send(i):
+        results[i] = smtp_send(port, messages[i])
+    threads = [threading.Thread(target=send, args=(i,))
+               for i in range(len(messages))]
+    os.kill(queue_pid, signal.SIGSTOP)
+    try:
+        threads[0].start()
+        one = wait_for(lambda: unix_recv_queue(queue_pid) - idle, 30,
+                       "the first message waiting for the queue")
+        for t in threads[1:]:
+            t.start()
+        wait_for(lambda: unix_recv_queue(queue_pid) >=
+                 idle + len(messages) * one, 30,
+                 "every message waiting for the queue")
+    finally:
+        os.kill(queue_pid, signal.SIGCONT)
+    for t in threads:
+        t.join(60)
+    return [results.get(i) for i in range(len(messages))]
+
+
 # encrypt
 
 def test_encrypt_argument_gives_bcrypt_hash_that_verifies():
@@ -327,25 +358,9 @@ def test_messages_that_wait_during_a_commit_share_the_next_one():
     with Daemon(queue_config(port)) as d:
         queued(d, port, "first")
         before = json.loads(d.ctl("-j", "show", "stats").stdout)
-        queue_pid = d.pids()["queue"]
-        idle = unix_recv_queue(queue_pid)
-        results = []
-        os.kill(queue_pid, signal.SIGSTOP)
-        try:
-            threads = [threading.Thread(target=lambda i=i: results.append(
-                smtp_send(port, smtp_message("group %d" % i))))
-                for i in range(n)]
-            for t in threads:
-                t.start()
-            # Every envelope is in the socket: 100 bytes is less than
-            # any envelope with its imsg header.
-            wait_for(lambda: unix_recv_queue(queue_pid) >= idle + n * 100,
-                     30, "ten messages waiting for the queue")
-        finally:
-            os.kill(queue_pid, signal.SIGCONT)
-        for t in threads:
-            t.join(60)
-        assert sorted(c for c, _ in results) == [250] * n, results
+        results = send_while_queue_stopped(
+            d, port, [smtp_message("group %d" % i) for i in range(n)])
+        assert [c for c, _ in results] == [250] * n, results
         after = json.loads(d.ctl("-j", "show", "stats").stdout)
         assert after["queue.accepted"] - before["queue.accepted"] == n
         assert after["queue.commits"] - before["queue.commits"] == 1, \
@@ -362,25 +377,9 @@ def test_group_that_overflows_the_map_fails_only_the_big_message():
              "queue { map-size 1M\n min-free 0 }\n")
     with Daemon(queue_config(port, extra)) as d:
         first = [queued(d, port, "big", size=400 * 1024) for _ in range(2)]
-        queue_pid = d.pids()["queue"]
-        idle = unix_recv_queue(queue_pid)
         messages = [smtp_message("big", size=400 * 1024)] + [
             smtp_message("small %d" % i) for i in range(3)]
-        results = {}
-        os.kill(queue_pid, signal.SIGSTOP)
-        try:
-            threads = [threading.Thread(
-                target=lambda i=i: results.__setitem__(
-                    i, smtp_send(port, messages[i])))
-                for i in range(len(messages))]
-            for t in threads:
-                t.start()
-            wait_for(lambda: unix_recv_queue(queue_pid) >= idle + 400,
-                     30, "four messages waiting for the queue")
-        finally:
-            os.kill(queue_pid, signal.SIGCONT)
-        for t in threads:
-            t.join(60)
+        results = send_while_queue_stopped(d, port, messages)
         assert results[0][0] == 452 and "4.3.1" in results[0][1], results
         assert [results[i][0] for i in (1, 2, 3)] == [250] * 3, results
         ids = first + [queue_id_of(results[i][1]) for i in (1, 2, 3)]
