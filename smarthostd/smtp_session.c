@@ -387,14 +387,23 @@ session_timer_reset(struct smtp_session *s)
 
 	timeout = s->state == SMTP_DATA ? env->smtp.data_timeout :
 	    env->smtp.command_timeout;
+	tv.tv_usec = 0;
 	if (s->in_transaction) {
+		/*
+		 * A deadline, not an idle timer: input does not move it,
+		 * so a client that trickles bytes is cut off all the same.
+		 */
 		left = s->transaction_started + env->smtp.transaction_timeout -
 		    time(NULL);
+		if (left <= 0) {
+			tv.tv_sec = 0;
+			evtimer_add(&s->timer, &tv);
+			return;
+		}
 		if (left < timeout)
-			timeout = left > 0 ? left : 1;
+			timeout = left;
 	}
 	tv.tv_sec = timeout;
-	tv.tv_usec = 0;
 	evtimer_add(&s->timer, &tv);
 }
 
