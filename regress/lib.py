@@ -4,6 +4,7 @@ processes, talk to it with smarthostctl and over raw imsg."""
 import json
 import os
 import pwd
+import re
 import signal
 import socket
 import struct
@@ -21,6 +22,16 @@ CHILDREN = ["smtp", "grey", "scan", "queue", "pf", "control"]
 # included), peerid, pid, in host byte order.
 IMSG_HDR = struct.Struct("=IIII")
 IMSG_CTL_VERSION = 1
+
+
+def _control_version():
+    with open(os.path.join(REPO, "smarthostd", "smarthostd.h")) as f:
+        return int(re.search(r"#define CONTROL_VERSION\s+(\d+)",
+                             f.read()).group(1))
+
+
+# The control protocol version this tree's smarthostctl speaks.
+CONTROL_VERSION = _control_version()
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):

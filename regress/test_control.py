@@ -9,7 +9,8 @@ import subprocess
 import tempfile
 import threading
 
-from lib import (CHILDREN, Daemon, IMSG_CTL_VERSION, SMARTHOSTCTL,
+from lib import (CHILDREN, CONTROL_VERSION, Daemon, IMSG_CTL_VERSION,
+                 SMARTHOSTCTL,
                  control_connect, imsg_pack, imsg_recv, socket_closed)
 
 
@@ -35,8 +36,11 @@ def test_show_status_json_parses_with_seven_processes():
 
 def test_commands_match_by_prefix():
     with Daemon() as d:
-        out = d.ctl("sh", "st").stdout
+        out = d.ctl("sh", "statu").stdout
         assert out.startswith("smarthostd ") and "PROCESS" in out, out
+        # "st" is both status and stats: an ambiguity, told as such.
+        r = d.ctl("sh", "st", check=False)
+        assert r.returncode == 2 and "ambiguous" in r.stderr, r.stderr
         r = d.ctl("rel")
         assert r.stdout.strip() == "configuration reloaded"
 
@@ -46,7 +50,8 @@ def test_unknown_or_incomplete_command_is_a_usage_error():
                        text=True)
     assert r.returncode == 2
     assert "unknown argument: frob" in r.stderr
-    assert "valid commands: log reload show" in r.stderr
+    assert ("valid commands: encrypt log pause reload remove resume "
+            "show") in r.stderr
     r = subprocess.run([SMARTHOSTCTL, "show"], capture_output=True,
                        text=True)
     assert r.returncode == 2
@@ -124,7 +129,7 @@ def test_garbage_on_control_socket_drops_only_that_client():
         s.sendall(struct.pack("=IIII", IMSG_CTL_VERSION, 1 << 30, 0, 0))
         assert socket_closed(s)
         s = control_connect(d.sock)
-        s.sendall(imsg_pack(IMSG_CTL_VERSION, struct.pack("=I", 1)))
+        s.sendall(imsg_pack(IMSG_CTL_VERSION, struct.pack("=I", CONTROL_VERSION)))
         assert imsg_recv(s)[0] == IMSG_CTL_VERSION
         s.sendall(imsg_pack(4242))
         assert socket_closed(s)
@@ -136,7 +141,7 @@ def test_connections_per_uid_are_capped():
     with Daemon() as d:
         held = [control_connect(d.sock) for _ in range(16)]
         for s in held:
-            s.sendall(imsg_pack(IMSG_CTL_VERSION, struct.pack("=I", 1)))
+            s.sendall(imsg_pack(IMSG_CTL_VERSION, struct.pack("=I", CONTROL_VERSION)))
             assert imsg_recv(s)[0] == IMSG_CTL_VERSION
         extra = control_connect(d.sock)
         assert socket_closed(extra)
