@@ -8,7 +8,8 @@ regress/test_*.py modules, then prints one closing line,
 
 Integration tests must not send a packet off this machine, so the runner
 re-executes itself inside a new network namespace with only loopback up
-(unshare --net; as non-root with --map-root-user).
+(unshare --net --mount, so that tests may mount a small tmpfs; as
+non-root with --map-root-user).
 
     python3 regress/run.py [-k SUBSTRING] [-x]
 """
@@ -30,7 +31,7 @@ def enter_network_namespace():
     if os.environ.get("SMARTHOSTD_TEST_NETNS") == "1":
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         return
-    cmd = ["unshare", "--net"]
+    cmd = ["unshare", "--net", "--mount"]
     if os.geteuid() != 0:
         cmd.append("--map-root-user")
     env = dict(os.environ, SMARTHOSTD_TEST_NETNS="1")

@@ -94,6 +94,9 @@ static MDB_dbi			 dbi_envelope, dbi_body;
 static char			 queue_dir[PATH_MAX];
 static struct queue_msgs	 pending = TAILQ_HEAD_INITIALIZER(pending);
 static struct queue_walks	 walks = TAILQ_HEAD_INITIALIZER(walks);
+/* Room, besides the body, that a commit may need for pages and meta. */
+#define QUEUE_EIO_SLACK		(1024 * 1024)
+
 static struct event		 ev_commit, ev_disk, ev_walk;
 static int			 disk_ok = -1;	/* -1: not told yet */
 
@@ -110,7 +113,7 @@ static void	 queue_commit_batch(struct queue_msg **, size_t);
 static int	 queue_txn_write(struct queue_msg **, size_t);
 static int	 queue_put_message(MDB_txn *, struct queue_msg *);
 static int	 queue_read_body(int, void *, uint64_t);
-static enum queue_status queue_status_of(int);
+static enum queue_status queue_status_of(int, uint64_t);
 static void	 queue_msg_free(struct queue_msg *);
 static int	 queue_txn_begin(unsigned int, MDB_txn **);
 static void	 queue_disk_timer(int, short, void *);
@@ -441,7 +444,7 @@ queue_commit_batch(struct queue_msg **batch, size_t n)
 			queue_commit_batch(&batch[i], 1);
 		return;
 	}
-	batch[0]->status = queue_status_of(rc);
+	batch[0]->status = queue_status_of(rc, batch[0]->body_size);
 	if (batch[0]->status == QUEUE_NOSPACE)
 		stats.nospace++;
 	else
@@ -555,14 +558,26 @@ queue_read_body(int fd, void *buf, uint64_t size)
 	return (0);
 }
 
+/*
+ * LMDB turns a short write into EIO, and a short write is what a file
+ * system with less room than the pages to write gives: then the disk is
+ * full, and the client is told so.
+ */
 static enum queue_status
-queue_status_of(int rc)
+queue_status_of(int rc, uint64_t size)
 {
+	struct statvfs	 sv;
+
 	switch (rc) {
 	case MDB_MAP_FULL:
 	case ENOSPC:
 	case EDQUOT:
 		return (QUEUE_NOSPACE);
+	case EIO:
+		if (statvfs(queue_dir, &sv) == 0 &&
+		    (uint64_t)sv.f_bavail * sv.f_frsize < size + QUEUE_EIO_SLACK)
+			return (QUEUE_NOSPACE);
+		/* FALLTHROUGH */
 	default:
 		return (QUEUE_TEMPFAIL);
 	}
