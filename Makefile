@@ -44,7 +44,7 @@ DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
 CTL_SRCS =	smarthostctl/smarthostctl.c smarthostctl/parser.c
 
 DAEMON_OBJS =	$(DAEMON_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
-CTL_OBJS =	$(CTL_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
+CTL_OBJS =	$(CTL_SRCS:.c=.o) smarthostd/envelope.o $(COMPAT_SRCS:.c=.o)
 
 UNIT_TESTS =	regress/unit/imsg_test regress/unit/envelope_test \
 		regress/unit/mailaddr_test

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "smarthostd.h"
 #include "smarthostctl.h"
 
 enum token_type {
@@ -121,18 +122,6 @@ show_valid(const char *problem, const char *word, const struct token *table)
 	exit(EXIT_USAGE);
 }
 
-static int
-msgid_valid(const char *word)
-{
-	size_t	 i;
-
-	for (i = 0; i < 16; i++)
-		if (!((word[i] >= '0' && word[i] <= '9') ||
-		    (word[i] >= 'a' && word[i] <= 'f')))
-			return (0);
-	return (word[i] == '\0');
-}
-
 /*
  * A keyword by its full name or an unambiguous prefix; failing that, a
  * value the table takes (an id, a password).
@@ -165,7 +154,7 @@ match_token(const char *word, const struct token *table,
 	for (i = 0; table[i].type != ENDTOKEN; i++) {
 		switch (table[i].type) {
 		case MSGID:
-			if (!msgid_valid(word))
+			if (!envelope_id_valid(word))
 				show_valid("invalid message id", word, table);
 			(void)strlcpy(res->id, word, sizeof(res->id));
 			return (&table[i]);

@@ -327,20 +327,6 @@ ctl_check_fail(struct imsg *imsg)
 }
 
 static const char *
-rcpt_state_name(enum rcpt_state state)
-{
-	switch (state) {
-	case RCPT_PENDING:
-		return ("pending");
-	case RCPT_DELIVERED:
-		return ("delivered");
-	case RCPT_FAILED:
-		return ("failed");
-	}
-	return ("unknown");
-}
-
-static const char *
 fmt_time(int64_t t, char *buf, size_t len)
 {
 	struct tm	 tm;
@@ -416,7 +402,7 @@ ctl_show_queue(void)
 			json_string(qr.action);
 			(void)printf(",\"state\":\"%s\",\"attempts\":%u,"
 			    "\"next_try\":%lld,\"last_error\":",
-			    rcpt_state_name(qr.state), qr.attempts,
+			    envelope_rcpt_state_name(qr.state), qr.attempts,
 			    (long long)qr.next_try);
 			json_string(qr.last_error);
 			(void)printf("}");
@@ -424,7 +410,7 @@ ctl_show_queue(void)
 				(void)printf("]}");
 		} else {
 			(void)printf("    <%s>  %s  %s", qr.addr, qr.action,
-			    rcpt_state_name(qr.state));
+			    envelope_rcpt_state_name(qr.state));
 			if (qr.attempts > 0)
 				(void)printf("  attempts %u  next %s",
 				    qr.attempts, fmt_time(qr.next_try, when,

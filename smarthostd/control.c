@@ -62,7 +62,6 @@ static int	 control_client_request(struct ctl_client *, struct imsg *);
 static int	 control_client_forward(struct ctl_client *, uint32_t,
 		    uint32_t, const void *, size_t);
 static int	 control_client_string(struct imsg *, char *, size_t);
-static int	 control_id_valid(const char *);
 static int	 control_client_count(uid_t);
 static struct ctl_client *control_client_find(uint32_t);
 
@@ -438,14 +437,14 @@ control_client_request(struct ctl_client *c, struct imsg *imsg)
 	case IMSG_CTL_SHOW_MESSAGE:
 		if (control_client_string(imsg, arg, sizeof(arg)) == -1)
 			break;
-		if (!control_id_valid(arg))
+		if (!envelope_id_valid(arg))
 			return (control_client_fail(c, "invalid message id"));
 		return (control_client_forward(c, 1U << PROC_QUEUE, type,
 		    arg, strlen(arg) + 1));
 	case IMSG_CTL_REMOVE:
 		if (control_client_string(imsg, arg, sizeof(arg)) == -1)
 			break;
-		if (strcmp(arg, "all") != 0 && !control_id_valid(arg))
+		if (strcmp(arg, "all") != 0 && !envelope_id_valid(arg))
 			return (control_client_fail(c, "invalid message id"));
 		if (!control_client_privileged(c))
 			return (control_client_fail(c, "permission denied"));
@@ -513,14 +512,3 @@ control_client_string(struct imsg *imsg, char *buf, size_t size)
 	return (0);
 }
 
-static int
-control_id_valid(const char *id)
-{
-	size_t	 i;
-
-	for (i = 0; i < QUEUE_ID_LEN - 1; i++)
-		if (!((id[i] >= '0' && id[i] <= '9') ||
-		    (id[i] >= 'a' && id[i] <= 'f')))
-			return (0);
-	return (id[i] == '\0');
-}

@@ -73,7 +73,6 @@ struct rbuf {
 };
 
 static int	 envelope_string_ok(const char *, size_t);
-static int	 envelope_id_ok(const char *);
 static void	 put_bytes(struct wbuf *, const void *, size_t);
 static void	 put_u16(struct wbuf *, uint16_t);
 static void	 put_u32(struct wbuf *, uint32_t);
@@ -101,7 +100,7 @@ envelope_encode(const struct envelope *e, unsigned char **out,
 
 	*out = NULL;
 	*outlen = 0;
-	if (!envelope_id_ok(e->id) || (e->flags & ~ENVELOPE_FLAGS) != 0 ||
+	if (!envelope_id_valid(e->id) || (e->flags & ~ENVELOPE_FLAGS) != 0 ||
 	    e->body_size > ENVELOPE_BODY_MAX ||
 	    e->nrcpt < 1 || e->nrcpt > ENVELOPE_RCPT_MAX || e->rcpts == NULL ||
 	    !envelope_string_ok(e->sender, sizeof(e->sender)) ||
@@ -192,7 +191,7 @@ envelope_decode(const unsigned char *buf, size_t len, struct envelope *e)
 	    get_u16(&r, &reserved) == -1 || reserved != 0)
 		goto bad;
 	if (get_string(&r, e->id, sizeof(e->id), 0) == -1 ||
-	    !envelope_id_ok(e->id) ||
+	    !envelope_id_valid(e->id) ||
 	    get_i64(&r, &e->arrived) == -1 ||
 	    get_u32(&r, &e->flags) == -1 ||
 	    (e->flags & ~ENVELOPE_FLAGS) != 0 ||
@@ -258,8 +257,9 @@ envelope_string_ok(const char *s, size_t size)
 	return (strcspn(s, "\r\n") == len);
 }
 
-static int
-envelope_id_ok(const char *id)
+/* 16 lowercase hex digits, as smtp makes them. */
+int
+envelope_id_valid(const char *id)
 {
 	size_t	 i;
 
@@ -402,4 +402,18 @@ get_string(struct rbuf *r, char *s, size_t size, int empty_ok)
 	r->p += len;
 	r->left -= len;
 	return (0);
+}
+
+const char *
+envelope_rcpt_state_name(enum rcpt_state state)
+{
+	switch (state) {
+	case RCPT_PENDING:
+		return ("pending");
+	case RCPT_DELIVERED:
+		return ("delivered");
+	case RCPT_FAILED:
+		return ("failed");
+	}
+	return ("unknown");
 }

@@ -130,8 +130,6 @@ static void	 queue_message_text(FILE *, MDB_txn *, MDB_val *,
 static void	 queue_remove(uint32_t, const char *);
 static void	 queue_show_stats(uint32_t);
 static void	 text_escaped(FILE *, const unsigned char *, size_t);
-static int	 queue_id_valid(const char *);
-static const char *rcpt_state_name(enum rcpt_state);
 
 static const struct proc_handlers	 queue_handlers = {
 	.peer =			queue_dispatch_peer,
@@ -687,14 +685,14 @@ queue_dispatch_control(struct imsg *imsg)
 		break;
 	case IMSG_CTL_SHOW_MESSAGE:
 		arg = imsg_expect_string(imsg);
-		if (!queue_id_valid(arg))
+		if (!envelope_id_valid(arg))
 			fatalx("control sent an invalid message id");
 		queue_show_message(client, arg);
 		free(arg);
 		break;
 	case IMSG_CTL_REMOVE:
 		arg = imsg_expect_string(imsg);
-		if (strcmp(arg, "all") != 0 && !queue_id_valid(arg))
+		if (strcmp(arg, "all") != 0 && !envelope_id_valid(arg))
 			fatalx("control sent an invalid message id");
 		queue_remove(client, arg);
 		free(arg);
@@ -951,8 +949,8 @@ queue_message_text(FILE *f, MDB_txn *txn, MDB_val *key,
 		(void)fprintf(f, "> action ");
 		text_escaped(f, (const unsigned char *)r->action,
 		    strlen(r->action));
-		(void)fprintf(f, " %s attempts %u", rcpt_state_name(r->state),
-		    r->attempts);
+		(void)fprintf(f, " %s attempts %u",
+		    envelope_rcpt_state_name(r->state), r->attempts);
 		if (r->last_error[0] != '\0') {
 			(void)fprintf(f, " error ");
 			text_escaped(f, (const unsigned char *)r->last_error,
@@ -1129,28 +1127,3 @@ queue_show_stats(uint32_t client)
 	queue_ctl_send(client, IMSG_CTL_END, NULL, 0);
 }
 
-static int
-queue_id_valid(const char *id)
-{
-	size_t	 i;
-
-	for (i = 0; i < QUEUE_ID_LEN - 1; i++)
-		if (!((id[i] >= '0' && id[i] <= '9') ||
-		    (id[i] >= 'a' && id[i] <= 'f')))
-			return (0);
-	return (id[i] == '\0');
-}
-
-static const char *
-rcpt_state_name(enum rcpt_state state)
-{
-	switch (state) {
-	case RCPT_PENDING:
-		return ("pending");
-	case RCPT_DELIVERED:
-		return ("delivered");
-	case RCPT_FAILED:
-		return ("failed");
-	}
-	return ("unknown");
-}

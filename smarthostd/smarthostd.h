@@ -646,6 +646,8 @@ int	 table_match_addr(struct table *, const struct sockaddr_storage *);
 int	 envelope_encode(const struct envelope *, unsigned char **, size_t *);
 int	 envelope_decode(const unsigned char *, size_t, struct envelope *);
 void	 envelope_clear(struct envelope *);
+int	 envelope_id_valid(const char *);
+const char *envelope_rcpt_state_name(enum rcpt_state);
 
 /* util.c */
 int	 parse_duration(const char *, time_t *);
