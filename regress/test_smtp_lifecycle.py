@@ -164,3 +164,21 @@ def test_failed_auth_is_logged_with_user_and_address_never_password():
         d.wait_log("authenticated as alice")
         log = d.logtext()
         assert wrong not in log and PASSWORDS["alice"] not in log
+
+
+def test_message_with_a_thousand_long_recipients_is_queued():
+    # The envelope then far exceeds one ordinary imsg between processes.
+    with smtpd(smtp={"max-recipients": "1000"}) as d:
+        c = session(d)
+        rcpts = ["%s-%04d@example.org" % ("r" * 55, i) for i in range(1000)]
+        c.send("MAIL FROM:<a@b.example>\r\n" +
+               "".join("RCPT TO:<%s>\r\n" % r for r in rcpts))
+        c.expect(250, "2.1.0")
+        for _ in rcpts:
+            c.expect(250, "2.1.5")
+        msgid = queued_id(send_message(c, MESSAGE))
+        r = ctl_run(d, "-j", "show", "message", msgid)
+        assert r.returncode == 0, r.stderr
+        got = json.loads(r.stdout)["recipients"]
+        assert len(got) == 1000, len(got)
+        assert got[999].startswith("<%s>" % rcpts[999]), got[999]

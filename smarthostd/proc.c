@@ -415,9 +415,17 @@ proc_child_peer_fd(struct imsg *imsg)
 	if ((iev = calloc(1, sizeof(*iev))) == NULL)
 		fatal(NULL);
 	imsgev_init(iev, fd, peer, proc_child_dispatch_peer);
-	/* Message bodies reach the queue as descriptors, and only there. */
+	/*
+	 * Message bodies reach the queue as descriptors, and only there;
+	 * their envelopes, with up to 10000 recipients, may be larger
+	 * than any other message between our processes.
+	 */
 	if (smarthost_process == PROC_QUEUE && peer == PROC_SMTP)
 		imsgbuf_allow_fdpass(&iev->ibuf);
+	if ((smarthost_process == PROC_QUEUE && peer == PROC_SMTP) ||
+	    (smarthost_process == PROC_SMTP && peer == PROC_QUEUE))
+		if (imsgbuf_set_maxsize(&iev->ibuf, PROC_ENVELOPE_MAXSIZE) == -1)
+			fatal("imsgbuf_set_maxsize");
 	iev_peer[peer] = iev;
 	log_debug("connected to %s", proc_name(peer));
 }

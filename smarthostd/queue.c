@@ -290,7 +290,7 @@ queue_message_received(struct imsg *imsg)
 
 	if ((fd = imsg_get_fd(imsg)) == -1)
 		fatalx("smtp sent a message without its body");
-	if (len == 0 || len > PROC_IMSG_MAXSIZE)
+	if (len == 0 || len > PROC_ENVELOPE_MAXSIZE)
 		fatalx("smtp sent an envelope of %zu bytes", len);
 	if ((m = calloc(1, sizeof(*m))) == NULL ||
 	    (m->record = malloc(len)) == NULL)

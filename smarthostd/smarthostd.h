@@ -55,6 +55,7 @@
 
 /* Between our own processes; smarthostctl keeps the imsg default. */
 #define PROC_IMSG_MAXSIZE	(64 * 1024)
+#define PROC_ENVELOPE_MAXSIZE	(8 * 1024 * 1024)	/* smtp <-> queue */
 
 #define NAME_MAX_LEN		64	/* table, action, blocklist names */
 #define HOSTNAME_LEN		256

@@ -31,6 +31,7 @@
 #define SMTP_READ_CHUNK		(16 * 1024)	/* one TLS record */
 #define SMTP_BODY_CHUNK		(64 * 1024)
 #define SMTP_AUTH_WINDOW	(15 * 60)	/* failures counted this long */
+#define SMTP_CLOSE_GRACE	10		/* to write a last reply */
 
 enum smtp_state {
 	SMTP_GREETING,		/* waiting for HELO/EHLO */

@@ -411,9 +411,15 @@ static void
 session_timeout(int fd, short event, void *arg)
 {
 	struct smtp_session	*s = arg;
+	struct timeval		 grace = { SMTP_CLOSE_GRACE, 0 };
 
 	(void)fd;
 	(void)event;
+	if (s->closing) {
+		/* A client that does not even read its last reply. */
+		session_free(s);
+		return;
+	}
 	smtp_stats.timeouts++;
 	if (s->wait == SMTP_WAIT_QUEUE) {
 		/* A late commit is logged by smtp.c; the client retries. */
@@ -429,6 +435,7 @@ session_timeout(int fd, short event, void *arg)
 		evbuffer_drain(s->out, evbuffer_get_length(s->out));
 		session_close_with(s, "421 4.4.2 Timeout, closing connection");
 	}
+	evtimer_add(&s->timer, &grace);
 	session_continue(s);
 }
 
