@@ -32,6 +32,7 @@
 #define SMTP_BODY_CHUNK		(64 * 1024)
 #define SMTP_AUTH_WINDOW	(15 * 60)	/* failures counted this long */
 #define SMTP_CLOSE_GRACE	10		/* to write a last reply */
+#define SMTP_QUEUE_WAIT		(5 * 60)	/* for the queue's commit */
 
 enum smtp_state {
 	SMTP_GREETING,		/* waiting for HELO/EHLO */

@@ -1421,6 +1421,7 @@ data_flush(struct smtp_session *s)
 static void
 data_done(struct smtp_session *s)
 {
+	struct timeval		 queue_wait;
 	struct envelope		 e;
 	struct smtp_rcpt	*r;
 	uint32_t		 i = 0;
@@ -1496,6 +1497,14 @@ data_done(struct smtp_session *s)
 	}
 	envelope_clear(&e);
 	s->wait = SMTP_WAIT_QUEUE;
+	/*
+	 * The client waits up to 10 minutes for this reply (RFC 5321
+	 * 4.5.3.2.6); no session deadline cuts the commit short, since a
+	 * 451 for a message that then commits would bring a duplicate.
+	 */
+	queue_wait.tv_sec = SMTP_QUEUE_WAIT;
+	queue_wait.tv_usec = 0;
+	evtimer_add(&s->timer, &queue_wait);
 	return;
 
  refused:
