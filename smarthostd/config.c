@@ -139,6 +139,13 @@ config_set_defaults(struct smarthost_config *conf)
 
 	conf->queue.map_size = 4ULL * 1024 * 1024 * 1024;
 	conf->queue.min_free = 100 * 1024 * 1024;
+	/* RFC 5321 4.5.4.1: at least 30 minutes apart, 4-5 days in all. */
+	conf->queue.retry_min = 5 * 60;
+	conf->queue.retry_max = 4 * 3600;
+	conf->queue.lifetime = 4 * 24 * 3600;
+	conf->queue.delay_warning = 0;
+	conf->queue.max_deliveries = 100;
+	conf->queue.max_per_destination = 10;
 }
 
 void
@@ -839,6 +846,7 @@ config_recv(struct smarthost_config **pending, struct imsg *imsg)
 		CHECK_STRING(a->auth_table);
 		CHECK_STRING(a->alias_table);
 		CHECK_STRING(a->maildir);
+		CHECK_STRING(a->ca_file);
 		if (a->relay_scheme > RELAY_SMTPS)
 			fatalx("config_recv: bad relay scheme");
 		TAILQ_INSERT_TAIL(&conf->actions, a, entry);

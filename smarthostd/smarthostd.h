@@ -276,6 +276,7 @@ struct action {
 	char			 auth_table[NAME_MAX_LEN];
 	char			 alias_table[NAME_MAX_LEN];
 	char			 maildir[PATH_MAX];
+	char			 ca_file[PATH_MAX];	/* tls verify ca; "": system */
 };
 TAILQ_HEAD(actions, action);
 
@@ -324,10 +325,16 @@ struct smtp_limits {
 	time_t			 transaction_timeout;	/* MAIL to end of DATA */
 };
 
-/* queue { ... }: the accepting half of the queue. */
+/* queue { ... }: storage, and how the relay retries and gives up. */
 struct queue_config {
 	uint64_t		 map_size;	/* LMDB map of queue.mdb */
 	uint64_t		 min_free;	/* refuse MAIL below this */
+	time_t			 retry_min;	/* first retry after this */
+	time_t			 retry_max;	/* intervals double up to this */
+	time_t			 lifetime;	/* then bounce */
+	time_t			 delay_warning;	/* 0: none */
+	uint32_t		 max_deliveries;	/* connections, all */
+	uint32_t		 max_per_destination;	/* connections, one */
 };
 
 struct smarthost_config {
