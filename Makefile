@@ -40,14 +40,15 @@ DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
 		smarthostd/control.c smarthostd/smtp.c smarthostd/grey.c \
 		smarthostd/scan.c smarthostd/queue.c smarthostd/pfctl.c \
 		smarthostd/envelope.c smarthostd/smtp_session.c \
-		smarthostd/mailaddr.c smarthostd/ruleset.c
+		smarthostd/mailaddr.c smarthostd/ruleset.c \
+		smarthostd/bounce.c
 CTL_SRCS =	smarthostctl/smarthostctl.c smarthostctl/parser.c
 
 DAEMON_OBJS =	$(DAEMON_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
 CTL_OBJS =	$(CTL_SRCS:.c=.o) smarthostd/envelope.o $(COMPAT_SRCS:.c=.o)
 
 UNIT_TESTS =	regress/unit/imsg_test regress/unit/envelope_test \
-		regress/unit/mailaddr_test
+		regress/unit/mailaddr_test regress/unit/bounce_test
 
 MANPAGES =	man/smarthostd.8 man/smarthostd.conf.5 man/smarthostctl.8
 
@@ -78,6 +79,11 @@ regress/unit/envelope_test: regress/unit/envelope_test.c smarthostd/envelope.o
 regress/unit/mailaddr_test: regress/unit/mailaddr_test.c smarthostd/mailaddr.o
 	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ \
 	    regress/unit/mailaddr_test.c smarthostd/mailaddr.o $(LDLIBS)
+
+regress/unit/bounce_test: regress/unit/bounce_test.c smarthostd/bounce.o \
+    smarthostd/envelope.o
+	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ regress/unit/bounce_test.c \
+	    smarthostd/bounce.o smarthostd/envelope.o $(LDLIBS)
 
 smarthostd/smtp.o smarthostd/smtp_session.o: smarthostd/smtp.h
 

@@ -24,7 +24,8 @@ import traceback
 
 REGRESS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(REGRESS)
-UNIT_TESTS = ["imsg_test", "envelope_test", "mailaddr_test"]
+UNIT_TESTS = ["imsg_test", "envelope_test", "mailaddr_test",
+              "bounce_test"]
 
 
 def enter_network_namespace():

@@ -414,6 +414,7 @@ struct envelope_rcpt {
 #define ENVELOPE_8BITMIME	0x01
 #define ENVELOPE_TLS		0x02
 #define ENVELOPE_AUTH		0x04
+#define ENVELOPE_BOUNCE		0x08	/* a DSN we made: never bounced */
 
 /*
  * A message's envelope.  On disk and across imsg it is a versioned,
@@ -656,6 +657,11 @@ int	 envelope_decode(const unsigned char *, size_t, struct envelope *);
 void	 envelope_clear(struct envelope *);
 int	 envelope_id_valid(const char *);
 const char *envelope_rcpt_state_name(enum rcpt_state);
+
+/* bounce.c */
+int	 bounce_build(const struct envelope *, const unsigned char *, size_t,
+	    int, time_t, const char *, time_t, const char *, struct envelope *,
+	    unsigned char **, size_t *);
 
 /* util.c */
 int	 parse_duration(const char *, time_t *);
