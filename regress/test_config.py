@@ -14,6 +14,7 @@ printouts must be byte-identical.
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -143,6 +144,41 @@ for _name in case_names(bad=False):
         make_roundtrip(_name)
 for _name in case_names(bad=True):
     globals()["test_config_error_" + ident(_name[4:])] = make_error(_name)
+
+
+PARSER = os.path.join(REPO, "smarthostd", "parse.y")
+MANUAL = os.path.join(REPO, "man", "smarthostd.conf.5")
+
+
+def manual_keywords():
+    """The words that follow Ic or Cm on the manual's macro lines."""
+    macro = re.compile(r"^[A-Z][a-z]{1,2}$")
+    words = set()
+    with open(MANUAL) as f:
+        for line in f:
+            if not line.startswith("."):
+                continue
+            keyword = False
+            for tok in line[1:].split():
+                if tok in ("Ic", "Cm"):
+                    keyword = True
+                elif macro.match(tok):
+                    keyword = False
+                elif keyword:
+                    words.add(tok.strip(",.;"))
+    return words
+
+
+def test_config_every_keyword_is_in_the_manual():
+    with open(PARSER) as f:
+        src = f.read()
+    start = src.index("static const struct keywords keywords[]")
+    table = src[start:src.index("};", start)]
+    keywords = re.findall(r'\{ "([^"]+)",', table)
+    assert len(keywords) > 50, keywords
+    documented = manual_keywords()
+    missing = [k for k in keywords if k not in documented]
+    assert missing == [], "not in smarthostd.conf.5: %s" % missing
 
 
 def test_config_every_case_has_its_expectation():

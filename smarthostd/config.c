@@ -30,6 +30,7 @@
 static void	 config_recv_table_entry(struct smarthost_config *,
 		    struct imsg *);
 static void	 table_entries_free(struct table *);
+static int	 config_maildir_escapes(const char *);
 
 RB_GENERATE(table_entries, table_entry, entry, table_entry_cmp);
 
@@ -526,6 +527,27 @@ config_warn_unimplemented(struct smarthost_config *conf)
 }
 
 /*
+ * Whether a maildir path could leave the state directory, where the queue
+ * process is chrooted: absolute, or with a ".." component.
+ */
+static int
+config_maildir_escapes(const char *path)
+{
+	const char	*p;
+	size_t		 len;
+
+	if (path[0] == '/')
+		return (1);
+	for (p = path; *p != '\0'; p += len) {
+		p += strspn(p, "/");
+		len = strcspn(p, "/");
+		if (len == 2 && p[0] == '.' && p[1] == '.')
+			return (1);
+	}
+	return (0);
+}
+
+/*
  * Configuration transfer from the parent to a child.  Fixed-size structs
  * travel as they are (both ends are the same binary); the receiver clears
  * every pointer and checks every string before it uses anything.
@@ -661,6 +683,15 @@ config_recv_globals(struct smarthost_config *conf, struct imsg *imsg)
 	CHECK_STRING(g.firewall.nft_table);
 	for (i = 0; i < FW_TABLE_MAX; i++)
 		CHECK_STRING(g.firewall.tables[i]);
+	/* The relay schedules by these; parse.y has checked them. */
+	if (g.queue.retry_min < 1 || g.queue.retry_max < g.queue.retry_min ||
+	    g.queue.lifetime <= g.queue.retry_min ||
+	    g.queue.delay_warning < 0 ||
+	    (g.queue.delay_warning != 0 &&
+	    g.queue.delay_warning >= g.queue.lifetime) ||
+	    g.queue.max_deliveries < 1 || g.queue.max_per_destination < 1 ||
+	    g.queue.max_per_destination > g.queue.max_deliveries)
+		fatalx("config_recv: bad queue limits");
 
 	(void)strlcpy(conf->hostname, g.hostname, sizeof(conf->hostname));
 	(void)strlcpy(conf->user, g.user, sizeof(conf->user));
@@ -849,6 +880,8 @@ config_recv(struct smarthost_config **pending, struct imsg *imsg)
 		CHECK_STRING(a->ca_file);
 		if (a->relay_scheme > RELAY_SMTPS)
 			fatalx("config_recv: bad relay scheme");
+		if (config_maildir_escapes(a->maildir))
+			fatalx("config_recv: maildir outside the state dir");
 		TAILQ_INSERT_TAIL(&conf->actions, a, entry);
 		break;
 	case IMSG_CONF_MATCH:

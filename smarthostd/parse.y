@@ -135,6 +135,7 @@ static int		 lopts_set;
 static struct action	 aopts;
 static int		 aopts_set;
 static int		 aopts_ok;
+static int		 aopts_auth_lineno;
 static struct match_rule mrule;
 static int		 grey_set;
 static int		 scan_set;
@@ -179,11 +180,21 @@ static struct string_list pending_list =
 #define MOPT_TRANSTIME	0x200
 #define QOPT_MAPSIZE	0x01
 #define QOPT_MINFREE	0x02
+#define QOPT_RETRYMIN	0x04
+#define QOPT_RETRYMAX	0x08
+#define QOPT_LIFETIME	0x10
+#define QOPT_DELAYWARN	0x20
+#define QOPT_DELIVERIES	0x40
+#define QOPT_PERDEST	0x80
 
 #define KBYTE		1024LL
 #define MBYTE		(1024LL * KBYTE)
 #define GBYTE		(1024LL * MBYTE)
 #define TBYTE		(1024LL * GBYTE)
+
+#define MINUTE		60
+#define HOUR		(60 * MINUTE)
+#define DAY		(24 * HOUR)
 
 /* Where each listener was written, for the checks at the end. */
 struct listener_origin {
@@ -218,6 +229,13 @@ static void	 set_size(uint64_t *, int64_t, const char *, int64_t,
 		    int64_t, const char *);
 static void	 set_timeout(time_t *, time_t, const char *, time_t,
 		    const char *);
+static void	 set_duration(time_t *, time_t, const char *, time_t,
+		    time_t, const char *);
+static void	 check_queue(int);
+static int	 check_readable_file(const char *, char *, size_t);
+static int	 valid_maildir(const char *);
+static void	 check_relay_auth(struct table *, const char *, int);
+static void	 check_aliases(struct table *);
 static void	 blocklist_add(const char *, const char *, const char *,
 		    int);
 static void	 action_begin(const char *);
@@ -254,10 +272,12 @@ typedef struct {
 %token	SMTP QUEUE MAXMESSAGESIZE MAXRECIPIENTS MAXSESSIONS
 %token	MAXSESSIONSPERCLIENT MAXERRORS MAXHOPS MAXAUTHFAILURES
 %token	COMMANDTIMEOUT DATATIMEOUT TRANSACTIONTIMEOUT MAPSIZE MINFREE
+%token	RETRYMIN RETRYMAX LIFETIME DELAYWARNING OFF MAXDELIVERIES
+%token	MAXPERDESTINATION CA
 %token	ERROR
 %token	<v.string>	STRING TABLEREF
 %token	<v.number>	NUMBER
-%type	<v.string>	strnum blockmsg
+%type	<v.string>	strnum blockmsg cafile
 %type	<v.number>	port resolverport negation fwtable size
 %type	<v.duration>	duration refresh
 %type	<v.decimal>	decimal
@@ -658,6 +678,7 @@ smtpopt		: MAXMESSAGESIZE size		{
 
 queue		: queuehead optnl queueopts '}'	{
 			check_map_size($<lineno>1);
+			check_queue($<lineno>1);
 		}
 		| queuehead optnl queueopts error '}' { yyerrok; }
 		;
@@ -684,6 +705,48 @@ queueopt	: MAPSIZE size			{
 			if (option_once(&queue_set, QOPT_MINFREE, "min-free"))
 				set_size(&conf->queue.min_free, $2,
 				    "min-free", 0, TBYTE, "0 and 1024G");
+		}
+		| RETRYMIN duration		{
+			if (option_once(&queue_set, QOPT_RETRYMIN,
+			    "retry-min"))
+				set_duration(&conf->queue.retry_min, $2,
+				    "retry-min", 1, DAY, "1s and 1d");
+		}
+		| RETRYMAX duration		{
+			if (option_once(&queue_set, QOPT_RETRYMAX,
+			    "retry-max"))
+				set_duration(&conf->queue.retry_max, $2,
+				    "retry-max", 1, 7 * DAY, "1s and 7d");
+		}
+		| LIFETIME duration		{
+			if (option_once(&queue_set, QOPT_LIFETIME, "lifetime"))
+				set_duration(&conf->queue.lifetime, $2,
+				    "lifetime", MINUTE, 30 * DAY,
+				    "1m and 30d");
+		}
+		| DELAYWARNING duration		{
+			if (option_once(&queue_set, QOPT_DELAYWARN,
+			    "delay-warning"))
+				set_duration(&conf->queue.delay_warning, $2,
+				    "delay-warning", 1, 30 * DAY,
+				    "1s and 30d");
+		}
+		| DELAYWARNING OFF		{
+			if (option_once(&queue_set, QOPT_DELAYWARN,
+			    "delay-warning"))
+				conf->queue.delay_warning = 0;
+		}
+		| MAXDELIVERIES NUMBER		{
+			if (option_once(&queue_set, QOPT_DELIVERIES,
+			    "max-deliveries"))
+				set_count(&conf->queue.max_deliveries, $2,
+				    "max-deliveries", 1, 10000);
+		}
+		| MAXPERDESTINATION NUMBER	{
+			if (option_once(&queue_set, QOPT_PERDEST,
+			    "max-per-destination"))
+				set_count(&conf->queue.max_per_destination, $2,
+				    "max-per-destination", 1, 1000);
 		}
 		;
 
@@ -892,16 +955,28 @@ actionopt	: relay relayopts
 			if (aopts.flags & ACTION_MAILDIR)
 				yyerror("maildir specified twice");
 			aopts.flags |= ACTION_MAILDIR;
-			(void)set_path(aopts.maildir, sizeof(aopts.maildir),
-			    $2, "maildir");
+			/* The queue process is chrooted in the state dir. */
+			if ($2[0] == '/')
+				yyerror("maildir \"%s\" must be relative to "
+				    "the state directory", $2);
+			else if (!valid_maildir($2))
+				yyerror("maildir \"%s\" must name a directory "
+				    "below the state directory", $2);
+			else
+				(void)set_string(aopts.maildir,
+				    sizeof(aopts.maildir), $2, "maildir");
 		}
 		| ALIAS TABLEREF		{
+			struct table	*t;
+
 			if (aopts_set & AOPT_ALIAS)
 				yyerror("alias specified twice");
 			aopts_set |= AOPT_ALIAS;
-			if (table_ref($2) != NULL)
+			if ((t = table_ref($2)) != NULL) {
+				check_aliases(t);
 				(void)strlcpy(aopts.alias_table, $2,
 				    sizeof(aopts.alias_table));
+			}
 		}
 		| GREYLIST			{
 			if (aopts.flags & ACTION_GREYLIST)
@@ -933,11 +1008,20 @@ relayopt	: HOST STRING			{
 			if (parse_relay_url($2, &aopts) == -1)
 				yyerror("invalid relay URL \"%s\"", $2);
 		}
-		| TLS VERIFY			{
+		| TLS VERIFY cafile		{
+			char	 errbuf[PATH_MAX + 128];
+
 			if (aopts_set & AOPT_VERIFY)
 				yyerror("tls verify specified twice");
 			aopts_set |= AOPT_VERIFY;
 			aopts.flags |= ACTION_TLS_VERIFY;
+			/* The parent reads the file for the queue process. */
+			if ($3 != NULL && set_path(aopts.ca_file,
+			    sizeof(aopts.ca_file), $3, "ca file") == 0 &&
+			    check_readable_file($3, errbuf,
+			    sizeof(errbuf)) == -1)
+				yyerror("action \"%s\": ca file %s",
+				    aopts.name, errbuf);
 		}
 		| HELO STRING			{
 			if (aopts_set & AOPT_HELO)
@@ -955,11 +1039,20 @@ relayopt	: HOST STRING			{
 			if (aopts_set & AOPT_AUTH)
 				yyerror("auth specified twice");
 			aopts_set |= AOPT_AUTH;
+			aopts_auth_lineno = $<lineno>1;
+			/* An inline table has no values to hold passwords. */
 			if ((t = table_ref($2)) != NULL &&
-			    table_secret(t) == 0)
+			    t->source != TABLE_FILE)
+				yyerror("auth <%s>: relay credentials must be "
+				    "in a file table", $2);
+			else if (t != NULL && table_secret(t) == 0)
 				(void)strlcpy(aopts.auth_table, $2,
 				    sizeof(aopts.auth_table));
 		}
+		;
+
+cafile		: /* empty */			{ $$ = NULL; }
+		| CA STRING			{ $$ = $2; }
 		;
 
 match		: matchhead matchconds decision	{ match_finish(); }
@@ -1124,12 +1217,14 @@ lookup(const char *s)
 		{ "banned-files",	BANNEDFILES },
 		{ "block",		BLOCK },
 		{ "blocklist",		BLOCKLIST },
+		{ "ca",			CA },
 		{ "cert",		CERT },
 		{ "clamav",		CLAMAV },
 		{ "command-timeout",	COMMANDTIMEOUT },
 		{ "control",		CONTROL },
 		{ "data-timeout",	DATATIMEOUT },
 		{ "database",		DATABASE },
+		{ "delay-warning",	DELAYWARNING },
 		{ "domain",		DOMAIN },
 		{ "file",		FILENAME },
 		{ "firewall",		FIREWALL },
@@ -1142,6 +1237,7 @@ lookup(const char *s)
 		{ "hostname",		HOSTNAME },
 		{ "include",		INCLUDE },
 		{ "key",		KEY },
+		{ "lifetime",		LIFETIME },
 		{ "listen",		LISTEN },
 		{ "local",		LOCAL },
 		{ "mail-from",		MAILFROM },
@@ -1149,9 +1245,11 @@ lookup(const char *s)
 		{ "map-size",		MAPSIZE },
 		{ "match",		MATCH },
 		{ "max-auth-failures",	MAXAUTHFAILURES },
+		{ "max-deliveries",	MAXDELIVERIES },
 		{ "max-errors",		MAXERRORS },
 		{ "max-hops",		MAXHOPS },
 		{ "max-message-size",	MAXMESSAGESIZE },
+		{ "max-per-destination", MAXPERDESTINATION },
 		{ "max-recipients",	MAXRECIPIENTS },
 		{ "max-sessions",	MAXSESSIONS },
 		{ "max-sessions-per-client", MAXSESSIONSPERCLIENT },
@@ -1159,6 +1257,7 @@ lookup(const char *s)
 		{ "min-free",		MINFREE },
 		{ "nftables",		NFTABLES },
 		{ "none",		NONE },
+		{ "off",		OFF },
 		{ "on",			ON },
 		{ "passtime",		PASSTIME },
 		{ "pf",			PF },
@@ -1171,6 +1270,8 @@ lookup(const char *s)
 		{ "reject",		REJECT },
 		{ "relay",		RELAY },
 		{ "resolver",		RESOLVER },
+		{ "retry-max",		RETRYMAX },
+		{ "retry-min",		RETRYMIN },
 		{ "scan",		SCAN },
 		{ "set",		SET },
 		{ "smtp",		SMTP },
@@ -2085,6 +2186,150 @@ set_timeout(time_t *dst, time_t v, const char *what, time_t max,
 		*dst = v;
 }
 
+/* Durations with a range of their own; -1 was invalid and is reported. */
+static void
+set_duration(time_t *dst, time_t v, const char *what, time_t min,
+    time_t max, const char *range)
+{
+	if (v == -1)
+		return;
+	if (v < min || v > max)
+		yyerror("%s must be between %s", what, range);
+	else
+		*dst = v;
+}
+
+/*
+ * The relay's retry limits depend on each other.  A default that a given
+ * value passes follows it, as max-sessions-per-client follows
+ * max-sessions; a given value must fit.
+ */
+static void
+check_queue(int lineno)
+{
+	struct queue_config	*q = &conf->queue;
+
+	if (q->retry_max < q->retry_min) {
+		if (queue_set & QOPT_RETRYMAX)
+			yyerror_at(file->name, lineno, "retry-max must not be "
+			    "shorter than retry-min");
+		else
+			q->retry_max = q->retry_min;
+	}
+	if (q->lifetime <= q->retry_min)
+		yyerror_at(file->name, lineno, "lifetime must be longer than "
+		    "retry-min");
+	if (q->delay_warning != 0 && q->delay_warning >= q->lifetime)
+		yyerror_at(file->name, lineno, "delay-warning must be shorter "
+		    "than lifetime");
+	if (q->max_per_destination > q->max_deliveries) {
+		if (queue_set & QOPT_PERDEST)
+			yyerror_at(file->name, lineno, "max-per-destination "
+			    "must not exceed max-deliveries");
+		else
+			q->max_per_destination = q->max_deliveries;
+	}
+}
+
+/* A file the parent will read: it must be there, regular and not empty. */
+static int
+check_readable_file(const char *path, char *errbuf, size_t errlen)
+{
+	struct stat	 sb;
+	const char	*why = NULL;
+	int		 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		(void)snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	if (fstat(fd, &sb) == -1)
+		why = strerror(errno);
+	else if (!S_ISREG(sb.st_mode))
+		why = "not a regular file";
+	else if (sb.st_size == 0)
+		why = "empty file";
+	(void)close(fd);
+	if (why != NULL) {
+		(void)snprintf(errbuf, errlen, "%s: %s", path, why);
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * A maildir is a relative path below the state directory: no ".."
+ * component, and not the state directory itself.
+ */
+static int
+valid_maildir(const char *s)
+{
+	size_t	 len;
+	int	 below = 0;
+
+	while (*s != '\0') {
+		s += strspn(s, "/");
+		len = strcspn(s, "/");
+		if (len == 2 && s[0] == '.' && s[1] == '.')
+			return (0);
+		if (len > 0 && !(len == 1 && s[0] == '.'))
+			below = 1;
+		s += len;
+	}
+	return (below);
+}
+
+/*
+ * The relay looks its credentials up by the host name of the URL; an
+ * entry that is missing or not "user:password" would only show at the
+ * first delivery.
+ */
+static void
+check_relay_auth(struct table *t, const char *host, int lineno)
+{
+	struct table_entry	 find, *e;
+	char			 key[HOSTNAME_LEN];
+	const char		*colon;
+
+	(void)strlcpy(key, host, sizeof(key));
+	find.key = key;
+	if ((e = RB_FIND(table_entries, &t->entries, &find)) == NULL)
+		yyerror_at(file->name, lineno, "auth <%s>: no entry for relay "
+		    "host \"%s\"", t->name, host);
+	else if (e->value == NULL || (colon = strchr(e->value, ':')) == NULL ||
+	    colon == e->value || colon[1] == '\0')
+		yyerror_at(file->name, lineno, "auth <%s>: the entry for "
+		    "\"%s\" is not \"user:password\"", t->name, host);
+}
+
+/*
+ * An aliases table maps a local part, in lower case as recipients are
+ * looked up, to one address.  The first bad entry is reported.
+ */
+static void
+check_aliases(struct table *t)
+{
+	struct table_entry	*e;
+	const char		*p, *why = NULL;
+
+	RB_FOREACH(e, table_entries, &t->entries) {
+		for (p = e->key; *p != '\0'; p++)
+			if (isupper((unsigned char)*p) || *p == '@')
+				break;
+		if (*p != '\0')
+			why = "the name must be a local part in lower case";
+		else if (e->value == NULL)
+			why = "no address";
+		else if (strpbrk(e->value, ", \t") != NULL)
+			why = "one address per alias";
+		if (why != NULL) {
+			yyerror("alias <%s>: \"%s\": %s", t->name, e->key,
+			    why);
+			return;
+		}
+	}
+}
+
 static void
 blocklist_add(const char *name, const char *path, const char *message,
     int lineno)
@@ -2152,6 +2397,7 @@ static void
 action_finish(void)
 {
 	struct action	*a;
+	struct table	*t;
 	int		 kind;
 
 	kind = aopts.flags & (ACTION_RELAY | ACTION_MAILDIR);
@@ -2161,6 +2407,10 @@ action_finish(void)
 	else if (kind == (ACTION_RELAY | ACTION_MAILDIR))
 		yyerror("action \"%s\": relay and maildir are exclusive",
 		    aopts.name);
+	if ((aopts.flags & ACTION_RELAY) && aopts.relay_host[0] != '\0' &&
+	    aopts.auth_table[0] != '\0' &&
+	    (t = table_find(conf, aopts.auth_table)) != NULL)
+		check_relay_auth(t, aopts.relay_host, aopts_auth_lineno);
 	if (!aopts_ok)
 		return;
 	if ((a = malloc(sizeof(*a))) == NULL)
@@ -2171,7 +2421,7 @@ action_finish(void)
 
 /*
  * smtp://host[:port], smtp+tls://host[:port] or smtps://host[:port],
- * with an IPv6 address in brackets.
+ * with an IPv6 address in brackets; host[:port] alone is smtp://.
  */
 static int
 parse_relay_url(const char *url, struct action *a)
@@ -2197,8 +2447,12 @@ parse_relay_url(const char *url, struct action *a)
 			break;
 		}
 	}
-	if (p == NULL)
-		return (-1);
+	if (p == NULL) {
+		if (strstr(url, "://") != NULL)
+			return (-1);
+		p = url;
+		a->relay_scheme = RELAY_SMTP;
+	}
 	if (*p == '[') {
 		if ((end = strchr(p, ']')) == NULL)
 			return (-1);

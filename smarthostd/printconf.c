@@ -335,15 +335,47 @@ static void
 print_queue(FILE *fp, struct smarthost_config *conf,
     struct smarthost_config *def)
 {
+	struct queue_config	*q = &conf->queue, *d = &def->queue;
+	const struct {
+		const char	*name;
+		time_t		 value, def;
+	} durations[] = {
+		{ "retry-min", q->retry_min, d->retry_min },
+		{ "retry-max", q->retry_max, d->retry_max },
+		{ "lifetime", q->lifetime, d->lifetime },
+		{ "delay-warning", q->delay_warning, d->delay_warning }
+	};
+	const struct {
+		const char	*name;
+		uint32_t	 value, def;
+	} counts[] = {
+		{ "max-deliveries", q->max_deliveries, d->max_deliveries },
+		{ "max-per-destination", q->max_per_destination,
+		    d->max_per_destination }
+	};
 	const char	*head = "queue";
 	char		 buf[32];
+	size_t		 i;
 
-	if (conf->queue.map_size != def->queue.map_size)
+	if (q->map_size != d->map_size)
 		print_block_option(fp, &head, "map-size",
-		    size_fmt(conf->queue.map_size, buf, sizeof(buf)));
-	if (conf->queue.min_free != def->queue.min_free)
+		    size_fmt(q->map_size, buf, sizeof(buf)));
+	if (q->min_free != d->min_free)
 		print_block_option(fp, &head, "min-free",
-		    size_fmt(conf->queue.min_free, buf, sizeof(buf)));
+		    size_fmt(q->min_free, buf, sizeof(buf)));
+	/* A duration of 0 is delay-warning's "off". */
+	for (i = 0; i < sizeof(durations) / sizeof(durations[0]); i++)
+		if (durations[i].value != durations[i].def)
+			print_block_option(fp, &head, durations[i].name,
+			    durations[i].value == 0 ? "off" :
+			    duration_fmt(durations[i].value, buf, sizeof(buf)));
+	for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		if (counts[i].value == counts[i].def)
+			continue;
+		(void)snprintf(buf, sizeof(buf), "%u",
+		    (unsigned int)counts[i].value);
+		print_block_option(fp, &head, counts[i].name, buf);
+	}
 	if (head == NULL)
 		(void)fputs("}\n", fp);
 }
@@ -491,6 +523,10 @@ print_actions(FILE *fp, struct smarthost_config *conf)
 			}
 			if (a->flags & ACTION_TLS_VERIFY)
 				(void)fputs(" tls verify", fp);
+			if (a->ca_file[0] != '\0') {
+				(void)fputs(" ca ", fp);
+				print_string(fp, a->ca_file);
+			}
 			if (a->helo[0] != '\0') {
 				(void)fputs(" helo ", fp);
 				print_string(fp, a->helo);
