@@ -12,7 +12,7 @@ PKG_CONFIG ?=	pkg-config
 PYTHON ?=	python3
 
 # Libraries, by pkg-config name; grown as the daemon grows.
-PKGS =		libevent libbsd-overlay lmdb libtls libcrypt
+PKGS =		libevent libbsd-overlay lmdb libtls libcrypt libcares
 
 WARNINGS =	-Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes \
 		-Wmissing-declarations -Wshadow -Wpointer-arith -Wcast-qual \
@@ -31,7 +31,8 @@ endif
 # The Debian packages that build, run and test smarthostd.
 DEBIAN_PACKAGES = gcc make pkg-config byacc mandoc libevent-dev libbsd-dev \
 		liblmdb-dev libtls-dev libcrypt-dev python3 iproute2 \
-		util-linux procps passwd swaks openssl
+		util-linux procps passwd swaks openssl libc-ares-dev \
+		dnsmasq-base
 
 COMPAT_SRCS =	compat/compat.c compat/imsg.c
 DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
@@ -40,7 +41,7 @@ DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
 		smarthostd/control.c smarthostd/smtp.c smarthostd/grey.c \
 		smarthostd/scan.c smarthostd/queue.c smarthostd/pfctl.c \
 		smarthostd/envelope.c smarthostd/smtp_session.c \
-		smarthostd/mailaddr.c smarthostd/ruleset.c \
+		smarthostd/mailaddr.c smarthostd/ruleset.c smarthostd/dns.c \
 		smarthostd/bounce.c
 CTL_SRCS =	smarthostctl/smarthostctl.c smarthostctl/parser.c
 
@@ -48,7 +49,8 @@ DAEMON_OBJS =	$(DAEMON_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
 CTL_OBJS =	$(CTL_SRCS:.c=.o) smarthostd/envelope.o $(COMPAT_SRCS:.c=.o)
 
 UNIT_TESTS =	regress/unit/imsg_test regress/unit/envelope_test \
-		regress/unit/mailaddr_test regress/unit/bounce_test
+		regress/unit/mailaddr_test \
+		regress/unit/dns_lookup regress/unit/bounce_test
 
 MANPAGES =	man/smarthostd.8 man/smarthostd.conf.5 man/smarthostctl.8
 
@@ -79,6 +81,12 @@ regress/unit/envelope_test: regress/unit/envelope_test.c smarthostd/envelope.o
 regress/unit/mailaddr_test: regress/unit/mailaddr_test.c smarthostd/mailaddr.o
 	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ \
 	    regress/unit/mailaddr_test.c smarthostd/mailaddr.o $(LDLIBS)
+
+# Not a unit test of its own: regress/test_dns.py runs it against dnsmasq.
+regress/unit/dns_lookup: regress/unit/dns_lookup.c smarthostd/dns.o \
+    smarthostd/log.o
+	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ regress/unit/dns_lookup.c \
+	    smarthostd/dns.o smarthostd/log.o $(LDLIBS)
 
 regress/unit/bounce_test: regress/unit/bounce_test.c smarthostd/bounce.o \
     smarthostd/envelope.o

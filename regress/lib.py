@@ -315,3 +315,141 @@ def unix_recv_queue(pid):
         if "pid=%d," % pid in line:
             total += int(line.split()[2])
     return total
+
+
+# DNS: dnsmasq on loopback, answering only from its command line, for
+# dns.c and the relay's MX path.  Configurations then say
+# "resolver 127.0.0.1 port N" (Dnsmasq.resolver_line()).
+
+DNSMASQ = "/usr/sbin/dnsmasq"
+
+
+def ipv6_loopback():
+    """True when ::1 can be bound here (IPv6 may be off)."""
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    except OSError:
+        return False
+    try:
+        s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_dns_port():
+    """A port free for both UDP and TCP on 127.0.0.1 (and ::1)."""
+    families = [(socket.AF_INET, "127.0.0.1")]
+    if ipv6_loopback():
+        families.append((socket.AF_INET6, "::1"))
+    for _ in range(100):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 0))
+        port = u.getsockname()[1]
+        u.close()
+        try:
+            for family, host in families:
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    s = socket.socket(family, kind)
+                    try:
+                        s.bind((host, port))
+                    finally:
+                        s.close()
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no free DNS port")
+
+
+class Dnsmasq:
+    """dnsmasq in the foreground on 127.0.0.1 (and ::1 when there is
+    IPv6), serving only what it is given:
+
+        mx=[(domain, host, preference)]  MX records
+        hosts=[(name, ipv4 or None, ipv6 or None)]  A/AAAA records;
+            a name may appear several times for several addresses
+        rr=[(name, type number, hex rdata)]  raw records (null MX: 15,
+            "000000")
+        txt=[(name, text)]
+
+    Names under the domains in local (default "test") that it has no
+    record of get NXDOMAIN, names elsewhere REFUSED: nothing is ever
+    forwarded.  Every query goes to self.logpath."""
+
+    def __init__(self, mx=(), hosts=(), rr=(), txt=(), local=("test",),
+                 port=None, extra=()):
+        self.port = port if port is not None else free_dns_port()
+        self.ipv6 = ipv6_loopback()
+        self.tmp = tempfile.mkdtemp(prefix="smarthostd-dnsmasq-")
+        self.logpath = os.path.join(self.tmp, "dnsmasq.log")
+        listen = "127.0.0.1,::1" if self.ipv6 else "127.0.0.1"
+        self.args = [DNSMASQ, "-k", "-p", str(self.port),
+                     "--listen-address=" + listen, "--bind-interfaces",
+                     "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+                     "--pid-file=", "--user=root", "--log-queries",
+                     "--log-facility=" + self.logpath]
+        self.args += ["--local=/%s/" % d for d in local]
+        self.args += ["--mx-host=%s,%s,%d" % m for m in mx]
+        for name, v4, v6 in hosts:
+            self.args.append("--host-record=%s,%s,%s" %
+                             (name, v4 or "", v6 or ""))
+        self.args += ["--dns-rr=%s,%d,%s" % r for r in rr]
+        self.args += ["--txt-record=%s,%s" % t for t in txt]
+        self.args += list(extra)
+        self.proc = None
+
+    def resolver_line(self):
+        return "resolver 127.0.0.1 port %d\n" % self.port
+
+    def start(self):
+        if not os.access(DNSMASQ, os.X_OK):
+            raise AssertionError("%s is missing: make deps installs "
+                                 "dnsmasq-base" % DNSMASQ)
+        self.err = open(os.path.join(self.tmp, "stderr"), "wb")
+        self.proc = subprocess.Popen(self.args, stdout=self.err,
+                                     stderr=self.err)
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise AssertionError("dnsmasq exited %d: %s" % (
+                    self.proc.returncode, self.stderr()))
+            try:
+                socket.create_connection(("127.0.0.1", self.port),
+                                         0.5).close()
+                return True
+            except OSError:
+                return False
+        wait_for(listening, 10, "dnsmasq on port %d" % self.port)
+        return self
+
+    def stderr(self):
+        with open(os.path.join(self.tmp, "stderr"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def querylog(self):
+        try:
+            with open(self.logpath, "rb") as f:
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.err.close()
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

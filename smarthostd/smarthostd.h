@@ -672,4 +672,25 @@ int	 addr_in_net(const struct sockaddr_storage *, const char *);
 int	 addr_is_loopback(const struct sockaddr_storage *);
 const char *addr_string(const struct sockaddr_storage *, char *, size_t);
 
+/* dns.c */
+#define DNS_OK			0
+#define DNS_TEMPFAIL		1	/* SERVFAIL, timeout, refused */
+#define DNS_PERMFAIL		2	/* NXDOMAIN, null MX, no address */
+#define DNS_ADDR_MAX		64	/* addresses in one answer */
+
+/* An address to try, with the MX name and preference it came from. */
+struct dns_addr {
+	struct sockaddr_storage	 ss;		/* port set */
+	char			 host[HOSTNAME_LEN];
+	uint16_t		 preference;
+};
+
+void	 dns_init(const char *, in_port_t);
+int	 dns_resolve_mx(const char *, void (*)(void *, int,
+	    const struct dns_addr *, size_t), void *);
+int	 dns_resolve_host(const char *, in_port_t, void (*)(void *, int,
+	    const struct dns_addr *, size_t), void *);
+void	 dns_cancel(void *);
+const char *dns_reason(void);
+
 #endif /* SMARTHOSTD_H */
