@@ -32,7 +32,7 @@ endif
 DEBIAN_PACKAGES = gcc make pkg-config byacc mandoc libevent-dev libbsd-dev \
 		liblmdb-dev libtls-dev libcrypt-dev python3 iproute2 \
 		util-linux procps passwd swaks openssl libc-ares-dev \
-		dnsmasq-base
+		dnsmasq-base postfix
 
 COMPAT_SRCS =	compat/compat.c compat/imsg.c
 DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
@@ -42,7 +42,7 @@ DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
 		smarthostd/scan.c smarthostd/queue.c smarthostd/pfctl.c \
 		smarthostd/envelope.c smarthostd/smtp_session.c \
 		smarthostd/mailaddr.c smarthostd/ruleset.c smarthostd/dns.c \
-		smarthostd/bounce.c
+		smarthostd/bounce.c smarthostd/relay.c
 CTL_SRCS =	smarthostctl/smarthostctl.c smarthostctl/parser.c
 
 DAEMON_OBJS =	$(DAEMON_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
@@ -50,7 +50,8 @@ CTL_OBJS =	$(CTL_SRCS:.c=.o) smarthostd/envelope.o $(COMPAT_SRCS:.c=.o)
 
 UNIT_TESTS =	regress/unit/imsg_test regress/unit/envelope_test \
 		regress/unit/mailaddr_test \
-		regress/unit/dns_lookup regress/unit/bounce_test
+		regress/unit/dns_lookup regress/unit/bounce_test \
+		regress/unit/relay_send
 
 MANPAGES =	man/smarthostd.8 man/smarthostd.conf.5 man/smarthostctl.8
 
@@ -88,6 +89,14 @@ regress/unit/dns_lookup: regress/unit/dns_lookup.c smarthostd/dns.o \
 	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ regress/unit/dns_lookup.c \
 	    smarthostd/dns.o smarthostd/log.o $(LDLIBS)
 
+# Not a unit test of its own: regress/test_relay_client.py runs it against
+# smtp-sink and small Python servers.
+RELAY_SEND_OBJS = smarthostd/relay.o smarthostd/dns.o smarthostd/log.o \
+		smarthostd/util.o $(COMPAT_SRCS:.c=.o)
+regress/unit/relay_send: regress/unit/relay_send.c $(RELAY_SEND_OBJS)
+	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ regress/unit/relay_send.c \
+	    $(RELAY_SEND_OBJS) $(LDLIBS)
+
 regress/unit/bounce_test: regress/unit/bounce_test.c smarthostd/bounce.o \
     smarthostd/envelope.o
 	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ regress/unit/bounce_test.c \
@@ -106,6 +115,8 @@ deps:
 		if [ -n "$$missing" ]; then \
 			echo "deps: installing$$missing"; \
 			sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+			echo "postfix postfix/main_mailer_type select No configuration" | \
+			    $$sudo debconf-set-selections; \
 			$$sudo apt-get update -qq && \
 			DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
 		fi; \

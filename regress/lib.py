@@ -453,3 +453,323 @@ class Dnsmasq:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+# Peers for the outbound SMTP client (relay.c): Postfix's smtp-sink, and a
+# scripted server in Python for what smtp-sink cannot do (per-recipient
+# replies, STARTTLS, AUTH, hostile replies, the raw bytes of DATA).
+
+SMTP_SINK = "/usr/sbin/smtp-sink"
+
+
+def make_test_cert(directory, name="peer", cn="localhost",
+                   san="DNS:localhost,IP:127.0.0.1"):
+    """A self-signed certificate (its own CA) and key, as PEM files in
+    directory; returns (cert, key)."""
+    cert = os.path.join(directory, name + ".crt")
+    key = os.path.join(directory, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
+                    "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-days", "2", "-subj", "/CN=" + cn,
+                    "-addext", "subjectAltName=" + san,
+                    "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+class PostfixSmtpSink:
+    """Postfix's smtp-sink on host:port, every transaction dumped to its
+    own file (-d) in self.dumpdir.  options are smtp-sink's own
+    (e.g. ["-f", "RCPT", "-B", "550 5.1.1 No such user"])."""
+
+    def __init__(self, port, host="127.0.0.1", options=()):
+        self.host = host
+        self.port = port
+        self.tmp = tempfile.mkdtemp(prefix="smarthostd-sink-")
+        self.dumpdir = os.path.join(self.tmp, "dump")
+        os.mkdir(self.dumpdir)
+        os.chmod(self.tmp, 0o755)
+        os.chmod(self.dumpdir, 0o777)
+        args = [SMTP_SINK]
+        if os.geteuid() == 0:
+            args += ["-u", "nobody"]
+        self.args = args + list(options) + [
+            "-d", self.dumpdir + "/%M.", "%s:%d" % (host, port), "64"]
+        self.proc = None
+
+    def start(self):
+        if not os.access(SMTP_SINK, os.X_OK):
+            raise AssertionError("%s is missing: make deps installs "
+                                 "postfix" % SMTP_SINK)
+        self.err = open(os.path.join(self.tmp, "stderr"), "wb")
+        self.proc = subprocess.Popen(self.args, stdout=self.err,
+                                     stderr=self.err)
+
+        def listening():
+            if self.proc.poll() is not None:
+                with open(os.path.join(self.tmp, "stderr"), "rb") as f:
+                    raise AssertionError("smtp-sink exited %d: %s" % (
+                        self.proc.returncode, f.read().decode()))
+            try:
+                socket.create_connection((self.host, self.port),
+                                         0.5).close()
+                return True
+            except OSError:
+                return False
+        wait_for(listening, 10, "smtp-sink on port %d" % self.port)
+        return self
+
+    def dumps(self):
+        """The dumped transactions, oldest first, as text."""
+        names = sorted(os.listdir(self.dumpdir),
+                       key=lambda n: os.stat(os.path.join(
+                           self.dumpdir, n)).st_mtime)
+        out = []
+        for n in names:
+            with open(os.path.join(self.dumpdir, n), "rb") as f:
+                out.append(f.read().decode(errors="replace"))
+        return out
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.err.close()
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class ScriptedSmtpPeer:
+    """An SMTP server in threads for client tests.  Replies are scripted:
+    a str gets CRLF appended, bytes go out exactly as given (hostile
+    replies), a callable gets the command's argument and returns either.
+
+        greeting         first reply, or None to never greet
+        extensions       EHLO keywords after the first line
+        tls              (cert, key): STARTTLS offered (unless implicit)
+        implicit_tls     TLS from the first byte (smtps)
+        auth             (user, password): AUTH PLAIN offered after TLS
+        ehlo             a reply to EHLO instead of the extensions
+        starttls_reply   the reply to STARTTLS (then the handshake)
+        mail, rcpt, data, eom   replies; rcpt may be a callable
+        rcpt_max         452 4.5.3 for RCPTs beyond this many per
+                         transaction
+        hang_up_after    close the connection, unannounced, after this
+                         many messages (a server's own reuse limit)
+
+    self.sessions lists one dict per connection: "commands" (the lines
+    received, in order), "tls" (True once TLS is up), "messages" (the raw
+    bytes between 354 and the final dot, that dot's CRLF included),
+    "auth" (decoded AUTH PLAIN credentials)."""
+
+    def __init__(self, host="127.0.0.1", port=0, greeting="220 peer.test ESMTP",
+                 extensions=("PIPELINING", "8BITMIME", "SIZE 10485760"),
+                 tls=None, implicit_tls=False, auth=None, mail="250 2.1.0 Ok",
+                 rcpt="250 2.1.5 Ok", data="354 End data with <CR><LF>.<CR><LF>",
+                 eom="250 2.0.0 Ok: queued", rcpt_max=None, ehlo=None,
+                 starttls_reply="220 2.0.0 Ready to start TLS",
+                 hang_up_after=None):
+        import ssl
+        import threading
+        self.host = host
+        self.greeting = greeting
+        self.extensions = list(extensions)
+        self.implicit_tls = implicit_tls
+        self.auth = auth
+        self.replies = {"MAIL": mail, "RCPT": rcpt, "DATA": data,
+                        "EOM": eom, "EHLO": ehlo,
+                        "STARTTLS": starttls_reply}
+        self.rcpt_max = rcpt_max
+        self.hang_up_after = hang_up_after
+        self.sessions = []
+        self.ctx = None
+        if tls is not None:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(tls[0], tls[1])
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host
+                                  else socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.threads = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(5)
+        for t in self.threads:
+            t.join(5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _accept(self):
+        import threading
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            session = {"commands": [], "tls": False, "messages": [],
+                       "auth": []}
+            with self.lock:
+                self.sessions.append(session)
+            t = threading.Thread(target=self._serve, args=(conn, session),
+                                 daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _serve(self, conn, session):
+        conn.settimeout(30)
+        try:
+            self._dialogue(conn, session)
+        except (OSError, ValueError):
+            pass
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def _dialogue(self, conn, session):
+        import base64
+        buf = bytearray()
+
+        def send(reply, arg=""):
+            if callable(reply):
+                reply = reply(arg)
+            if isinstance(reply, str):
+                reply = (reply + "\r\n").encode()
+            conn.sendall(reply)
+
+        def readline():
+            while b"\n" not in buf:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    raise ValueError("EOF")
+                buf.extend(chunk)
+            i = buf.index(b"\n") + 1
+            line = bytes(buf[:i])
+            del buf[:i]
+            return line.rstrip(b"\r\n").decode(errors="replace")
+
+        def read_data():
+            while True:
+                if buf.startswith(b".\r\n"):
+                    end = 0
+                    break
+                end = buf.find(b"\r\n.\r\n")
+                if end != -1:
+                    end += 2
+                    break
+                chunk = conn.recv(65536)
+                if not chunk:
+                    raise ValueError("EOF in DATA")
+                buf.extend(chunk)
+            data = bytes(buf[:end])
+            del buf[:end + 3]
+            return data
+
+        if self.implicit_tls:
+            conn = self.ctx.wrap_socket(conn, server_side=True)
+            session["tls"] = True
+        if self.greeting is None:
+            time.sleep(60)
+            return
+        send(self.greeting)
+        nrcpt = 0
+        while True:
+            line = readline()
+            session["commands"].append(line)
+            verb = line.split(" ", 1)[0].upper()
+            arg = line[len(verb) + 1:]
+            if verb == "EHLO" and self.replies["EHLO"] is not None:
+                send(self.replies["EHLO"], arg)
+            elif verb == "EHLO":
+                exts = list(self.extensions)
+                if self.ctx is not None and not session["tls"] and \
+                        not self.implicit_tls:
+                    exts.append("STARTTLS")
+                if self.auth is not None and session["tls"]:
+                    exts.append("AUTH PLAIN LOGIN")
+                lines = ["peer.test"] + exts
+                send("".join("250%s%s\r\n" % (
+                    " " if i == len(lines) - 1 else "-", x)
+                    for i, x in enumerate(lines)).encode())
+            elif verb == "HELO":
+                send("250 peer.test")
+            elif verb == "STARTTLS" and self.ctx is not None:
+                send(self.replies["STARTTLS"])
+                conn = self.ctx.wrap_socket(conn, server_side=True)
+                session["tls"] = True
+            elif verb == "AUTH":
+                mech, _, initial = arg.partition(" ")
+                try:
+                    decoded = base64.b64decode(initial).split(b"\0")
+                except ValueError:
+                    decoded = []
+                session["auth"].append(decoded)
+                ok = self.auth is not None and len(decoded) == 3 and \
+                    decoded[1].decode() == self.auth[0] and \
+                    decoded[2].decode() == self.auth[1]
+                send("235 2.7.0 Authentication successful" if ok else
+                     "535 5.7.8 Authentication credentials invalid")
+            elif verb == "MAIL":
+                nrcpt = 0
+                send(self.replies["MAIL"], arg)
+            elif verb == "RCPT":
+                nrcpt += 1
+                if self.rcpt_max is not None and nrcpt > self.rcpt_max:
+                    send("452 4.5.3 Too many recipients")
+                else:
+                    addr = arg[3:].strip() if arg[:3].upper() == "TO:" \
+                        else arg
+                    send(self.replies["RCPT"], addr.strip("<>"))
+            elif verb == "DATA":
+                reply = self.replies["DATA"]
+                if callable(reply):
+                    reply = reply(arg)
+                send(reply)
+                text = reply if isinstance(reply, str) else reply.decode()
+                if text.startswith("354"):
+                    session["messages"].append(read_data())
+                    send(self.replies["EOM"])
+                    if self.hang_up_after is not None and \
+                            len(session["messages"]) >= self.hang_up_after:
+                        return
+            elif verb == "RSET":
+                nrcpt = 0
+                send("250 2.0.0 Ok")
+            elif verb == "NOOP":
+                send("250 2.0.0 Ok")
+            elif verb == "QUIT":
+                send("221 2.0.0 Bye")
+                return
+            else:
+                send("502 5.5.2 Command not recognized")

@@ -672,6 +672,80 @@ int	 addr_in_net(const struct sockaddr_storage *, const char *);
 int	 addr_is_loopback(const struct sockaddr_storage *);
 const char *addr_string(const struct sockaddr_storage *, char *, size_t);
 
+/* relay.c */
+#define RELAY_KEY_LEN		(NAME_MAX_LEN + HOSTNAME_LEN + 8)
+
+enum relay_status {
+	RELAY_DELIVERED,
+	RELAY_DEFERRED,
+	RELAY_FAILED
+};
+
+/* The outcome for one recipient; text is printable ASCII only. */
+struct relay_result {
+	enum relay_status	 status;
+	int			 code;		/* the server's reply, 0: none */
+	char			 enhanced[16];	/* RFC 3463 status: "5.1.1" */
+	char			 text[MESSAGE_LEN];
+};
+
+/*
+ * Where a job goes.  Jobs with equal keys share connections, so the key
+ * must differ whenever anything else here differs.
+ */
+struct relay_target {
+	char			 key[RELAY_KEY_LEN];	/* action + host/domain */
+	char			 domain[HOSTNAME_LEN];	/* MX: rcpts' domain */
+	char			 host[HOSTNAME_LEN];	/* "": by MX */
+	in_port_t		 port;			/* 0: 25, smtps 465 */
+	enum relay_scheme	 scheme;
+	int			 tls_verify;		/* implies TLS required */
+	char			 helo[HOSTNAME_LEN];	/* "": [our address] */
+	char			 auth_user[AUTH_USER_MAX];	/* "": none */
+	char			 auth_password[AUTH_PASSWORD_MAX];
+};
+
+/*
+ * One message for some of its recipients.  The caller owns every
+ * pointer and keeps it valid until done() is called: once, from the
+ * event loop, when every results[i] is set.
+ */
+struct relay_job {
+	TAILQ_ENTRY(relay_job)	 entry;
+	char			 id[QUEUE_ID_LEN];
+	char			 sender[SMTP_ADDR_LEN];	/* "" for <> */
+	uint32_t		 flags;			/* ENVELOPE_* */
+	size_t			 nrcpt;
+	char			(*rcpts)[SMTP_ADDR_LEN];
+	struct relay_result	*results;
+	const unsigned char	*body;		/* CRLF lines, not dot-stuffed */
+	size_t			 body_len;
+	void			(*done)(struct relay_job *);
+	void			*arg;
+};
+
+/* Counters of one destination key, or of all. */
+struct relay_stats {
+	uint64_t		 connections;	/* TCP connections made */
+	uint64_t		 connect_failures;
+	uint64_t		 messages;	/* transactions with a 250 */
+	uint64_t		 delivered;	/* recipients */
+	uint64_t		 deferred;
+	uint64_t		 failed;
+	uint32_t		 active;	/* connections now */
+	uint32_t		 waiting;	/* jobs queued for a connection */
+};
+
+void	 relay_init(void);
+void	 relay_set_limits(int, int);
+void	 relay_set_ca(const char *, size_t);
+void	 relay_set_timeout_max(time_t);
+void	 relay_submit(const struct relay_target *, struct relay_job *);
+void	 relay_shutdown(void);
+void	 relay_stats_total(struct relay_stats *);
+void	 relay_stats_walk(void (*)(const char *, const struct relay_stats *,
+	    void *), void *);
+
 /* dns.c */
 #define DNS_OK			0
 #define DNS_TEMPFAIL		1	/* SERVFAIL, timeout, refused */
