@@ -511,12 +511,15 @@ def test_command_and_crlf_split_across_writes_is_one_command():
             c.quiet(0.1)
 
 
-def test_command_ended_by_bare_lf_gets_500_5_5_2():
+def test_bare_lf_never_ends_a_command_and_the_line_gets_500_5_5_2():
     with smtpd() as d, session(d) as c:
-        c.send("NOOP\n")
+        # One line up to the CRLF, refused whole: never two commands.
+        c.send("NOOP\nRSET\r\n")
         c.expect(500, "5.5.2")
-        c.send("MAIL FROM:<a@b.example>\n")
+        c.quiet()
+        c.send("MAIL FROM:<a@b.example>\nRCPT TO:<x@example.org>\r\n")
         c.expect(500, "5.5.2")
+        c.quiet()
         # the refused MAIL did not start a transaction
         c.cmd("RCPT TO:<x@example.org>", 503, "5.5.1")
         c.cmd("NOOP", 250, "2.0.0")
@@ -610,7 +613,7 @@ def test_source_route_gets_553():
         c.cmd("DATA", 554, "5.5.1")
 
 
-def test_percent_and_bang_relay_forms_get_553():
+def test_percent_bang_and_quoted_at_relay_forms_get_553():
     with smtpd() as d, session(d) as c:
         for addr in ("a%c.example@b.example", "c.example!a@b.example"):
             code, lines = c.cmd("MAIL FROM:<%s>" % addr)
@@ -618,7 +621,9 @@ def test_percent_and_bang_relay_forms_get_553():
         c.cmd("MAIL FROM:<a@b.example>", 250, "2.1.0")
         for addr in ("x%other.example@example.org",
                      "other.example!x@example.org",
-                     "x%other.example%y@example.org"):
+                     "x%other.example%y@example.org",
+                     '"x@other.example"@example.org',
+                     '"x\\@other.example"@example.org'):
             code, lines = c.cmd("RCPT TO:<%s>" % addr)
             assert code == 553, (addr, lines)
         c.cmd("DATA", 554, "5.5.1")

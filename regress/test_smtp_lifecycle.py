@@ -7,11 +7,13 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 from lib import children_of, pid_alive, wait_for
 from test_smtp import (HOST, MESSAGE, PASSWORDS, Client, auth_plain,
                        ctl_run, need_users, queued_id, send_message,
-                       session, show_queue_ids, smtpd, tls_session)
+                       session, show_queue_ids, smtpd, tls_context,
+                       tls_session)
 
 
 def message_headers(d, msgid):
@@ -182,3 +184,59 @@ def test_message_with_a_thousand_long_recipients_is_queued():
         got = json.loads(r.stdout)["recipients"]
         assert len(got) == 1000, len(got)
         assert got[999].startswith("<%s>" % rcpts[999]), got[999]
+
+
+def test_pipelined_commands_past_the_output_limit_all_get_answers():
+    # More replies than the output buffer holds: the rest must run as
+    # the client reads, not wait for input that never comes.
+    n = 12000
+    with smtpd() as d:
+        c = session(d)
+        c.send("NOOP\r\n" * n + "QUIT\r\n")
+        for _ in range(n):
+            c.expect(250, "2.0.0")
+        c.expect(221, "2.0.0")
+
+
+def test_a_byte_now_and_then_does_not_hold_a_session():
+    with smtpd(smtp={"command-timeout": "2s"}) as d:
+        c = session(d)
+        c.sock.settimeout(1)
+        start = time.monotonic()
+        got = b""
+        while time.monotonic() - start < 6:
+            try:
+                c.sock.sendall(b"N")
+            except OSError:
+                break
+            try:
+                chunk = c.sock.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            except socket.timeout:
+                pass
+        assert b"421 4.4.2" in got, got
+        assert time.monotonic() - start < 5, "held the session for 5 s"
+
+
+def test_reload_while_tls_handshakes_wait_keeps_them_working():
+    with smtpd(listeners=('smtps pki "mx.test"',
+                          'tls pki "mx.test"'), tls=True) as d:
+        raw = [socket.create_connection((HOST, d.ports[0]), timeout=10)
+               for _ in range(3)]
+        starttls = session(d, port=d.ports[1])
+        starttls.cmd("STARTTLS", 220, "2.0.0")
+        time.sleep(0.3)     # the daemon has accepted them all
+        assert ctl_run(d, "reload").returncode == 0
+        d.wait_log("configuration committed")
+        ctx = tls_context()
+        for s in raw:
+            t = ctx.wrap_socket(s, server_hostname="mx.test")
+            assert t.recv(512).startswith(b"220 "), "no greeting in TLS"
+            t.sendall(b"QUIT\r\n")
+            t.close()
+        t = ctx.wrap_socket(starttls.sock, server_hostname="mx.test")
+        t.sendall(b"EHLO client.test\r\n")
+        assert t.recv(4096).startswith(b"250-"), "no EHLO reply in TLS"
+        assert d.proc.poll() is None

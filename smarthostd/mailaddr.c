@@ -97,7 +97,11 @@ parse_local_part(const char **pp, char *out, size_t *len)
 	}
 	if (*len - start > SMTP_LOCALPART_MAX)
 		return (MAILADDR_TOO_LONG);
-	if (strpbrk(out + start, "%!") != NULL)
+	/*
+	 * '%', '!' and a quoted '@' all name another host inside the
+	 * local part: a next hop that honours them makes us a relay.
+	 */
+	if (strpbrk(out + start, "%!@") != NULL)
 		return (MAILADDR_RELAY_FORM);
 	*pp = p;
 	return (0);
@@ -258,7 +262,8 @@ mailaddr_strerror(int error)
 	case MAILADDR_ROUTE:
 		return ("source routes are not accepted");
 	case MAILADDR_RELAY_FORM:
-		return ("'%' and '!' relay forms are not accepted");
+		return ("'%', '!' and quoted '@' relay forms are not "
+		    "accepted");
 	case MAILADDR_NONASCII:
 		return ("non-ASCII address without SMTPUTF8");
 	}

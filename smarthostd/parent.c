@@ -99,6 +99,7 @@ static int			 nbound;
 
 static void	 parent_check_users(struct smarthost_config *);
 static void	 parent_prepare_dirs(struct smarthost_config *);
+static void	 parent_copy_resolv_conf(struct smarthost_config *);
 static void	 parent_write_pidfile(const char *);
 static int	 parent_control_socket(const char *);
 static void	 parent_start_children(struct smarthost_config *, int);
@@ -214,6 +215,53 @@ parent_prepare_dirs(struct smarthost_config *conf)
 		fatal("state directory %s", conf->state_dir);
 	if (mkdir_owned(SMARTHOSTD_EMPTY, 0, 0, 0755) == -1)
 		fatal("%s", SMARTHOSTD_EMPTY);
+	parent_copy_resolv_conf(conf);
+}
+
+/*
+ * The queue process resolves names from inside its chroot, the state
+ * directory, where the system resolver's configuration is copied as
+ * Postfix copies it into its spool: at start and on every reload.
+ */
+static void
+parent_copy_resolv_conf(struct smarthost_config *conf)
+{
+	char	 dir[PATH_MAX], tmp[PATH_MAX], path[PATH_MAX], buf[8192];
+	ssize_t	 n;
+	int	 in, out;
+
+	if (!proc_privsep() || conf->resolver[0] != '\0')
+		return;
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/etc", conf->state_dir) >=
+	    sizeof(dir) ||
+	    (size_t)snprintf(path, sizeof(path), "%s/resolv.conf", dir) >=
+	    sizeof(path) ||
+	    (size_t)snprintf(tmp, sizeof(tmp), "%s.new", path) >= sizeof(tmp))
+		return;
+	if (mkdir_owned(dir, 0, 0, 0755) == -1) {
+		log_warn("%s", dir);
+		return;
+	}
+	if ((in = open("/etc/resolv.conf", O_RDONLY | O_CLOEXEC)) == -1) {
+		log_warn("/etc/resolv.conf");
+		return;
+	}
+	if ((out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0644)) == -1) {
+		log_warn("%s", tmp);
+		(void)close(in);
+		return;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, n) != n) {
+			n = -1;
+			break;
+		}
+	(void)close(in);
+	if (close(out) == -1 || n == -1 || rename(tmp, path) == -1) {
+		log_warn("%s", path);
+		(void)unlink(tmp);
+	}
 }
 
 /*
@@ -522,7 +570,7 @@ parent_auth(struct imsgev *iev, struct imsg *imsg)
 	    "$2b$10$SLJkE88LCadmAIm8hY23peNIJQNQl44vldq7GrM4C9kCZ3fmRzqsm";
 	struct auth_request		 req;
 	struct table			*t;
-	struct table_entry		*e = NULL, find;
+	struct table_entry		*e = NULL, *other, find;
 	const char			*hash = dummy;
 	char				*res;
 	int				 ok;
@@ -538,8 +586,18 @@ parent_auth(struct imsgev *iev, struct imsg *imsg)
 		if ((e = RB_FIND(table_entries, &t->entries, &find)) != NULL &&
 		    e->value != NULL && strncmp(e->value, "$2", 2) == 0)
 			hash = e->value;
-		else
+		else {
+			/*
+			 * An unknown user costs what a known one does: the
+			 * check runs against a real entry's hash, with its
+			 * cost, and fails.
+			 */
 			e = NULL;
+			if ((other = RB_MIN(table_entries, &t->entries)) !=
+			    NULL && other->value != NULL &&
+			    strncmp(other->value, "$2", 2) == 0)
+				hash = other->value;
+		}
 	}
 	res = crypt_r(req.password, hash, &cd);
 	ok = e != NULL && res != NULL && res[0] != '*' &&
@@ -774,6 +832,7 @@ parent_reload(enum conf_origin origin, uint32_t requester)
 		return;
 	}
 	parent_keep_restart_settings(conf);
+	parent_copy_resolv_conf(conf);
 	config_warn_unimplemented(conf);
 	if (parent_config_begin(conf, origin, requester) == -1 &&
 	    origin == ORIGIN_CONTROL)

@@ -37,10 +37,17 @@
 #define SMTP_AUTH_CLIENTS	256	/* clients with recent failures */
 #define SMTP_SHUTDOWN_WAIT	5	/* seconds for queue answers */
 
+/*
+ * A server TLS context.  Sessions hold a reference for as long as they
+ * live, since libtls's per-connection state points into it; a reload
+ * retires the old contexts and the last session frees them.
+ */
 struct smtp_pki {
 	TAILQ_ENTRY(smtp_pki)	 entry;
 	char			 name[HOSTNAME_LEN];
 	struct tls		*ctx;
+	int			 refs;
+	int			 retired;
 };
 TAILQ_HEAD(smtp_pkis, smtp_pki);
 
@@ -55,6 +62,7 @@ int	 smtp_session_cmp(struct smtp_session *, struct smtp_session *);
 RB_PROTOTYPE(smtp_sessions, smtp_session, entry, smtp_session_cmp);
 
 struct smtp_stats		 smtp_stats;
+uint64_t			 smtp_body_bytes;	/* in memfds now */
 
 static struct smtp_listener	 listeners[SMTP_MAX_LISTENERS];
 static int			 nlisteners;
@@ -77,6 +85,7 @@ static void	 smtp_config_commit(struct smarthost_config *);
 static void	 smtp_shutdown(void);
 static void	 smtp_shutdown_check(void);
 static void	 smtp_shutdown_timeout(int, short, void *);
+static void	 smtp_exit(void) __attribute__((__noreturn__));
 static void	 smtp_add_listener(struct imsg *);
 static void	 smtp_listen(int);
 static void	 smtp_accept(int, short, void *);
@@ -202,7 +211,9 @@ smtp_config_commit(struct smarthost_config *old)
 	(void)old;
 	while ((sp = TAILQ_FIRST(&pkis)) != NULL) {
 		TAILQ_REMOVE(&pkis, sp, entry);
-		smtp_pki_free(sp);
+		sp->retired = 1;
+		if (sp->refs == 0)
+			smtp_pki_free(sp);
 	}
 	TAILQ_FOREACH(p, &env->pkis, entry) {
 		if ((sp = smtp_pki_build(p, reason, sizeof(reason))) == NULL)
@@ -268,15 +279,30 @@ smtp_pki_free(struct smtp_pki *sp)
 	free(sp);
 }
 
-struct tls *
-smtp_tls_context(const char *name)
+struct smtp_pki *
+smtp_pki_get(const char *name)
 {
 	struct smtp_pki	*sp;
 
 	TAILQ_FOREACH(sp, &pkis, entry)
-		if (strcmp(sp->name, name) == 0)
-			return (sp->ctx);
+		if (strcmp(sp->name, name) == 0) {
+			sp->refs++;
+			return (sp);
+		}
 	return (NULL);
+}
+
+void
+smtp_pki_put(struct smtp_pki *sp)
+{
+	if (--sp->refs == 0 && sp->retired)
+		smtp_pki_free(sp);
+}
+
+struct tls *
+smtp_pki_context(struct smtp_pki *sp)
+{
+	return (sp->ctx);
 }
 
 /*
@@ -496,8 +522,9 @@ smtp_queue_result(struct imsg *imsg)
 	if ((s = smtp_session_find(imsg_get_id(imsg))) == NULL ||
 	    s->wait != SMTP_WAIT_QUEUE) {
 		/* The client timed out meanwhile and was told 451. */
-		log_info("message %s: committed after its session ended",
-		    res.id);
+		if (res.status == QUEUE_OK)
+			log_info("message %s: committed after its session "
+			    "ended", res.id);
 		return;
 	}
 	smtp_session_queued(s, &res);
@@ -676,6 +703,17 @@ smtp_shutdown_check(void)
 	RB_FOREACH(s, smtp_sessions, &sessions)
 		if (smtp_session_busy(s))
 			return;
+	smtp_exit();
+}
+
+/* The last replies (a 250 among them) go out before we do. */
+static void
+smtp_exit(void)
+{
+	struct smtp_session	*s, *next;
+
+	RB_FOREACH_SAFE(s, smtp_sessions, &sessions, next)
+		smtp_session_shutdown(s);
 	exit(0);
 }
 
@@ -686,5 +724,5 @@ smtp_shutdown_timeout(int fd, short event, void *arg)
 	(void)event;
 	(void)arg;
 	log_warnx("shutdown: %u sessions still waiting; exiting", nsessions);
-	exit(0);
+	smtp_exit();
 }

@@ -33,6 +33,8 @@
 #define SMTP_AUTH_WINDOW	(15 * 60)	/* failures counted this long */
 #define SMTP_CLOSE_GRACE	10		/* to write a last reply */
 #define SMTP_QUEUE_WAIT		(5 * 60)	/* for the queue's commit */
+/* Message bodies in memory (memfd) at once, all sessions together. */
+#define SMTP_BODY_BUDGET	(1024ULL * 1024 * 1024)
 
 enum smtp_state {
 	SMTP_GREETING,		/* waiting for HELO/EHLO */
@@ -68,6 +70,7 @@ enum smtp_data_error {
 	DATA_BARE_NEWLINE,
 	DATA_NUL,
 	DATA_TOO_MANY_HOPS,
+	DATA_NO_ROOM,		/* bodies in memory over the budget */
 	DATA_IO_ERROR
 };
 
@@ -97,6 +100,7 @@ struct smtp_session {
 	enum smtp_tls_state	 tls_state;
 	enum smtp_wait		 wait;
 	struct tls		*tls;
+	struct smtp_pki		*pki;		/* held while tls lives */
 	struct evbuffer		*in;
 	struct evbuffer		*out;
 	struct event		 ev;
@@ -154,9 +158,12 @@ struct smtp_stats {
 
 /* smtp.c */
 extern struct smtp_stats	 smtp_stats;
+extern uint64_t			 smtp_body_bytes;
 int	 smtp_disk_ok(void);
 int	 smtp_shutting_down(void);
-struct tls *smtp_tls_context(const char *);
+struct smtp_pki *smtp_pki_get(const char *);
+void	 smtp_pki_put(struct smtp_pki *);
+struct tls *smtp_pki_context(struct smtp_pki *);
 void	 smtp_session_register(struct smtp_session *);
 void	 smtp_session_unregister(struct smtp_session *);
 int	 smtp_auth_blocked(const struct smtp_session *);

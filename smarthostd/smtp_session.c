@@ -45,6 +45,7 @@
 
 #define AUTH_MECH_PLAIN		"PLAIN"
 #define AUTH_MECH_LOGIN		"LOGIN"
+#define RCPT_ALIAS_DEPTH	10
 
 struct smtp_command {
 	const char	*verb;
@@ -55,6 +56,7 @@ static void	 session_io(int, short, void *);
 static void	 session_timeout(int, short, void *);
 static void	 session_handshake(struct smtp_session *);
 static void	 session_starttls(struct smtp_session *);
+static int	 session_tls_accept(struct smtp_session *);
 static int	 session_read(struct smtp_session *);
 static int	 session_flush(struct smtp_session *);
 static void	 session_continue(struct smtp_session *);
@@ -87,6 +89,8 @@ static void	 auth_continue(struct smtp_session *, char *);
 static void	 auth_plain(struct smtp_session *, const char *);
 static void	 auth_check(struct smtp_session *, const char *, const char *);
 static int	 mail_parameters(struct smtp_session *, char *);
+static int	 rcpt_alias(struct smtp_session *, char *, size_t,
+		    const struct action *);
 static void	 rcpt_accept(struct smtp_session *, const char *,
 		    const struct action *);
 static void	 rcpt_reject(struct smtp_session *, const char *,
@@ -121,7 +125,6 @@ smtp_session_start(int fd, struct smtp_listener *l,
     const struct sockaddr_storage *ss, uint32_t id)
 {
 	struct smtp_session	*s;
-	struct tls		*ctx;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    (s->in = evbuffer_new()) == NULL ||
@@ -144,10 +147,7 @@ smtp_session_start(int fd, struct smtp_listener *l,
 	    s->peer_addr, l->conf.port);
 
 	if (l->conf.tls == LISTEN_SMTPS) {
-		if ((ctx = smtp_tls_context(l->conf.pki)) == NULL ||
-		    tls_accept_socket(ctx, &s->tls, fd) == -1) {
-			log_warnx("session %u: cannot start TLS: %s", s->id,
-			    ctx == NULL ? "no pki" : tls_error(ctx));
+		if (session_tls_accept(s) == -1) {
 			session_free(s);
 			return;
 		}
@@ -196,7 +196,12 @@ session_io(int fd, short event, void *arg)
 			session_free(s);
 			return;
 		}
-		session_timer_reset(s);
+		/*
+		 * In DATA any input is progress; elsewhere only a whole
+		 * command is, so that a byte now and then holds nothing.
+		 */
+		if (s->state == SMTP_DATA)
+			session_timer_reset(s);
 	}
 	session_continue(s);
 }
@@ -205,12 +210,24 @@ session_io(int fd, short event, void *arg)
 static void
 session_continue(struct smtp_session *s)
 {
-	session_process(s);
-	if (evbuffer_get_length(s->out) > 0 && s->tls_want == 0 &&
-	    session_flush(s) == -1) {
-		session_free(s);
-		return;
-	}
+	size_t	 in, out;
+
+	/*
+	 * Commands pipelined past the output limit run once the replies
+	 * before them are out, without waiting for more input.
+	 */
+	do {
+		in = evbuffer_get_length(s->in);
+		out = evbuffer_get_length(s->out);
+		session_process(s);
+		if (evbuffer_get_length(s->out) > 0 && s->tls_want == 0 &&
+		    session_flush(s) == -1) {
+			session_free(s);
+			return;
+		}
+	} while (evbuffer_get_length(s->out) == 0 &&
+	    evbuffer_get_length(s->in) > 0 &&
+	    (evbuffer_get_length(s->in) != in || out > 0));
 	if (s->tls_state == SMTP_TLS_STARTING &&
 	    evbuffer_get_length(s->out) == 0) {
 		session_starttls(s);
@@ -333,18 +350,31 @@ session_flush(struct smtp_session *s)
 static void
 session_starttls(struct smtp_session *s)
 {
-	struct tls	*ctx;
-
 	evbuffer_drain(s->in, evbuffer_get_length(s->in));
-	if ((ctx = smtp_tls_context(s->listener->conf.pki)) == NULL ||
-	    tls_accept_socket(ctx, &s->tls, s->fd) == -1) {
-		log_warnx("session %u: cannot start TLS: %s", s->id,
-		    ctx == NULL ? "no pki" : tls_error(ctx));
+	if (session_tls_accept(s) == -1) {
 		session_free(s);
 		return;
 	}
 	s->tls_state = SMTP_TLS_HANDSHAKE;
 	session_handshake(s);
+}
+
+/* The session keeps its context: a reload must not free it under us. */
+static int
+session_tls_accept(struct smtp_session *s)
+{
+	if ((s->pki = smtp_pki_get(s->listener->conf.pki)) == NULL) {
+		log_warnx("session %u: cannot start TLS: no pki %s", s->id,
+		    s->listener->conf.pki);
+		return (-1);
+	}
+	if (tls_accept_socket(smtp_pki_context(s->pki), &s->tls, s->fd) ==
+	    -1) {
+		log_warnx("session %u: cannot start TLS: %s", s->id,
+		    tls_error(smtp_pki_context(s->pki)));
+		return (-1);
+	}
+	return (0);
 }
 
 static void
@@ -450,6 +480,8 @@ session_free(struct smtp_session *s)
 			(void)tls_close(s->tls);
 		tls_free(s->tls);
 	}
+	if (s->pki != NULL)
+		smtp_pki_put(s->pki);
 	(void)close(s->fd);
 	evbuffer_free(s->in);
 	evbuffer_free(s->out);
@@ -549,35 +581,44 @@ session_process(struct smtp_session *s)
 		case SMTP_AUTH_USER:
 		case SMTP_AUTH_PASSWORD:
 			auth_continue(s, line);
-			explicit_bzero(line, sizeof(line));
 			break;
 		default:
 			session_command(s, line);
 		}
+		/* AUTH lines carry passwords: leave none on the stack. */
+		explicit_bzero(line, sizeof(line));
+		session_timer_reset(s);
 	}
 }
 
 /*
  * Take one CRLF-terminated line.  Returns 1 with the line (CRLF removed)
  * in buf, 0 when no whole line is there yet, -1 when a bad line was
- * consumed and answered.
+ * consumed and answered.  A line ends at CRLF and nowhere else: a bare
+ * CR or LF inside it makes it a bad line, never two commands.
  */
 static int
 session_getline(struct smtp_session *s, char *buf, size_t size)
 {
-	unsigned char	*data, *lf;
-	size_t		 len, scan, linelen;
+	unsigned char	*data, *crlf = NULL;
+	size_t		 len, scan, linelen, i;
 	int		 auth;
 
 	len = evbuffer_get_length(s->in);
 	if (len == 0)
 		return (0);
-	scan = len < size ? len : size;
+	/* Room for the longest line, CRLF included, and nothing more. */
+	scan = len < size - 1 ? len : size - 1;
 	data = evbuffer_pullup(s->in, scan);
-	if ((lf = memchr(data, '\n', scan)) == NULL) {
-		if (len < size - 1)
+	for (i = 0; i + 1 < scan; i++)
+		if (data[i] == '\r' && data[i + 1] == '\n') {
+			crlf = data + i;
+			break;
+		}
+	if (crlf == NULL) {
+		if (scan < size - 1)
 			return (0);
-		/* No end in sight: refuse once, then skip to the LF. */
+		/* No end in sight: refuse once, then skip to the CRLF. */
 		if (!s->discard_line)
 			session_error(s, "500 5.5.0 Line too long");
 		s->discard_line = 1;
@@ -586,24 +627,18 @@ session_getline(struct smtp_session *s, char *buf, size_t size)
 		    scan);
 		return (-1);
 	}
-	linelen = lf - data;
+	linelen = crlf - data;
 	if (s->discard_line) {
-		evbuffer_drain(s->in, linelen + 1);
+		evbuffer_drain(s->in, linelen + 2);
 		s->discard_line = 0;
 		return (-1);
 	}
-	if (linelen == 0 || data[linelen - 1] != '\r') {
-		evbuffer_drain(s->in, linelen + 1);
-		session_error(s, "500 5.5.2 Syntax error: line not ended by "
-		    "CRLF");
-		return (-1);
-	}
-	linelen--;
 	if (memchr(data, '\0', linelen) != NULL ||
-	    memchr(data, '\r', linelen) != NULL) {
+	    memchr(data, '\r', linelen) != NULL ||
+	    memchr(data, '\n', linelen) != NULL) {
 		evbuffer_drain(s->in, linelen + 2);
-		session_error(s, "500 5.5.2 Syntax error: NUL or bare CR in "
-		    "command");
+		session_error(s, "500 5.5.2 Syntax error: NUL, bare CR or bare "
+		    "LF in command");
 		return (-1);
 	}
 	auth = s->state == SMTP_AUTH_PLAIN || s->state == SMTP_AUTH_USER ||
@@ -634,7 +669,6 @@ session_command(struct smtp_session *s, char *line)
 		if (strlen(commands[i].verb) == verblen &&
 		    strncasecmp(commands[i].verb, line, verblen) == 0) {
 			commands[i].handler(s, arg);
-			session_timer_reset(s);
 			return;
 		}
 	}
@@ -662,6 +696,7 @@ session_reset(struct smtp_session *s)
 	free(s->body_buf);
 	s->body_buf = NULL;
 	s->body_buflen = 0;
+	smtp_body_bytes -= s->body_size;
 	s->body_size = 0;
 	s->data_error = DATA_OK;
 	s->data_midline = 0;
@@ -1105,11 +1140,76 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 		    "later");
 		return;
 	}
+	if (a->alias_table[0] != '\0' &&
+	    rcpt_alias(s, addr, sizeof(addr), a) == -1) {
+		session_reply(s, "550 5.4.6 <%s>: Alias loop or chain too "
+		    "long", addr);
+		return;
+	}
 	/*
 	 * Greylisting hooks in here: an action marked greylist will ask
 	 * grey for the tuple's verdict before the recipient is accepted.
 	 */
 	rcpt_accept(s, addr, a);
+}
+
+/*
+ * A local recipient ("root", "root@localhost", "root@HOSTNAME") whose
+ * local part the action's alias table names becomes the address the
+ * alias gives, looked up again while it is local.  Returns -1 for a
+ * chain too long, or a loop.
+ */
+static int
+rcpt_alias(struct smtp_session *s, char *addr, size_t len,
+    const struct action *a)
+{
+	struct table		*t;
+	struct table_entry	 find, *e;
+	const char		*domain, *rest;
+	char			 local[SMTP_LOCALPART_MAX + 1];
+	char			 path[SMTP_ADDR_LEN + 2], target[SMTP_ADDR_LEN];
+	size_t			 i, n;
+	int			 depth;
+
+	if ((t = table_find(env, a->alias_table)) == NULL)
+		return (0);
+	for (depth = 0; depth <= RCPT_ALIAS_DEPTH; depth++) {
+		domain = mailaddr_domain(addr);
+		if (domain != NULL && strcasecmp(domain, "localhost") != 0 &&
+		    strcasecmp(domain, env->hostname) != 0)
+			return (0);
+		n = domain == NULL ? strlen(addr) :
+		    (size_t)(domain - addr - 1);
+		if (n >= sizeof(local))
+			return (0);
+		for (i = 0; i < n; i++)
+			local[i] = tolower((unsigned char)addr[i]);
+		local[n] = '\0';
+		find.key = local;
+		if ((e = RB_FIND(table_entries, &t->entries, &find)) == NULL ||
+		    e->value == NULL)
+			return (0);
+		if (depth == RCPT_ALIAS_DEPTH)
+			break;
+		if (strchr(e->value, '@') == NULL) {
+			/* A local name: its own alias, if any, follows. */
+			if (strlcpy(target, e->value, sizeof(target)) >=
+			    sizeof(target))
+				return (0);
+		} else if ((size_t)snprintf(path, sizeof(path), "<%s>",
+		    e->value) >= sizeof(path) || mailaddr_parse_path(path,
+		    target, sizeof(target), &rest, 0) != 0 || *rest != '\0') {
+			log_warnx("alias %s in table %s: \"%s\" is not an "
+			    "address", local, t->name, e->value);
+			return (0);
+		}
+		log_info("session %u: <%s> is an alias of <%s>", s->id, addr,
+		    target);
+		(void)strlcpy(addr, target, len);
+	}
+	log_warnx("session %u: alias chain of more than %d from <%s>", s->id,
+	    RCPT_ALIAS_DEPTH, addr);
+	return (-1);
 }
 
 static void
@@ -1366,10 +1466,14 @@ data_line(struct smtp_session *s, const char *line, size_t len)
 		    ++s->hops > env->smtp.max_hops && s->data_error == DATA_OK)
 			s->data_error = DATA_TOO_MANY_HOPS;
 	}
-	if (s->data_error != DATA_OK && s->data_error != DATA_TOO_BIG)
+	if (s->data_error != DATA_OK)
 		return;
 	if (s->body_size + len + 2 > env->smtp.max_message_size) {
 		s->data_error = DATA_TOO_BIG;
+		return;
+	}
+	if (smtp_body_bytes + len + 2 > SMTP_BODY_BUDGET) {
+		s->data_error = DATA_NO_ROOM;
 		return;
 	}
 	data_append(s, line, len);
@@ -1382,6 +1486,7 @@ data_append(struct smtp_session *s, const char *data, size_t len)
 	size_t	 n;
 
 	s->body_size += len;
+	smtp_body_bytes += len;
 	while (len > 0) {
 		if (s->body_buflen == SMTP_BODY_CHUNK &&
 		    data_flush(s) == -1)
@@ -1452,6 +1557,14 @@ data_done(struct smtp_session *s)
 	case DATA_TOO_MANY_HOPS:
 		smtp_stats.rejected_data++;
 		session_reply(s, "554 5.4.6 Too many hops, mail loop?");
+		goto refused;
+	case DATA_NO_ROOM:
+		smtp_stats.tempfail_queue++;
+		log_warnx("session %u: message bodies in memory over %llu "
+		    "bytes; message refused", s->id,
+		    (unsigned long long)SMTP_BODY_BUDGET);
+		session_reply(s, "452 4.3.1 Insufficient system resources, "
+		    "try again later");
 		goto refused;
 	case DATA_IO_ERROR:
 		smtp_stats.tempfail_queue++;
