@@ -42,7 +42,7 @@ DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
 		smarthostd/scan.c smarthostd/queue.c smarthostd/pfctl.c \
 		smarthostd/envelope.c smarthostd/smtp_session.c \
 		smarthostd/mailaddr.c smarthostd/ruleset.c smarthostd/dns.c \
-		smarthostd/bounce.c smarthostd/relay.c
+		smarthostd/bounce.c smarthostd/scheduler.c smarthostd/relay.c
 CTL_SRCS =	smarthostctl/smarthostctl.c smarthostctl/parser.c
 
 DAEMON_OBJS =	$(DAEMON_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
@@ -165,8 +165,11 @@ run: deps users
 	@echo "  in another terminal, send a test message:"
 	@echo "    swaks --server 127.0.0.1:2525 --tls --to user@smarthost.test"
 	@echo "    swaks --server 127.0.0.1:5870 --tls --auth-user test --auth-password test --to someone@example.org"
-	@echo "  and look at the queue:"
+	@echo "  mail to @smarthost.test is delivered as files into var/state/maildir/new:"
+	@echo "    ls var/state/maildir/new"
+	@echo "  mail to other domains goes out by MX; look at the queue and the counters:"
 	@echo "    smarthostctl/smarthostctl -s var/smarthostd.sock show queue"
+	@echo "    smarthostctl/smarthostctl -s var/smarthostd.sock show stats"
 	@echo "  stop with ^C"
 	./smarthostd/smarthostd -d -f etc/smarthostd-dev.conf -D vardir=$(CURDIR)/var
 

@@ -51,7 +51,7 @@ def test_unknown_or_incomplete_command_is_a_usage_error():
     assert r.returncode == 2
     assert "unknown argument: frob" in r.stderr
     assert ("valid commands: encrypt log pause reload remove resume "
-            "show") in r.stderr
+            "schedule show") in r.stderr
     r = subprocess.run([SMARTHOSTCTL, "show"], capture_output=True,
                        text=True)
     assert r.returncode == 2

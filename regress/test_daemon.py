@@ -77,15 +77,14 @@ def test_missing_user_is_a_clear_fatal_error():
 
 
 def test_configured_features_not_in_effect_are_named_once():
-    # Match rules are in effect; actions only as far as accepting and
-    # queueing, so the warning names their delivery.
+    # Match rules, actions and the resolver are in effect.
     d = Daemon(extra_config="greylist {\n passtime 2s\n}\n"
                "firewall none\n"
                "action \"out\" relay\n"
                "match from local for any action \"out\"\n")
     with d:
         warning = ("configured but not in effect in this version: "
-                   "greylist, firewall, action (delivery), resolver\n")
+                   "greylist, firewall\n")
         d.wait_log(warning)
         assert d.logtext().count("not in effect") == 1, d.logtext()
 

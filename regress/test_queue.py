@@ -9,7 +9,8 @@ import subprocess
 import threading
 import warnings
 
-from lib import (SMARTHOSTCTL, Daemon, control_connect, free_port,
+from lib import (CONTROL_VERSION, SMARTHOSTCTL, Daemon, control_connect,
+                 free_port,
                  imsg_pack, imsg_recv, pid_alive, queue_config, queue_id_of,
                  smtp_message, smtp_send, socket_closed, unix_recv_queue,
                  wait_for)
@@ -22,7 +23,6 @@ IMSG_CTL_VERSION = 1
 IMSG_CTL_FAIL = 3
 IMSG_CTL_SHOW_MESSAGE = 13
 IMSG_CTL_SHOW_QUEUE = 10
-CONTROL_VERSION = 2
 
 
 def ctl(*args, input=None):
@@ -130,7 +130,9 @@ def test_queue_commands_are_usage_errors_when_malformed():
                       (["remove", "a"], "invalid message id"),
                       (["remove", "al"], "invalid message id"),
                       (["pause"], "missing argument"),
-                      (["resume", "relay"], "unknown argument"),
+                      (["resume", "queue"], "unknown argument"),
+                      (["schedule"], "missing argument"),
+                      (["schedule", "al"], "invalid message id"),
                       (["show", "queue", "x"], "too many arguments")]:
         r = ctl("-s", "/nonexistent/sock", *args)
         assert r.returncode == 2, (args, r.returncode, r.stderr)

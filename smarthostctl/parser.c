@@ -51,6 +51,7 @@ static const struct token t_remove[];
 static const struct token t_smtp_pause[];
 static const struct token t_smtp_resume[];
 static const struct token t_encrypt[];
+static const struct token t_schedule[];
 
 static const struct token t_main[] = {
 	{ KEYWORD,	"encrypt",	CTL_ENCRYPT,	t_encrypt },
@@ -59,6 +60,7 @@ static const struct token t_main[] = {
 	{ KEYWORD,	"reload",	CTL_RELOAD,	NULL },
 	{ KEYWORD,	"remove",	CTL_NONE,	t_remove },
 	{ KEYWORD,	"resume",	CTL_NONE,	t_smtp_resume },
+	{ KEYWORD,	"schedule",	CTL_NONE,	t_schedule },
 	{ KEYWORD,	"show",		CTL_NONE,	t_show },
 	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
 };
@@ -89,12 +91,20 @@ static const struct token t_remove[] = {
 };
 
 static const struct token t_smtp_pause[] = {
+	{ KEYWORD,	"relay",	CTL_PAUSE_RELAY, NULL },
 	{ KEYWORD,	"smtp",		CTL_PAUSE_SMTP,	NULL },
 	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
 };
 
 static const struct token t_smtp_resume[] = {
+	{ KEYWORD,	"relay",	CTL_RESUME_RELAY, NULL },
 	{ KEYWORD,	"smtp",		CTL_RESUME_SMTP, NULL },
+	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
+};
+
+static const struct token t_schedule[] = {
+	{ EXACT,	"all",		CTL_SCHEDULE,	NULL },
+	{ MSGID,	"ID",		CTL_SCHEDULE,	NULL },
 	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
 };
 

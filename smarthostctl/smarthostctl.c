@@ -118,6 +118,15 @@ main(int argc, char *argv[])
 	case CTL_RESUME_SMTP:
 		ctl_request(IMSG_CTL_RESUME_SMTP, NULL, 0);
 		return (ctl_result());
+	case CTL_SCHEDULE:
+		ctl_request(IMSG_CTL_SCHEDULE, res->id, strlen(res->id) + 1);
+		return (ctl_result());
+	case CTL_PAUSE_RELAY:
+		ctl_request(IMSG_CTL_PAUSE_RELAY, NULL, 0);
+		return (ctl_result());
+	case CTL_RESUME_RELAY:
+		ctl_request(IMSG_CTL_RESUME_RELAY, NULL, 0);
+		return (ctl_result());
 	case CTL_ENCRYPT:
 	case CTL_NONE:
 		break;

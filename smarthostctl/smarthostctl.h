@@ -29,12 +29,15 @@ enum ctl_action {
 	CTL_REMOVE,
 	CTL_PAUSE_SMTP,
 	CTL_RESUME_SMTP,
+	CTL_SCHEDULE,
+	CTL_PAUSE_RELAY,
+	CTL_RESUME_RELAY,
 	CTL_ENCRYPT
 };
 
 struct parse_result {
 	enum ctl_action	 action;
-	char		 id[32];	/* message id, or "all" for remove */
+	char		 id[32];	/* message id, or "all" */
 	const char	*password;	/* encrypt; NULL: read stdin */
 };
 

@@ -25,6 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <tls.h>
+
 #include "smarthostd.h"
 
 static void	 config_recv_table_entry(struct smarthost_config *,
@@ -185,6 +187,7 @@ config_free(struct smarthost_config *conf)
 	}
 	while ((a = TAILQ_FIRST(&conf->actions)) != NULL) {
 		TAILQ_REMOVE(&conf->actions, a, entry);
+		free(a->ca_pem);
 		free(a);
 	}
 	while ((m = TAILQ_FIRST(&conf->matches)) != NULL) {
@@ -516,11 +519,6 @@ config_warn_unimplemented(struct smarthost_config *conf)
 		(void)strlcat(list, ", scan", sizeof(list));
 	if (conf->firewall.configured)
 		(void)strlcat(list, ", firewall", sizeof(list));
-	/* Mail is accepted and queued for an action, not yet delivered. */
-	if (!TAILQ_EMPTY(&conf->actions))
-		(void)strlcat(list, ", action (delivery)", sizeof(list));
-	if (conf->resolver[0] != '\0')
-		(void)strlcat(list, ", resolver", sizeof(list));
 	if (list[0] != '\0')
 		log_warnx("configured but not in effect in this version: %s",
 		    list + 2);
@@ -561,21 +559,68 @@ compose_or_die(struct imsgev *iev, uint32_t type, const void *data,
 		fatal("config_send");
 }
 
+/*
+ * An action that checks certificates needs its CA bundle in the queue
+ * process, which is chrooted away from /etc/ssl: the parent opens the
+ * file and passes the descriptor along.
+ */
 static void
-config_send_table(struct imsgev *iev, struct table *t)
+config_send_action(struct imsgev *iev, struct action *a,
+    enum smarthost_proc proc)
+{
+	struct action	 wire;
+	const char	*path;
+	int		 fd;
+
+	wire = *a;
+	memset(&wire.entry, 0, sizeof(wire.entry));
+	wire.ca_pem = NULL;
+	wire.ca_len = 0;
+	compose_or_die(iev, IMSG_CONF_ACTION, &wire, sizeof(wire));
+	if (proc != PROC_QUEUE || !(a->flags & ACTION_TLS_VERIFY))
+		return;
+	path = a->ca_file[0] != '\0' ? a->ca_file : tls_default_ca_cert_file();
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		log_warn("action %s: CA file %s", a->name, path);
+		return;
+	}
+	if (imsgev_compose(iev, IMSG_CONF_ACTION_CA, 0, 0, fd, a->name,
+	    strlen(a->name) + 1) == -1)
+		fatal("config_send");
+}
+
+static int
+table_is_relay_auth(struct smarthost_config *conf, struct table *t)
+{
+	struct action	*a;
+
+	TAILQ_FOREACH(a, &conf->actions, entry)
+		if ((a->flags & ACTION_RELAY) &&
+		    strcmp(a->auth_table, t->name) == 0)
+			return (1);
+	return (0);
+}
+
+static void
+config_send_table(struct imsgev *iev, struct smarthost_config *conf,
+    struct table *t, enum smarthost_proc proc)
 {
 	struct table_entry	*e;
 	struct table		 wire;
 	char			 buf[TABLE_ENTRY_MAX * 2];
 	size_t			 klen, vlen;
+	int			 send = !t->secret;
 
+	/* The relay's own credentials go to the queue, which logs in. */
+	if (t->secret && proc == PROC_QUEUE && table_is_relay_auth(conf, t))
+		send = 1;
 	wire = *t;
 	memset(&wire.entry, 0, sizeof(wire.entry));
 	RB_INIT(&wire.entries);
-	if (t->secret)
+	if (!send)
 		wire.count = 0;
 	compose_or_die(iev, IMSG_CONF_TABLE, &wire, sizeof(wire));
-	if (t->secret)
+	if (!send)
 		return;
 	RB_FOREACH(e, table_entries, &t->entries) {
 		klen = strlen(e->key) + 1;
@@ -645,7 +690,7 @@ config_send(struct imsgev *iev, struct smarthost_config *conf,
 	compose_or_die(iev, IMSG_CONF_GLOBALS, &g, sizeof(g));
 
 	TAILQ_FOREACH(t, &conf->tables, entry)
-		config_send_table(iev, t);
+		config_send_table(iev, conf, t, proc);
 	TAILQ_FOREACH(p, &conf->pkis, entry)
 		config_send_pki(iev, p, proc);
 	TAILQ_FOREACH(l, &conf->listeners, entry)
@@ -656,7 +701,7 @@ config_send(struct imsgev *iev, struct smarthost_config *conf,
 		compose_or_die(iev, IMSG_CONF_BANNED_FILE, s->value,
 		    strlen(s->value) + 1);
 	TAILQ_FOREACH(a, &conf->actions, entry)
-		compose_or_die(iev, IMSG_CONF_ACTION, a, sizeof(*a));
+		config_send_action(iev, a, proc);
 	TAILQ_FOREACH(m, &conf->matches, entry)
 		compose_or_die(iev, IMSG_CONF_MATCH, m, sizeof(*m));
 	compose_or_die(iev, IMSG_CONF_END, NULL, 0);
@@ -739,7 +784,8 @@ config_recv_table_entry(struct smarthost_config *conf, struct imsg *imsg)
 	char		 buf[TABLE_ENTRY_MAX * 2], *key, *value = NULL;
 	size_t		 len, klen;
 
-	if ((t = TAILQ_LAST(&conf->tables, tables)) == NULL || t->secret)
+	if ((t = TAILQ_LAST(&conf->tables, tables)) == NULL ||
+	    (t->secret && smarthost_process != PROC_QUEUE))
 		fatalx("config_recv: table entry without a table");
 	len = imsg_get_len(imsg);
 	if (len == 0 || len > sizeof(buf))
@@ -783,6 +829,44 @@ config_recv_pki_pem(struct smarthost_config *conf, struct imsg *imsg)
 		p->key = pem;
 		p->key_len = len;
 	}
+}
+
+static void
+config_recv_action_ca(struct smarthost_config *conf, struct imsg *imsg)
+{
+	struct action	*a;
+	struct stat	 sb;
+	char		*name;
+	ssize_t		 n;
+	int		 fd;
+
+	if (smarthost_process != PROC_QUEUE)
+		fatalx("config_recv: CA bundle outside the queue");
+	name = imsg_expect_string(imsg);
+	if ((a = TAILQ_LAST(&conf->actions, actions)) == NULL ||
+	    strcmp(a->name, name) != 0 || a->ca_pem != NULL)
+		fatalx("config_recv: CA bundle for the wrong action");
+	free(name);
+	if ((fd = imsg_get_fd(imsg)) == -1)
+		fatalx("config_recv: CA bundle without a descriptor");
+	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode) || sb.st_size <= 0 ||
+	    sb.st_size > CA_FILE_MAX) {
+		log_warnx("action %s: the CA bundle is not a regular file of "
+		    "1 to %d bytes", a->name, CA_FILE_MAX);
+		(void)close(fd);
+		return;
+	}
+	if ((a->ca_pem = malloc(sb.st_size)) == NULL)
+		fatal("config_recv");
+	n = read(fd, a->ca_pem, sb.st_size);
+	(void)close(fd);
+	if (n != sb.st_size) {
+		log_warnx("action %s: short read of the CA bundle", a->name);
+		free(a->ca_pem);
+		a->ca_pem = NULL;
+		return;
+	}
+	a->ca_len = n;
 }
 
 static void *
@@ -869,8 +953,13 @@ config_recv(struct smarthost_config **pending, struct imsg *imsg)
 			fatal("config_recv");
 		free(s);
 		break;
+	case IMSG_CONF_ACTION_CA:
+		config_recv_action_ca(conf, imsg);
+		break;
 	case IMSG_CONF_ACTION:
 		a = config_recv_struct(imsg, sizeof(*a));
+		a->ca_pem = NULL;
+		a->ca_len = 0;
 		CHECK_STRING(a->name);
 		CHECK_STRING(a->relay_host);
 		CHECK_STRING(a->helo);

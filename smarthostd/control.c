@@ -452,6 +452,26 @@ control_client_request(struct ctl_client *c, struct imsg *imsg)
 		    (unsigned int)c->uid);
 		return (control_client_forward(c, 1U << PROC_QUEUE, type,
 		    arg, strlen(arg) + 1));
+	case IMSG_CTL_SCHEDULE:
+		if (control_client_string(imsg, arg, sizeof(arg)) == -1)
+			break;
+		if (strcmp(arg, "all") != 0 && !envelope_id_valid(arg))
+			return (control_client_fail(c, "invalid message id"));
+		if (!control_client_privileged(c))
+			return (control_client_fail(c, "permission denied"));
+		return (control_client_forward(c, 1U << PROC_QUEUE, type,
+		    arg, strlen(arg) + 1));
+	case IMSG_CTL_PAUSE_RELAY:
+	case IMSG_CTL_RESUME_RELAY:
+		if (imsg_get_len(imsg) != 0)
+			break;
+		if (!control_client_privileged(c))
+			return (control_client_fail(c, "permission denied"));
+		log_info("%s relay requested by uid %u",
+		    type == IMSG_CTL_PAUSE_RELAY ? "pause" : "resume",
+		    (unsigned int)c->uid);
+		return (control_client_forward(c, 1U << PROC_QUEUE, type,
+		    NULL, 0));
 	case IMSG_CTL_SHOW_STATS:
 		if (imsg_get_len(imsg) != 0)
 			break;

@@ -337,6 +337,7 @@ proc_child_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 	case IMSG_CONF_BLOCKLIST:
 	case IMSG_CONF_BANNED_FILE:
 	case IMSG_CONF_ACTION:
+	case IMSG_CONF_ACTION_CA:
 	case IMSG_CONF_MATCH:
 	case IMSG_CONF_END:
 	case IMSG_CONF_COMMIT:
@@ -492,9 +493,12 @@ imsgev_compose(struct imsgev *iev, uint32_t type, uint32_t id, pid_t pid,
 		errno = EPIPE;
 		return (-1);
 	}
+	/* The descriptor is the message's, sent or not. */
 	if ((ret = imsg_compose(&iev->ibuf, type, id, pid, fd, data,
 	    len)) != -1)
 		imsgev_update(iev);
+	else if (fd != -1)
+		(void)close(fd);
 	return (ret);
 }
 

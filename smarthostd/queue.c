@@ -25,7 +25,8 @@
  * it, in the state directory, with two named databases keyed by the
  * 16-hex-digit message id: "envelope" (envelope.c records) and "body"
  * (the message as smtp received it, CRLF lines, dot-unstuffed).
- * The relay half of the queue arrives with its own issue.
+ * scheduler.c decides when each message goes out, and relay.c takes it
+ * there.
  */
 
 #include <sys/types.h>
@@ -82,7 +83,8 @@ TAILQ_HEAD(queue_walks, queue_walk);
 static struct {
 	uint64_t	 accepted;
 	uint64_t	 bytes_accepted;
-	uint64_t	 commits;
+	uint64_t	 commits;		/* of accepted messages */
+	uint64_t	 delivery_commits;	/* of delivery outcomes */
 	uint64_t	 batch_max;
 	uint64_t	 nospace;
 	uint64_t	 tempfail;
@@ -129,6 +131,7 @@ static void	 queue_message_text(FILE *, MDB_txn *, MDB_val *,
 		    const struct envelope *);
 static void	 queue_remove(uint32_t, const char *);
 static void	 queue_show_stats(uint32_t);
+static void	 queue_stat_send(const char *, uint64_t, void *);
 static void	 text_escaped(FILE *, const unsigned char *, size_t);
 
 static const struct proc_handlers	 queue_handlers = {
@@ -140,7 +143,7 @@ static const struct proc_handlers	 queue_handlers = {
 void
 queue_main(void)
 {
-	if (pledge("stdio rpath wpath cpath flock recvfd", NULL) == -1)
+	if (pledge("stdio rpath wpath cpath flock recvfd inet", NULL) == -1)
 		fatal("pledge");
 	proc_child_run(&queue_handlers);
 }
@@ -193,8 +196,10 @@ queue_config_commit(struct smarthost_config *old)
 	if (queue_env == NULL) {
 		queue_open();
 		queue_disk_check();
+		scheduler_init();
 		return;
 	}
+	scheduler_config_changed();
 	if (old != NULL && old->queue.map_size != env->queue.map_size) {
 		if ((rc = mdb_env_set_mapsize(queue_env,
 		    env->queue.map_size)) != 0)
@@ -478,6 +483,7 @@ queue_txn_write(struct queue_msg **batch, size_t n)
 		}
 		ok++;
 		bytes += batch[i]->body_size;
+		scheduler_add(batch[i]->id);
 		log_info("%s: queued from <%s>, %u recipient%s, %llu bytes",
 		    batch[i]->id, batch[i]->sender, batch[i]->nrcpt,
 		    batch[i]->nrcpt == 1 ? "" : "s",
@@ -604,6 +610,7 @@ queue_shutdown(void)
 	queue_flush();
 	if (smtp != NULL && smtp->ibuf.fd != -1)
 		(void)imsgbuf_flush(&smtp->ibuf);
+	scheduler_shutdown();
 	if (queue_env != NULL) {
 		mdb_env_close(queue_env);
 		queue_env = NULL;
@@ -669,6 +676,8 @@ queue_dispatch_control(struct imsg *imsg)
 	struct queue_walk	*w;
 	uint32_t		 client = imsg_get_id(imsg);
 	char			*arg;
+	size_t			 n;
+	int			 pause;
 
 	switch (imsg_get_type(imsg)) {
 	case IMSG_CTL_SHOW_QUEUE:
@@ -700,6 +709,29 @@ queue_dispatch_control(struct imsg *imsg)
 	case IMSG_CTL_SHOW_STATS:
 		imsg_expect_size(imsg, 0);
 		queue_show_stats(client);
+		break;
+	case IMSG_CTL_SCHEDULE:
+		arg = imsg_expect_string(imsg);
+		if (strcmp(arg, "all") != 0 && !envelope_id_valid(arg))
+			fatalx("control sent an invalid message id");
+		n = scheduler_schedule(arg);
+		if (n == 0 && strcmp(arg, "all") != 0)
+			queue_ctl_result(client, 0, "no such message: %s", arg);
+		else
+			queue_ctl_result(client, 1, "%zu message%s scheduled",
+			    n, n == 1 ? "" : "s");
+		free(arg);
+		break;
+	case IMSG_CTL_PAUSE_RELAY:
+	case IMSG_CTL_RESUME_RELAY:
+		imsg_expect_size(imsg, 0);
+		pause = imsg_get_type(imsg) == IMSG_CTL_PAUSE_RELAY;
+		if (scheduler_pause(pause) == 0)
+			queue_ctl_result(client, 1, "relay already %s",
+			    pause ? "paused" : "running");
+		else
+			queue_ctl_result(client, 1, "relay %s",
+			    pause ? "paused" : "resumed");
 		break;
 	default:
 		fatalx("unexpected imsg %u from control",
@@ -1081,11 +1113,24 @@ queue_remove(uint32_t client, const char *what)
 		return;
 	}
 	stats.removed += n;
+	scheduler_forget(what);
 	log_info("removed %zu message%s (%s) on request", n,
 	    n == 1 ? "" : "s", what);
 	queue_ctl_result(client, 1, "removed %zu message%s", n,
 	    n == 1 ? "" : "s");
 	queue_disk_check();
+}
+
+static void
+queue_stat_send(const char *name, uint64_t value, void *arg)
+{
+	struct ctl_stat	 s;
+	uint32_t	 client = *(uint32_t *)arg;
+
+	memset(&s, 0, sizeof(s));
+	(void)strlcpy(s.name, name, sizeof(s.name));
+	s.value = value;
+	queue_ctl_send(client, IMSG_CTL_STAT, &s, sizeof(s));
 }
 
 static void
@@ -1104,6 +1149,7 @@ queue_show_stats(uint32_t client)
 		{ "queue.accepted", stats.accepted },
 		{ "queue.bytes_accepted", stats.bytes_accepted },
 		{ "queue.commits", stats.commits },
+		{ "queue.delivery_commits", stats.delivery_commits },
 		{ "queue.commit_batch_max", stats.batch_max },
 		{ "queue.nospace", stats.nospace },
 		{ "queue.tempfail", stats.tempfail },
@@ -1124,6 +1170,173 @@ queue_show_stats(uint32_t client)
 		s.value = list[i].value;
 		queue_ctl_send(client, IMSG_CTL_STAT, &s, sizeof(s));
 	}
+	scheduler_stats(queue_stat_send, &client);
 	queue_ctl_send(client, IMSG_CTL_END, NULL, 0);
 }
 
+/*
+ * Storage for the scheduler (scheduler.c): envelopes and bodies read
+ * out of LMDB into memory of their own, and a delivery's outcome written
+ * back in one transaction with the bounce it may cause, so that a crash
+ * can neither lose the bounce nor send it twice.
+ */
+
+/* The state directory as this process sees it: "/" when chrooted. */
+const char *
+queue_state_path(void)
+{
+	return (queue_dir);
+}
+
+int
+queue_envelope_load(const char *id, struct envelope *e)
+{
+	MDB_txn	*txn;
+	MDB_val	 key, data;
+	int	 rc;
+
+	if (queue_env == NULL ||
+	    (rc = mdb_txn_begin(queue_env, NULL, MDB_RDONLY, &txn)) != 0)
+		return (-1);
+	key.mv_data = (void *)(uintptr_t)id;
+	key.mv_size = QUEUE_ID_LEN - 1;
+	if ((rc = mdb_get(txn, dbi_envelope, &key, &data)) != 0 ||
+	    envelope_decode(data.mv_data, data.mv_size, e) == -1) {
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			log_warnx("%s: %s", id, mdb_strerror(rc));
+		else if (rc == 0)
+			log_warnx("%s: invalid envelope record", id);
+		mdb_txn_abort(txn);
+		return (-1);
+	}
+	mdb_txn_abort(txn);
+	return (0);
+}
+
+int
+queue_body_load(const char *id, unsigned char **body, size_t *len)
+{
+	MDB_txn	*txn;
+	MDB_val	 key, data;
+	int	 rc;
+
+	if (queue_env == NULL ||
+	    (rc = mdb_txn_begin(queue_env, NULL, MDB_RDONLY, &txn)) != 0)
+		return (-1);
+	key.mv_data = (void *)(uintptr_t)id;
+	key.mv_size = QUEUE_ID_LEN - 1;
+	if ((rc = mdb_get(txn, dbi_body, &key, &data)) != 0) {
+		log_warnx("%s: body: %s", id, mdb_strerror(rc));
+		mdb_txn_abort(txn);
+		return (-1);
+	}
+	if ((*body = malloc(data.mv_size ? data.mv_size : 1)) == NULL) {
+		log_warn("%s: body", id);
+		mdb_txn_abort(txn);
+		return (-1);
+	}
+	memcpy(*body, data.mv_data, data.mv_size);
+	*len = data.mv_size;
+	mdb_txn_abort(txn);
+	return (0);
+}
+
+/* Call cb for every envelope that decodes; returns how many. */
+size_t
+queue_envelope_walk(void (*cb)(const struct envelope *, void *), void *arg)
+{
+	struct envelope	 e;
+	MDB_txn		*txn;
+	MDB_cursor	*cur;
+	MDB_val		 key, data;
+	MDB_cursor_op	 op = MDB_FIRST;
+	size_t		 n = 0;
+
+	if (queue_env == NULL ||
+	    mdb_txn_begin(queue_env, NULL, MDB_RDONLY, &txn) != 0)
+		return (0);
+	if (mdb_cursor_open(txn, dbi_envelope, &cur) != 0) {
+		mdb_txn_abort(txn);
+		return (0);
+	}
+	while (mdb_cursor_get(cur, &key, &data, op) == 0) {
+		op = MDB_NEXT;
+		if (key.mv_size != QUEUE_ID_LEN - 1 ||
+		    envelope_decode(data.mv_data, data.mv_size, &e) == -1) {
+			log_warnx("skipping an invalid envelope record");
+			continue;
+		}
+		cb(&e, arg);
+		envelope_clear(&e);
+		n++;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return (n);
+}
+
+/*
+ * Write a delivery's outcome: the updated envelope, or the message's
+ * removal when no recipient is pending, and the bounce, all or nothing.
+ */
+int
+queue_delivery_commit(const struct envelope *e, int done,
+    const struct envelope *bounce, const unsigned char *bbody, size_t blen)
+{
+	MDB_txn		*txn;
+	MDB_val		 key, data;
+	unsigned char	*rec = NULL;
+	size_t		 reclen;
+	int		 rc;
+
+	if ((rc = queue_txn_begin(0, &txn)) != 0) {
+		log_warnx("%s: %s", e->id, mdb_strerror(rc));
+		return (-1);
+	}
+	key.mv_data = (void *)(uintptr_t)e->id;
+	key.mv_size = QUEUE_ID_LEN - 1;
+	if (done) {
+		if ((rc = mdb_del(txn, dbi_envelope, &key, NULL)) == 0 &&
+		    (rc = mdb_del(txn, dbi_body, &key, NULL)) == MDB_NOTFOUND)
+			rc = 0;
+	} else if (envelope_encode(e, &rec, &reclen) == -1)
+		rc = EINVAL;
+	else {
+		data.mv_data = rec;
+		data.mv_size = reclen;
+		rc = mdb_put(txn, dbi_envelope, &key, &data, 0);
+		free(rec);
+	}
+	if (rc == 0 && bounce != NULL) {
+		key.mv_data = (void *)(uintptr_t)bounce->id;
+		if (envelope_encode(bounce, &rec, &reclen) == -1)
+			rc = EINVAL;
+		else {
+			data.mv_data = rec;
+			data.mv_size = reclen;
+			if ((rc = mdb_put(txn, dbi_envelope, &key, &data,
+			    MDB_NOOVERWRITE)) == 0) {
+				data.mv_data = (void *)(uintptr_t)bbody;
+				data.mv_size = blen;
+				rc = mdb_put(txn, dbi_body, &key, &data,
+				    MDB_NOOVERWRITE);
+			}
+			free(rec);
+		}
+	}
+	if (rc != 0) {
+		log_warnx("%s: cannot record the delivery: %s", e->id,
+		    mdb_strerror(rc));
+		mdb_txn_abort(txn);
+		return (-1);
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		log_warnx("%s: cannot record the delivery: %s", e->id,
+		    mdb_strerror(rc));
+		return (-1);
+	}
+	stats.delivery_commits++;
+	if (done)
+		queue_disk_check();
+	return (0);
+}

@@ -40,7 +40,7 @@
  * The control protocol version.  smarthostctl sends it first; any change
  * to an IMSG_CTL_* payload bumps it.
  */
-#define CONTROL_VERSION		2
+#define CONTROL_VERSION		3
 
 #define SMARTHOSTD_CONF		"/etc/smarthostd.conf"
 #define SMARTHOSTD_STATE	"/var/smarthostd"
@@ -64,6 +64,7 @@
 #define TABLE_LINE_MAX		4096
 #define TABLE_ENTRY_MAX		1024	/* key or value */
 #define PKI_FILE_MAX		(30 * 1024)	/* fits one imsg */
+#define CA_FILE_MAX		(4 * 1024 * 1024)
 
 #define CONTROL_MAX_CLIENTS_PER_UID	16
 
@@ -99,6 +100,9 @@ enum imsg_type {
 	IMSG_CTL_STAT,
 	IMSG_CTL_PAUSE_SMTP,
 	IMSG_CTL_RESUME_SMTP,
+	IMSG_CTL_SCHEDULE,
+	IMSG_CTL_PAUSE_RELAY,
+	IMSG_CTL_RESUME_RELAY,
 
 	/* Process plumbing. */
 	IMSG_PROC_PEER = 100,
@@ -130,6 +134,7 @@ enum imsg_type {
 	IMSG_CONF_BLOCKLIST,
 	IMSG_CONF_BANNED_FILE,
 	IMSG_CONF_ACTION,
+	IMSG_CONF_ACTION_CA,	/* to queue only: the CA bundle, as an fd */
 	IMSG_CONF_MATCH,
 	IMSG_CONF_END,
 	IMSG_CONF_READY,
@@ -277,6 +282,9 @@ struct action {
 	char			 alias_table[NAME_MAX_LEN];
 	char			 maildir[PATH_MAX];
 	char			 ca_file[PATH_MAX];	/* tls verify ca; "": system */
+	/* The CA bundle, read by the parent, sent to the queue only. */
+	char			*ca_pem;
+	size_t			 ca_len;
 };
 TAILQ_HEAD(actions, action);
 
@@ -415,6 +423,7 @@ struct envelope_rcpt {
 #define ENVELOPE_TLS		0x02
 #define ENVELOPE_AUTH		0x04
 #define ENVELOPE_BOUNCE		0x08	/* a DSN we made: never bounced */
+#define ENVELOPE_DELAY_WARNED	0x10	/* the delay DSN has gone out */
 
 /*
  * A message's envelope.  On disk and across imsg it is a versioned,
@@ -650,6 +659,25 @@ const struct match_rule *ruleset_match(struct smarthost_config *,
 	    const struct rule_context *);
 int	 table_lookup(struct table *, const char *);
 int	 table_match_addr(struct table *, const struct sockaddr_storage *);
+
+/* queue.c */
+const char *queue_state_path(void);
+int	 queue_envelope_load(const char *, struct envelope *);
+int	 queue_body_load(const char *, unsigned char **, size_t *);
+size_t	 queue_envelope_walk(void (*)(const struct envelope *, void *),
+	    void *);
+int	 queue_delivery_commit(const struct envelope *, int,
+	    const struct envelope *, const unsigned char *, size_t);
+
+/* scheduler.c */
+void	 scheduler_init(void);
+void	 scheduler_config_changed(void);
+void	 scheduler_add(const char *);
+void	 scheduler_forget(const char *);
+size_t	 scheduler_schedule(const char *);
+int	 scheduler_pause(int);
+void	 scheduler_stats(void (*)(const char *, uint64_t, void *), void *);
+void	 scheduler_shutdown(void);
 
 /* envelope.c */
 int	 envelope_encode(const struct envelope *, unsigned char **, size_t *);
