@@ -773,3 +773,185 @@ class ScriptedSmtpPeer:
                 return
             else:
                 send("502 5.5.2 Command not recognized")
+
+
+# A real MTA as the internal server: a private Postfix instance on a
+# loopback port, with its own configuration and queue directories under
+# a temporary directory (as bench/accept.sh sets one up).  It accepts
+# mail from loopback for any domain and puts every message on hold, so
+# that what arrived stays in its queue for the test to read.
+
+POSTFIX = "/usr/sbin/postfix"
+
+# Every service the accepting path and the queue manager need, nothing
+# chrooted (the queue directory is not a prepared chroot).
+_POSTFIX_MASTER_CF = """\
+%(listen)s inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+proxywrite unix - - n - 1 proxymap
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+local     unix  - n n - - local
+virtual   unix  - n n - - virtual
+lmtp      unix  - - n - - lmtp
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+tlsmgr    unix  - - n 1000? 1 tlsmgr
+postlog   unix-dgram n - n - 1 postlogd
+"""
+
+
+class PrivatePostfix:
+    """Postfix on host:port, its main.cf, master.cf and queue under its
+    own temporary directory; tls=(cert, key) offers STARTTLS.  Every
+    accepted message goes to the hold queue.
+
+        queue()          postqueue -j: one dict per queued message
+        message(qid)     the queued message as postcat prints it
+        maillog()        Postfix's log of this instance"""
+
+    def __init__(self, port, host="127.0.0.1", tls=None,
+                 hostname="postfix.test"):
+        self.host = host
+        self.port = port
+        self.tmp = tempfile.mkdtemp(prefix="smarthostd-postfix-")
+        os.chmod(self.tmp, 0o755)
+        self.conf = os.path.join(self.tmp, "etc")
+        self.queue_dir = os.path.join(self.tmp, "queue")
+        self.data_dir = os.path.join(self.tmp, "data")
+        for d in (self.conf, self.queue_dir, self.data_dir):
+            os.mkdir(d)
+            os.chmod(d, 0o755)
+        pw = pwd.getpwnam("postfix") if _has_user("postfix") else None
+        if pw is not None:
+            os.chown(self.data_dir, pw.pw_uid, pw.pw_gid)
+        self.logpath = os.path.join(self.tmp, "maillog")
+        main = [
+            "compatibility_level = 3.6",
+            "queue_directory = " + self.queue_dir,
+            "data_directory = " + self.data_dir,
+            "mail_owner = postfix",
+            "setgid_group = postdrop",
+            "myhostname = " + hostname,
+            "mydomain = test",
+            "myorigin = $myhostname",
+            "mydestination =",
+            "inet_interfaces = " + host,
+            "inet_protocols = ipv4",
+            "mynetworks = 127.0.0.0/8",
+            "relay_domains =",
+            "smtpd_relay_restrictions = permit_mynetworks, reject",
+            "smtpd_data_restrictions = check_client_access static:HOLD",
+            "alias_maps =",
+            "alias_database =",
+            "local_recipient_maps =",
+            "relayhost = [127.0.0.1]:2",
+            "disable_dns_lookups = yes",
+            "smtp_dns_support_level = disabled",
+            "smtpd_peername_lookup = no",
+            "in_flow_delay = 0s",
+            "maillog_file = " + self.logpath,
+            # the default allows only /var and /dev/stdout
+            "maillog_file_prefixes = " + self.tmp,
+        ]
+        if tls is not None:
+            main += ["smtpd_tls_security_level = may",
+                     "smtpd_tls_cert_file = " + tls[0],
+                     "smtpd_tls_key_file = " + tls[1],
+                     "smtpd_tls_received_header = yes",
+                     "smtpd_tls_loglevel = 1"]
+        with open(os.path.join(self.conf, "main.cf"), "w") as f:
+            f.write("\n".join(main) + "\n")
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            f.write(_POSTFIX_MASTER_CF % {"listen": "%s:%d" % (host, port)})
+        self.started = False
+
+    def _run(self, *args, check=True, timeout=60):
+        r = subprocess.run(list(args), capture_output=True, text=True,
+                           timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError("%s exited %d: %s%s\n%s" % (
+                " ".join(args), r.returncode, r.stdout, r.stderr,
+                self.maillog()[-3000:]))
+        return r
+
+    def start(self):
+        if not os.access(POSTFIX, os.X_OK):
+            raise AssertionError("%s is missing: make deps installs "
+                                 "postfix" % POSTFIX)
+        self._run(POSTFIX, "-c", self.conf, "start")
+        self.started = True
+
+        def listening():
+            try:
+                socket.create_connection((self.host, self.port),
+                                         0.5).close()
+                return True
+            except OSError:
+                return False
+        wait_for(listening, 20, "Postfix on port %d" % self.port)
+        return self
+
+    def master_pid(self):
+        try:
+            with open(os.path.join(self.queue_dir, "pid",
+                                   "master.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def queue(self):
+        r = self._run("postqueue", "-c", self.conf, "-j")
+        return [json.loads(line) for line in r.stdout.splitlines()
+                if line.strip()]
+
+    def message(self, queue_id):
+        """Envelope, headers and body of a queued message (postcat)."""
+        return self._run("postcat", "-c", self.conf, "-q",
+                         queue_id).stdout
+
+    def maillog(self):
+        try:
+            with open(self.logpath, "rb") as f:
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        if not self.started:
+            return
+        self.started = False
+        pid = self.master_pid()
+        self._run(POSTFIX, "-c", self.conf, "stop", check=False)
+        try:
+            wait_for(lambda: pid is None or not pid_alive(pid), 10,
+                     "Postfix to stop")
+        except AssertionError:
+            self._run(POSTFIX, "-c", self.conf, "abort", check=False)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _has_user(name):
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
