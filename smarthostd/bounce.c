@@ -456,7 +456,7 @@ bb_fold(struct bbuf *b, const char *lead, const char *text, const char *cont)
 static void
 bounce_diag(const char *last_error, int delayed, struct bounce_diag *d)
 {
-	const char	*p, *said;
+	const char	*p, *said, *last;
 	size_t		 n;
 	char		 class;
 
@@ -464,9 +464,18 @@ bounce_diag(const char *last_error, int delayed, struct bounce_diag *d)
 	bounce_clean(last_error, MESSAGE_LEN, d->text, sizeof(d->text));
 	d->reply = d->text;
 
-	if (strncmp(d->text, "host ", 5) == 0 &&
-	    (said = strstr(d->text, "said: ")) != NULL) {
-		p = d->text + 5;
+	/*
+	 * relay.c writes "NAME [ADDR]:PORT: said: REPLY", an expiry puts
+	 * "...; last error: " before that, and other MTAs' style is
+	 * "host NAME[ADDR] said: REPLY".
+	 */
+	if ((said = strstr(d->text, "said: ")) != NULL) {
+		p = d->text;
+		if ((last = strstr(d->text, "last error: ")) != NULL &&
+		    last < said)
+			p = last + 12;
+		if (strncmp(p, "host ", 5) == 0)
+			p += 5;
 		n = strcspn(p, " [:");
 		if (n > 0 && n < sizeof(d->mta) && p + n <= said &&
 		    strspn(p, "abcdefghijklmnopqrstuvwxyz"

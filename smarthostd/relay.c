@@ -252,11 +252,20 @@ static int			 shutting_down;
 static int			 initialised;
 static struct event		 ev_kick;
 static struct tls_config	*tls_cfg_verify, *tls_cfg_any;
+
+/* The CA bundles of tls verify, by name (the action's). */
+struct relay_ca {
+	TAILQ_ENTRY(relay_ca)	 entry;
+	char			 name[NAME_MAX_LEN];
+	struct tls_config	*cfg;
+};
+static TAILQ_HEAD(, relay_ca)	 cas = TAILQ_HEAD_INITIALIZER(cas);
 static struct relay_stats	 stats_total;
 
 static void	 relay_kick(void);
 static void	 relay_run(int, short, void *);
 static void	 relay_dispatch(void);
+static struct relay_ca *relay_ca_find(const char *);
 static void	 relay_dests_trim(void);
 static struct relay_dest *dest_get(const struct relay_target *);
 static struct relay_conn *dest_idle_conn(struct relay_dest *);
@@ -376,19 +385,39 @@ relay_set_limits(int global, int per_destination)
  * the configuration they started with.
  */
 void
-relay_set_ca(const char *pem, size_t len)
+relay_set_ca(const char *name, const char *pem, size_t len)
 {
+	struct relay_ca		*ca;
 	struct tls_config	*cfg;
 
 	if ((cfg = tls_config_new()) == NULL)
 		fatal("relay: tls_config_new");
 	if (tls_config_set_ca_mem(cfg, (const uint8_t *)pem, len) == -1) {
-		log_warnx("relay: CA bundle: %s", tls_config_error(cfg));
+		log_warnx("relay: CA bundle %s: %s", name,
+		    tls_config_error(cfg));
 		tls_config_free(cfg);
 		return;
 	}
-	tls_config_free(tls_cfg_verify);
-	tls_cfg_verify = cfg;
+	/* libtls counts references: handshakes under way keep the old. */
+	if ((ca = relay_ca_find(name)) == NULL) {
+		if ((ca = calloc(1, sizeof(*ca))) == NULL)
+			fatal("relay_set_ca");
+		(void)strlcpy(ca->name, name, sizeof(ca->name));
+		TAILQ_INSERT_TAIL(&cas, ca, entry);
+	} else
+		tls_config_free(ca->cfg);
+	ca->cfg = cfg;
+}
+
+static struct relay_ca *
+relay_ca_find(const char *name)
+{
+	struct relay_ca	*ca;
+
+	TAILQ_FOREACH(ca, &cas, entry)
+		if (strcmp(ca->name, name) == 0)
+			return (ca);
+	return (NULL);
 }
 
 /* A cap on every step's timeout; 0 for RFC 5321's values. */
@@ -549,6 +578,8 @@ relay_dispatch(void)
 		while ((job = TAILQ_FIRST(&dest->jobs)) != NULL) {
 			if ((c = dest_idle_conn(dest)) != NULL) {
 				conn_next(c);
+				/* Its MAIL is queued: write it. */
+				conn_update(c);
 				continue;
 			}
 			if (dest->nconn >= dest_max)
@@ -1341,8 +1372,12 @@ static void
 conn_tls_start(struct relay_conn *c)
 {
 	struct tls_config	*cfg;
+	struct relay_ca		*ca;
 
-	cfg = c->target.tls_verify ? tls_cfg_verify : tls_cfg_any;
+	cfg = tls_cfg_any;
+	if (c->target.tls_verify)
+		cfg = (ca = relay_ca_find(c->target.ca_name)) != NULL ?
+		    ca->cfg : tls_cfg_verify;
 	if ((c->tls = tls_client()) == NULL)
 		fatal("relay: tls_client");
 	if (tls_configure(c->tls, cfg) == -1 ||

@@ -130,6 +130,7 @@ static int	 sched_bounce(struct sched_run *, int, struct envelope *,
 		    unsigned char **, size_t *);
 static void	 sched_run_free(struct sched_run *);
 static time_t	 sched_backoff(uint32_t);
+static const char *sched_age(time_t, char *, size_t);
 static time_t	 sched_next_try(const struct envelope *);
 static void	 sched_fail(struct relay_result *, const char *);
 static void	 sched_credentials(const struct action *, struct relay_target *);
@@ -208,8 +209,8 @@ scheduler_shutdown(void)
 }
 
 /*
- * The relay's limits and CA bundle: one bundle serves every action that
- * checks certificates (the first such action's, from the parent).
+ * The relay's limits, and the CA bundle of each action that checks
+ * certificates, as the parent sent it.
  */
 static void
 sched_relay_config(void)
@@ -219,10 +220,8 @@ sched_relay_config(void)
 	relay_set_limits(env->queue.max_deliveries,
 	    env->queue.max_per_destination);
 	TAILQ_FOREACH(a, &env->actions, entry)
-		if (a->ca_pem != NULL) {
-			relay_set_ca(a->ca_pem, a->ca_len);
-			break;
-		}
+		if (a->ca_pem != NULL)
+			relay_set_ca(a->name, a->ca_pem, a->ca_len);
 }
 
 /*
@@ -445,6 +444,8 @@ sched_target(const struct action *a, const char *addr,
 	t->scheme = a->relay_scheme;
 	t->port = a->relay_port;
 	t->tls_verify = (a->flags & ACTION_TLS_VERIFY) != 0;
+	if (t->tls_verify)
+		(void)strlcpy(t->ca_name, a->name, sizeof(t->ca_name));
 	(void)strlcpy(t->helo, a->helo[0] != '\0' ? a->helo : env->hostname,
 	    sizeof(t->helo));
 	if (a->relay_host[0] != '\0') {
@@ -726,7 +727,7 @@ sched_apply(struct sched_run *r, time_t now)
 {
 	struct envelope_rcpt	*rcpt;
 	struct relay_result	*res;
-	char			 last[MESSAGE_LEN];
+	char			 last[MESSAGE_LEN], age[32];
 	uint32_t		 i;
 	size_t			 k;
 
@@ -769,8 +770,8 @@ sched_apply(struct sched_run *r, time_t now)
 			(void)strlcpy(last, rcpt->last_error, sizeof(last));
 			text_set(rcpt->last_error,
 			    sizeof(rcpt->last_error), "message expired after "
-			    "%lld hours in the queue%s%s",
-			    (long long)(now - r->env.arrived) / 3600,
+			    "%s in the queue%s%s", sched_age(now -
+			    r->env.arrived, age, sizeof(age)),
 			    last[0] != '\0' ? "; last error: " : "", last);
 			rcpt->state = RCPT_FAILED;
 			stats.expired++;
@@ -850,6 +851,29 @@ sched_run_free(struct sched_run *r)
 	free(r->tried);
 	free(r);
 	running--;
+}
+
+/* "4 days", "3 hours", "2 minutes": how long a message waited. */
+static const char *
+sched_age(time_t t, char *buf, size_t len)
+{
+	static const struct {
+		time_t		 seconds;
+		const char	*unit;
+	} units[] = {
+		{ 86400, "day" }, { 3600, "hour" }, { 60, "minute" },
+		{ 1, "second" }
+	};
+	long long	 n;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(units) / sizeof(units[0]) - 1; i++)
+		if (t >= units[i].seconds)
+			break;
+	n = (long long)(t / units[i].seconds);
+	(void)snprintf(buf, len, "%lld %s%s", n, units[i].unit,
+	    n == 1 ? "" : "s");
+	return (buf);
 }
 
 /* retry-min, doubling with each attempt, never over retry-max. */

@@ -729,6 +729,7 @@ struct relay_target {
 	enum relay_scheme	 scheme;
 	int			 tls_verify;		/* implies TLS required */
 	char			 helo[HOSTNAME_LEN];	/* "": [our address] */
+	char			 ca_name[NAME_MAX_LEN];	/* relay_set_ca()'s, or "" */
 	char			 auth_user[AUTH_USER_MAX];	/* "": none */
 	char			 auth_password[AUTH_PASSWORD_MAX];
 };
@@ -766,7 +767,7 @@ struct relay_stats {
 
 void	 relay_init(void);
 void	 relay_set_limits(int, int);
-void	 relay_set_ca(const char *, size_t);
+void	 relay_set_ca(const char *, const char *, size_t);
 void	 relay_set_timeout_max(time_t);
 void	 relay_submit(const struct relay_target *, struct relay_job *);
 void	 relay_shutdown(void);

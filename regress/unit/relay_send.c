@@ -167,6 +167,7 @@ main(int argc, char *argv[])
 			break;
 		case 'V':
 			t.tls_verify = 1;
+			(void)strlcpy(t.ca_name, "test", sizeof(t.ca_name));
 			break;
 		case 'v':
 			verbose++;
@@ -204,7 +205,7 @@ main(int argc, char *argv[])
 	relay_set_limits(global, per_dest);
 	relay_set_timeout_max(timeout);
 	if (ca != NULL)
-		relay_set_ca((const char *)ca, ca_len);
+		relay_set_ca("test", (const char *)ca, ca_len);
 
 	if ((jobs = calloc(njobs, sizeof(*jobs))) == NULL)
 		err(1, NULL);
