@@ -271,8 +271,8 @@ def test_starttls_helo_and_auth_to_the_internal_server():
                 f.write("127.0.0.1 relayuser:s3cret\n")
             os.chmod(secrets, 0o600)
             actions = 'table secrets file "%s"\n' % secrets + relay_to(
-                peer.port, options='helo "relay.example.org" '
-                'auth <secrets>')
+                peer.port, options='tls verify ca "%s" '
+                'helo "relay.example.org" auth <secrets>' % cert)
             with relayd(actions) as d:
                 msgid = submit(d, message("tls"))
                 wait_gone(d, msgid)

@@ -461,22 +461,30 @@ def test_smtps_implicit_tls():
     assert "STARTTLS" not in peer.sessions[0]["commands"]
 
 
-def test_auth_plain_only_over_tls():
+def test_auth_plain_only_over_verified_tls():
     cert, key = certs()["peer"]
+    verified = ["-V", "-c", cert]
     with ScriptedSmtpPeer(tls=(cert, key), auth=("relay", "s3cret")) as peer:
         run = relay_send("bob@example.com", port=peer.port,
-                         options=["-a", "relay:s3cret"])
+                         options=["-a", "relay:s3cret"] + verified)
         bad = relay_send("bob@example.com", port=peer.port,
-                         options=["-a", "relay:wrong"])
+                         options=["-a", "relay:wrong"] + verified)
     expect(run, "bob@example.com", "DELIVERED")
     assert peer.sessions[0]["auth"] == [[b"", b"relay", b"s3cret"]]
     expect(bad, "bob@example.com", "DEFERRED", 535, "4.7.8",
            "said: 535 5.7.8 Authentication credentials invalid")
-    with ScriptedSmtpPeer(auth=("relay", "s3cret")) as peer:
+    # Opportunistic TLS, unchecked: whoever answers gets no password.
+    with ScriptedSmtpPeer(tls=(cert, key), auth=("relay", "s3cret")) as peer:
         run = relay_send("bob@example.com", port=peer.port,
                          options=["-a", "relay:s3cret"])
     expect(run, "bob@example.com", "DEFERRED", 0, "4.7.0",
-           "no TLS, so no AUTH")
+           "no verified TLS, so no AUTH")
+    assert not any(c.startswith("AUTH")
+                   for s in peer.sessions for c in s["commands"])
+    with ScriptedSmtpPeer(auth=("relay", "s3cret")) as peer:
+        run = relay_send("bob@example.com", port=peer.port,
+                         options=["-a", "relay:s3cret"])
+    expect(run, "bob@example.com", "DEFERRED")
     assert not any(c.startswith("AUTH")
                    for s in peer.sessions for c in s["commands"])
 

@@ -2407,6 +2407,20 @@ action_finish(void)
 	else if (kind == (ACTION_RELAY | ACTION_MAILDIR))
 		yyerror("action \"%s\": relay and maildir are exclusive",
 		    aopts.name);
+	/*
+	 * The password goes only to a relay host whose certificate and
+	 * name were checked: opportunistic TLS would hand it to anyone
+	 * in the middle.
+	 */
+	if ((aopts.flags & ACTION_RELAY) && aopts.auth_table[0] != '\0') {
+		if (aopts.relay_host[0] == '\0')
+			yyerror_at(file->name, aopts_auth_lineno, "auth <%s>: "
+			    "needs a relay host", aopts.auth_table);
+		else if (!(aopts.flags & ACTION_TLS_VERIFY))
+			yyerror_at(file->name, aopts_auth_lineno, "auth <%s>: "
+			    "needs tls verify, so that the password goes only "
+			    "to the server named", aopts.auth_table);
+	}
 	if ((aopts.flags & ACTION_RELAY) && aopts.relay_host[0] != '\0' &&
 	    aopts.auth_table[0] != '\0' &&
 	    (t = table_find(conf, aopts.auth_table)) != NULL)

@@ -409,6 +409,22 @@ relay_set_ca(const char *name, const char *pem, size_t len)
 	ca->cfg = cfg;
 }
 
+/*
+ * Before a reload sets the bundles again: an action whose CA file can
+ * no longer be read must fail closed, not keep the old trust.
+ */
+void
+relay_clear_cas(void)
+{
+	struct relay_ca	*ca;
+
+	while ((ca = TAILQ_FIRST(&cas)) != NULL) {
+		TAILQ_REMOVE(&cas, ca, entry);
+		tls_config_free(ca->cfg);
+		free(ca);
+	}
+}
+
 static struct relay_ca *
 relay_ca_find(const char *name)
 {
@@ -2020,9 +2036,9 @@ conn_setup_next(struct relay_conn *c)
 	}
 	if (c->target.auth_user[0] != '\0') {
 		conn_error(c, 0, "4.7.0");
-		if (!c->tls_on) {
-			conn_fail(c, "%s: no TLS, so no AUTH: the password "
-			    "is never sent in plaintext", c->peer);
+		if (!c->tls_on || !c->target.tls_verify) {
+			conn_fail(c, "%s: no verified TLS, so no AUTH: the "
+			    "password goes only to the server named", c->peer);
 			return;
 		}
 		if (!c->ext_auth_plain) {

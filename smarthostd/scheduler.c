@@ -46,7 +46,9 @@
 #include "smarthostd.h"
 
 #define SCHED_START_MAX		64	/* runs started per timer turn */
-#define SCHED_RUNNING_MAX	512	/* runs at once: bodies in memory */
+#define SCHED_RUNNING_MAX	512	/* runs at once */
+/* Message bodies of runs in memory at once; one run may pass it. */
+#define SCHED_BODY_BUDGET	(512ULL * 1024 * 1024)
 
 struct sched_run;
 
@@ -70,6 +72,7 @@ struct sched_job {
 	struct relay_target	 target;
 	struct sched_run	*run;
 	uint32_t		*index;		/* envelope rcpt of each */
+	size_t			 size;		/* of the three arrays */
 };
 TAILQ_HEAD(sched_jobs, sched_job);
 
@@ -96,6 +99,7 @@ static struct event		 ev_sched;
 static int			 initialized;
 static int			 paused;
 static int			 running;
+static uint64_t			 body_bytes;	/* of the runs in memory */
 
 static struct {
 	uint64_t	 runs;
@@ -108,6 +112,7 @@ static struct {
 } stats;
 
 static void	 sched_relay_config(void);
+static int	 dir_sync(const char *, int);
 static void	 text_set(char *, size_t, const char *, ...)
 		    __attribute__((__format__(printf, 3, 4)));
 static void	 sched_load_one(const struct envelope *, void *);
@@ -219,6 +224,7 @@ sched_relay_config(void)
 
 	relay_set_limits(env->queue.max_deliveries,
 	    env->queue.max_per_destination);
+	relay_clear_cas();
 	TAILQ_FOREACH(a, &env->actions, entry)
 		if (a->ca_pem != NULL)
 			relay_set_ca(a->name, a->ca_pem, a->ca_len);
@@ -333,7 +339,8 @@ sched_arm(void)
 		return;
 	if (m->next_try > now)
 		tv.tv_sec = m->next_try - now;
-	if (running >= SCHED_RUNNING_MAX && tv.tv_sec == 0)
+	if ((running >= SCHED_RUNNING_MAX || body_bytes >= SCHED_BODY_BUDGET) &&
+	    tv.tv_sec == 0)
 		return;		/* a finishing run arms us again */
 	evtimer_add(&ev_sched, &tv);
 }
@@ -349,6 +356,7 @@ sched_timer(int fd, short event, void *arg)
 	(void)event;
 	(void)arg;
 	while (!paused && n < SCHED_START_MAX && running < SCHED_RUNNING_MAX &&
+	    body_bytes < SCHED_BODY_BUDGET &&
 	    (m = RB_MIN(sched_times, &times)) != NULL && m->next_try <= now) {
 		sched_unwait(m);
 		sched_start(m);
@@ -390,7 +398,22 @@ sched_start(struct sched_msg *m)
 	running++;
 	stats.runs++;
 
-	if (queue_body_load(m->id, &r->body, &r->body_len) == -1) {
+	if (queue_body_load(m->id, &r->body, &r->body_len) == 0)
+		body_bytes += r->body_len;
+	else {
+		/* Deferred like any failure, so that backoff applies. */
+		for (i = 0; i < r->env.nrcpt; i++) {
+			rcpt = &r->env.rcpts[i];
+			if (rcpt->state != RCPT_PENDING ||
+			    (rcpt->next_try > now && !m->force))
+				continue;
+			r->tried[i] = 1;
+			r->results[i].status = RELAY_DEFERRED;
+			(void)strlcpy(r->results[i].text, "the message body "
+			    "cannot be read from the queue",
+			    sizeof(r->results[i].text));
+		}
+		m->force = 0;
 		sched_finish(r);
 		return;
 	}
@@ -472,13 +495,7 @@ sched_job_add(struct sched_run *r, const struct relay_target *t, uint32_t i)
 		if (strcmp(j->target.key, t->key) == 0)
 			break;
 	if (j == NULL) {
-		if ((j = calloc(1, sizeof(*j))) == NULL ||
-		    (j->index = calloc(r->env.nrcpt, sizeof(*j->index))) ==
-		    NULL ||
-		    (j->job.rcpts = calloc(r->env.nrcpt,
-		    sizeof(*j->job.rcpts))) == NULL ||
-		    (j->job.results = calloc(r->env.nrcpt,
-		    sizeof(*j->job.results))) == NULL)
+		if ((j = calloc(1, sizeof(*j))) == NULL)
 			fatal("sched_job_add");
 		j->target = *t;
 		j->run = r;
@@ -492,9 +509,21 @@ sched_job_add(struct sched_run *r, const struct relay_target *t, uint32_t i)
 		TAILQ_INSERT_TAIL(&r->jobs, j, entry);
 		r->outstanding++;
 	}
+	/* Grown as recipients come: a job holds only its own. */
+	if (j->job.nrcpt == j->size) {
+		j->size = j->size ? j->size * 2 : 4;
+		if ((j->index = reallocarray(j->index, j->size,
+		    sizeof(*j->index))) == NULL ||
+		    (j->job.rcpts = reallocarray(j->job.rcpts, j->size,
+		    sizeof(*j->job.rcpts))) == NULL ||
+		    (j->job.results = reallocarray(j->job.results, j->size,
+		    sizeof(*j->job.results))) == NULL)
+			fatal("sched_job_add");
+	}
 	j->index[j->job.nrcpt] = i;
 	(void)strlcpy(j->job.rcpts[j->job.nrcpt], r->env.rcpts[i].addr,
 	    sizeof(j->job.rcpts[0]));
+	memset(&j->job.results[j->job.nrcpt], 0, sizeof(j->job.results[0]));
 	j->job.nrcpt++;
 }
 
@@ -573,10 +602,38 @@ maildir_mkdirs(const char *dir)
 		if ((size_t)snprintf(path, sizeof(path), "%s%s", dir, sub[i]) >=
 		    sizeof(path))
 			return (-1);
-		if (mkdir(path, 0700) == -1 && errno != EEXIST)
+		if (mkdir(path, 0700) == 0) {
+			/* A new directory lasts once its parent is synced. */
+			if (dir_sync(path, 1) == -1)
+				return (-1);
+		} else if (errno != EEXIST)
 			return (-1);
 	}
 	return (0);
+}
+
+/* fsync a directory, or with parent, the one that holds it. */
+static int
+dir_sync(const char *path, int parent)
+{
+	char	 buf[PATH_MAX], *slash;
+	int	 fd, ret;
+
+	if (strlcpy(buf, path, sizeof(buf)) >= sizeof(buf))
+		return (-1);
+	if (parent) {
+		if ((slash = strrchr(buf, '/')) == NULL)
+			(void)strlcpy(buf, ".", sizeof(buf));
+		else if (slash == buf)
+			buf[1] = '\0';
+		else
+			*slash = '\0';
+	}
+	if ((fd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return (-1);
+	ret = fsync(fd);
+	(void)close(fd);
+	return (ret);
 }
 
 static int
@@ -586,8 +643,10 @@ maildir_write(int fd, const struct sched_run *r, const char *rcpt)
 	size_t		 i;
 	int		 ret;
 
-	if ((f = fdopen(fd, "w")) == NULL)
+	if ((f = fdopen(fd, "w")) == NULL) {
+		(void)close(fd);
 		return (-1);
+	}
 	(void)fprintf(f, "Return-Path: <%s>\nDelivered-To: %s\n",
 	    r->env.sender, rcpt);
 	/* Maildir files hold lines ended by LF alone. */
@@ -597,7 +656,8 @@ maildir_write(int fd, const struct sched_run *r, const char *rcpt)
 			continue;
 		(void)putc(r->body[i], f);
 	}
-	ret = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -1;
+	/* A failed write drops stdio's buffer: ferror() remembers it. */
+	ret = fflush(f) == 0 && !ferror(f) && fsync(fileno(f)) == 0 ? 0 : -1;
 	if (fclose(f) != 0)
 		ret = -1;
 	return (ret);
@@ -610,9 +670,9 @@ sched_maildir(struct sched_run *r, const struct action *a, uint32_t i)
 	struct relay_result	*res = &r->results[i];
 	const char		*base = queue_state_path();
 	char			 dir[PATH_MAX], tmp[PATH_MAX], new[PATH_MAX];
-	char			 name[128], *slash;
+	char			 name[128];
 	struct timespec		 ts;
-	int			 fd, dfd;
+	int			 fd;
 
 	(void)clock_gettime(CLOCK_REALTIME, &ts);
 	(void)snprintf(name, sizeof(name), "%lld.M%ldP%dQ%u.%s",
@@ -642,13 +702,11 @@ sched_maildir(struct sched_run *r, const struct action *a, uint32_t i)
 		(void)unlink(tmp);
 		return;
 	}
-	/* The rename is durable once the directory is. */
-	if (strlcpy(tmp, new, sizeof(tmp)) < sizeof(tmp) &&
-	    (slash = strrchr(tmp, '/')) != NULL)
-		*slash = '\0';
-	if ((dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
-		(void)fsync(dfd);
-		(void)close(dfd);
+	/* The rename is durable once new/ is. */
+	if (dir_sync(new, 1) == -1) {
+		text_set(res->text, sizeof(res->text), "maildir %s: %s",
+		    a->maildir, strerror(errno));
+		return;
 	}
 	res->status = RELAY_DELIVERED;
 	text_set(res->text, sizeof(res->text), "delivered to maildir %s",
@@ -665,7 +723,7 @@ sched_finish(struct sched_run *r)
 	struct envelope		 bounce, *b = NULL;
 	unsigned char		*bbody = NULL;
 	size_t			 blen = 0;
-	time_t			 now = time(NULL), next;
+	time_t			 now = time(NULL), next, r_arrived;
 	uint32_t		 i;
 	int			 done, failed = 0;
 
@@ -712,13 +770,18 @@ sched_finish(struct sched_run *r)
 	}
 	envelope_clear(&bounce);
 	free(bbody);
+	r_arrived = r->env.arrived;
 	sched_run_free(r);
 	if (done) {
 		log_info("%s: done", m->id);
 		RB_REMOVE(sched_ids, &ids, m);
 		free(m);
-	} else
+	} else {
+		/* Expiry is noticed when it comes, not at the next try. */
+		if (next > r_arrived + env->queue.lifetime)
+			next = r_arrived + env->queue.lifetime;
 		sched_wait(m, next);
+	}
 	sched_arm();
 }
 
@@ -846,6 +909,7 @@ sched_run_free(struct sched_run *r)
 	}
 	r->msg->run = NULL;
 	envelope_clear(&r->env);
+	body_bytes -= r->body_len;
 	free(r->body);
 	free(r->results);
 	free(r->tried);

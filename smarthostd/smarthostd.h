@@ -703,9 +703,10 @@ const char *addr_string(const struct sockaddr_storage *, char *, size_t);
 /* relay.c */
 #define RELAY_KEY_LEN		(NAME_MAX_LEN + HOSTNAME_LEN + 8)
 
+/* Zero is "deferred": a result never set cannot count as delivered. */
 enum relay_status {
-	RELAY_DELIVERED,
 	RELAY_DEFERRED,
+	RELAY_DELIVERED,
 	RELAY_FAILED
 };
 
@@ -768,6 +769,7 @@ struct relay_stats {
 void	 relay_init(void);
 void	 relay_set_limits(int, int);
 void	 relay_set_ca(const char *, const char *, size_t);
+void	 relay_clear_cas(void);
 void	 relay_set_timeout_max(time_t);
 void	 relay_submit(const struct relay_target *, struct relay_job *);
 void	 relay_shutdown(void);

@@ -238,8 +238,11 @@ main(int argc, char *argv[])
 
 	for (i = 0; i < njobs; i++) {
 		struct relay_job	*job = &jobs[i];
-		static const char	*names[] = { "DELIVERED", "DEFERRED",
-					    "FAILED" };
+		static const char	*names[] = {
+			[RELAY_DEFERRED] =	"DEFERRED",
+			[RELAY_DELIVERED] =	"DELIVERED",
+			[RELAY_FAILED] =	"FAILED"
+		};
 		size_t			 r;
 
 		for (r = 0; r < job->nrcpt; r++)
