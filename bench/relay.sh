@@ -1,0 +1,743 @@
+#!/bin/bash
+# bench/relay.sh -- end-to-end relay throughput, CPU and latency of
+# smarthostd against Postfix, measured in one run on this machine
+# (issue 4, design.md section 11).
+#
+# Two relays, each in front of its own Postfix smtp-sink (no disk, the
+# next hop), everything on 127.0.0.1:
+#
+#   smarthostd  ./smarthostd/smarthostd -d with a scratch config:
+#               action "out" relay host "smtp://127.0.0.1:SINK",
+#               match from any for any action "out"
+#   postfix     a private Postfix instance (its own config and queue
+#               directories under the scratch directory) with
+#               relayhost = [127.0.0.1]:SINK, delivering as usual
+#
+# Both fsync each message before their 250 and remove it after the
+# sink's 250.  For each message size (10 KB and 100 KB) and each run
+# (interleaved, so drift hits both alike):
+#
+#   throughput  smtp-source sends MESSAGES messages, one recipient each,
+#               over SESSIONS concurrent sessions (one message per
+#               connection) to the relay; the end-to-end rate is MESSAGES
+#               divided by the time from smtp-source's start to the
+#               arrival of the last message at the sink (smtp-sink -c's
+#               message counter, read as it changes).  CPU: all the
+#               relay's processes (/proc/PID/stat of its process tree,
+#               reaped children included), from the start until its
+#               queue is empty again.
+#   latency     bench/relay-lat.py sends LAT_MESSAGES messages at a fixed
+#               LAT_RATE messages/s over LAT_SESSIONS sessions, each with
+#               an X-Bench-Id and X-Sent header, to a recipient that both
+#               relays route to a small Python sink on another port,
+#               which records each message's arrival; latency is the
+#               time from the client's end of DATA to the arrival at the
+#               sink (p50, p99).
+#
+# It prints medians of RUNS runs side by side, with smarthostd/Postfix
+# ratios.  It checks that every message sent arrived at a sink (at least
+# once: duplicates are reported) and that both queues are empty at the
+# end; it exits 1 only on such a correctness problem or when a relay
+# refuses mail or does not start, never on speed.  Everything binds
+# 127.0.0.1, every wait is bounded, and everything it started is stopped
+# on exit.  Run as root (it installs Debian packages by name when
+# missing, and smarthostd drops privileges).
+#
+# Knobs (environment): SESSIONS=32 MESSAGES=10000 RUNS=3
+#   SIZES="10240 102400" WARMUP=200 TARGETS="smarthostd postfix"
+#   PER_DEST=20 (concurrent deliveries to the sink, both relays;
+#   Postfix's default) MAX_DELIVERIES=100 (smarthostd's global limit)
+#   LAT_MESSAGES=2000 LAT_RATE=100 LAT_SESSIONS=4 (LAT_MESSAGES=0: no
+#   latency) REUSE=1 (smtp-source -d: several messages per connection)
+#   PF_IN_FLOW_DELAY=1s (Postfix's default) PORT=13525 (first port tried)
+#   BENCH_TMPDIR=/var/tmp KEEP=1 (keep the scratch directory)
+#   STALL=60 (seconds without an arrival before a run gives up)
+
+set -eu
+export LC_ALL=C
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+SESSIONS=${SESSIONS:-32}
+MESSAGES=${MESSAGES:-10000}
+RUNS=${RUNS:-3}
+SIZES=${SIZES:-10240 102400}
+WARMUP=${WARMUP:-200}
+TARGETS=${TARGETS:-smarthostd postfix}
+PER_DEST=${PER_DEST:-20}
+MAX_DELIVERIES=${MAX_DELIVERIES:-100}
+LAT_MESSAGES=${LAT_MESSAGES:-2000}
+LAT_RATE=${LAT_RATE:-100}
+LAT_SESSIONS=${LAT_SESSIONS:-4}
+REUSE=${REUSE:-0}
+PF_IN_FLOW_DELAY=${PF_IN_FLOW_DELAY:-1s}
+PORT=${PORT:-13525}
+BENCH_TMPDIR=${BENCH_TMPDIR:-/var/tmp}
+KEEP=${KEEP:-0}
+STALL=${STALL:-60}
+RUN_TIMEOUT=${RUN_TIMEOUT:-900}		# seconds, per smtp-source run
+
+SMTP_SOURCE=/usr/sbin/smtp-source
+SMTP_SINK=/usr/sbin/smtp-sink
+SMARTHOSTD=$REPO/smarthostd/smarthostd
+SMARTHOSTCTL=$REPO/smarthostctl/smarthostctl
+LAT=$REPO/bench/relay-lat.py
+CLK_TCK=$(getconf CLK_TCK)
+
+log() { printf 'relay.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+want() {
+	case " $TARGETS " in *" $1 "*) return 0 ;; esac
+	return 1
+}
+
+[ "$(id -u)" = 0 ] || die "run as root (package installs, privsep users)"
+case $MESSAGES$SESSIONS$RUNS$WARMUP$PER_DEST$MAX_DELIVERIES$LAT_MESSAGES$LAT_SESSIONS$STALL in
+*[!0-9]*) die "SESSIONS, MESSAGES, RUNS, WARMUP, PER_DEST," \
+    "MAX_DELIVERIES, LAT_MESSAGES, LAT_SESSIONS, STALL must be numbers" ;;
+esac
+for s in $SIZES; do
+	case $s in *[!0-9]*|'') die "SIZES must be numbers" ;; esac
+	[ "$s" -ge 1 ] && [ "$s" -le 10485760 ] || die "SIZES: 1..10485760"
+done
+case $LAT_RATE in *[!0-9.]*|'') die "LAT_RATE must be a number" ;; esac
+[ "$MESSAGES" -ge 1 ] && [ "$MESSAGES" -le 100000 ] ||
+    die "MESSAGES must be 1..100000"
+[ "$SESSIONS" -ge 1 ] && [ "$SESSIONS" -le 1000 ] ||
+    die "SESSIONS must be 1..1000"
+[ "$RUNS" -ge 1 ] && [ "$RUNS" -le 10 ] || die "RUNS must be 1..10"
+[ "$LAT_MESSAGES" -le 100000 ] || die "LAT_MESSAGES must be 0..100000"
+[ "$LAT_SESSIONS" -ge 1 ] && [ "$LAT_SESSIONS" -le 100 ] ||
+    die "LAT_SESSIONS must be 1..100"
+[ "$PER_DEST" -ge 1 ] && [ "$PER_DEST" -le "$MAX_DELIVERIES" ] ||
+    die "PER_DEST must be 1..MAX_DELIVERIES"
+[ "$STALL" -ge 5 ] && [ "$STALL" -le 3600 ] || die "STALL must be 5..3600"
+[ -n "$TARGETS" ] || die "TARGETS is empty"
+for t in $TARGETS; do
+	case $t in smarthostd|postfix) ;; *) die "unknown target $t" ;; esac
+done
+
+# ---------------------------------------------------------------- packages
+
+pkg_missing() {
+	local p missing=""
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
+		    grep -q 'install ok installed' || missing="$missing $p"
+	done
+	echo "$missing"
+}
+
+postfix_was_running=0
+if pgrep -x master >/dev/null 2>&1; then postfix_was_running=1; fi
+
+missing=$(pkg_missing postfix python3 procps iproute2 coreutils)
+if [ -n "$missing" ]; then
+	log "installing$missing"
+	# Postfix must not configure itself as the system MTA.
+	echo "postfix postfix/main_mailer_type select No configuration" |
+	    debconf-set-selections
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing \
+	    >/dev/null
+	# The package may have started the system instance: stop it and
+	# keep it from starting again (it would hold port 25).
+	if [ "$postfix_was_running" = 0 ]; then
+		if command -v systemctl >/dev/null &&
+		    systemctl is-system-running >/dev/null 2>&1; then
+			systemctl disable --now postfix >/dev/null 2>&1 || :
+		else
+			update-rc.d postfix disable >/dev/null 2>&1 || :
+		fi
+		if [ -s /var/spool/postfix/pid/master.pid ]; then
+			postfix stop >/dev/null 2>&1 || :
+		fi
+	fi
+fi
+[ -x "$SMTP_SOURCE" ] && [ -x "$SMTP_SINK" ] ||
+    die "$SMTP_SOURCE or $SMTP_SINK missing"
+
+if want smarthostd; then
+	log "building smarthostd"
+	make -s -C "$REPO" deps users >/dev/null
+	make -s -C "$REPO" all >/dev/null || die "make all failed"
+fi
+
+# ---------------------------------------------------------------- scratch
+
+WORK=$(mktemp -d "$BENCH_TMPDIR/smarthostd-relay.XXXXXX")
+chmod 755 "$WORK"
+PIDS_TO_STOP=""
+PF_CONF=""
+SHD_PID=""
+
+# The CPU ever used by a process tree: every live member's own times
+# plus what it collected from reaped children (fields 14-17 of stat).
+tree_pids() {
+	local pids=$1 frontier=$1 next p
+	while [ -n "$frontier" ]; do
+		next=""
+		for p in $frontier; do
+			next="$next $(pgrep -P "$p" 2>/dev/null | tr '\n' ' ')"
+		done
+		frontier=$(echo $next)
+		pids="$pids $frontier"
+	done
+	echo $pids
+}
+tree_ticks() {
+	local total=0 p t
+	for p in $(tree_pids "$1"); do
+		t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null |
+		    awk '{ print $12 + $13 + $14 + $15 }') || t=0
+		total=$((total + ${t:-0}))
+	done
+	echo $total
+}
+
+stop_pid() {	# pid: TERM, wait up to 15 s, then KILL
+	local pid=$1 i
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || :
+	for i in $(seq 150); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || :
+}
+
+cleanup() {
+	local rc=$? p i kids=""
+	set +e
+	if [ -n "$SHD_PID" ]; then
+		kids=$(tree_pids "$SHD_PID")
+		stop_pid "$SHD_PID"
+		wait "$SHD_PID" 2>/dev/null
+		for p in $kids; do kill -KILL "$p" 2>/dev/null; done
+	fi
+	if [ -n "$PF_CONF" ]; then
+		postfix -c "$PF_CONF" stop >/dev/null 2>&1
+		p=$(cat "$WORK/postfix/queue/pid/master.pid" 2>/dev/null)
+		p=$(echo $p)
+		for i in $(seq 100); do
+			[ -n "$p" ] && kill -0 "$p" 2>/dev/null || break
+			sleep 0.1
+		done
+		[ -n "$p" ] && kill -0 "$p" 2>/dev/null &&
+		    postfix -c "$PF_CONF" abort >/dev/null 2>&1
+	fi
+	for p in $PIDS_TO_STOP; do stop_pid "$p"; done
+	if [ "$KEEP" = 1 ] || [ $rc != 0 ]; then
+		log "scratch directory kept: $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() { ! ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+next_port() {
+	while ! port_free "$PORT"; do PORT=$((PORT + 1)); done
+	echo "$PORT"
+	PORT=$((PORT + 1))
+}
+
+wait_port() {	# port seconds
+	local i
+	for i in $(seq $(($2 * 10))); do
+		port_free "$1" || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+now_ns() { date +%s%N; }
+
+# ---------------------------------------------------------------- sinks
+
+# One smtp-sink per relay, so that each has its own message counter;
+# its -c counters go through relay-lat.py watch into a "NS COUNT" file.
+declare -A SINK_PORT SINK_COUNTS
+start_sink() {	# target
+	local port=$(next_port)
+	SINK_PORT[$1]=$port
+	SINK_COUNTS[$1]=$WORK/sink.$1.counts
+	: >"${SINK_COUNTS[$1]}"
+	# -u: smtp-sink refuses to run as root; 5000 is its listen backlog,
+	# -m the most connections it serves at once.
+	"$SMTP_SINK" -u nobody -c -m 1000 127.0.0.1:"$port" 5000 \
+	    2>"$WORK/sink.$1.err" |
+	    python3 "$LAT" watch "${SINK_COUNTS[$1]}" &
+	# $! is the watcher; stop the sink itself by its pid.
+	PIDS_TO_STOP="$PIDS_TO_STOP $!"
+	local i spid=""
+	for i in $(seq 50); do
+		spid=$(pgrep -f "^$SMTP_SINK -u nobody -c -m 1000 127.0.0.1:$port " ||
+		    :)
+		[ -n "$spid" ] && break
+		sleep 0.1
+	done
+	[ -n "$spid" ] || die "smtp-sink on port $port did not start"
+	PIDS_TO_STOP="$spid $PIDS_TO_STOP"
+	wait_port "$port" 10 || die "smtp-sink did not listen on $port"
+}
+sink_count() {	# target: messages received so far
+	local n
+	n=$(tail -n 1 "${SINK_COUNTS[$1]}" | awk '{ print $2 }')
+	echo "${n:-0}"
+}
+sink_time_of() {	# target count: time (ns) the counter reached count
+	awk -v n="$2" '$2 >= n { print $1; exit }' "${SINK_COUNTS[$1]}"
+}
+
+for t in $TARGETS; do start_sink "$t"; done
+
+LAT_PORT=$(next_port)
+LAT_LOG=$WORK/lat.arrivals
+LAT_SENT=$WORK/lat.sent
+: >"$LAT_LOG"
+: >"$LAT_SENT"
+python3 "$LAT" sink "$LAT_PORT" "$LAT_LOG" 2>"$WORK/lat-sink.err" &
+PIDS_TO_STOP="$PIDS_TO_STOP $!"
+wait_port "$LAT_PORT" 10 || die "latency sink did not listen"
+
+# ---------------------------------------------------------------- postfix
+
+PF_PORT=""
+if want postfix; then
+	PF_PORT=$(next_port)
+	PF=$WORK/postfix
+	PF_CONF=$PF/etc
+	mkdir -p "$PF_CONF" "$PF/queue" "$PF/data"
+	chown postfix "$PF/data"
+	cat >"$PF_CONF/main.cf" <<EOF
+# A private, loopback-only Postfix for bench/relay.sh.
+compatibility_level = 3.6
+queue_directory = $PF/queue
+data_directory = $PF/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix-bench.example
+mydomain = example
+myorigin = \$myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relay_domains =
+smtpd_relay_restrictions = permit_mynetworks, reject
+alias_maps =
+alias_database =
+local_recipient_maps =
+# Everything to this run's smtp-sink; the latency recipients to the
+# latency sink.
+relayhost = [127.0.0.1]:${SINK_PORT[postfix]}
+transport_maps = inline:{lat.example=smtp:[127.0.0.1]:$LAT_PORT}
+default_destination_concurrency_limit = $PER_DEST
+disable_dns_lookups = yes
+smtp_dns_support_level = disabled
+smtpd_peername_lookup = no
+in_flow_delay = $PF_IN_FLOW_DELAY
+default_process_limit = $((SESSIONS + PER_DEST + 50))
+smtpd_client_connection_count_limit = 0
+maillog_file = $PF/maillog
+EOF
+	# Every service the accepting path, the queue manager and delivery
+	# need, nothing chrooted (the queue directory is not a prepared
+	# chroot).
+	cat >"$PF_CONF/master.cf" <<EOF
+127.0.0.1:$PF_PORT inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+proxywrite unix - - n - 1 proxymap
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+local     unix  - n n - - local
+virtual   unix  - n n - - virtual
+lmtp      unix  - - n - - lmtp
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+EOF
+	log "starting Postfix on 127.0.0.1:$PF_PORT"
+	postfix -c "$PF_CONF" start >"$PF/start.log" 2>&1 ||
+	    { cat "$PF/start.log" >&2; die "postfix start failed"; }
+	wait_port "$PF_PORT" 15 || die "Postfix did not listen"
+	PF_PID=""
+	for i in $(seq 50); do
+		PF_PID=$(echo $(cat "$PF/queue/pid/master.pid" 2>/dev/null))
+		[ -n "$PF_PID" ] && break
+		sleep 0.1
+	done
+	[ -n "$PF_PID" ] || die "no Postfix master pid"
+fi
+
+postfix_queued() {	# messages in the private Postfix's queue
+	find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" \
+	    "$PF/queue/hold" "$PF/queue/maildrop" -type f 2>/dev/null | wc -l
+}
+
+# ---------------------------------------------------------------- smarthostd
+
+SHD_PORT=""
+SHD_SOCK=""
+if want smarthostd; then
+	SHD_PORT=$(next_port)
+	SHD=$WORK/smarthostd
+	mkdir -p "$SHD"
+	chmod 755 "$SHD"
+	SHD_SOCK=$SHD/smarthostd.sock
+	# Every bench session comes from 127.0.0.1; smtp-source may briefly
+	# hold more connections than -s while closing: leave room, and never
+	# lower the global default (1000).
+	nsess=$((SESSIONS * 2 + 100))
+	[ "$nsess" -ge 1000 ] || nsess=1000
+	cat >"$SHD/smarthostd.conf" <<EOF
+# bench/relay.sh: accept everything from loopback, relay it to smtp-sink.
+hostname "smarthostd-bench.example"
+state "$SHD/state"
+control socket "$SHD_SOCK"
+pidfile "$SHD/smarthostd.pid"
+resolver 127.0.0.1 port 1
+
+smtp {
+	max-sessions $nsess
+	max-sessions-per-client $nsess
+}
+queue {
+	max-deliveries $MAX_DELIVERIES
+	max-per-destination $PER_DEST
+}
+
+listen on 127.0.0.1 port $SHD_PORT
+
+action "lat" relay host "smtp://127.0.0.1:$LAT_PORT"
+action "out" relay host "smtp://127.0.0.1:${SINK_PORT[smarthostd]}"
+match from any for domain "lat.example" action "lat"
+match from any for any action "out"
+EOF
+	"$SMARTHOSTD" -n -f "$SHD/smarthostd.conf" >"$SHD/check.log" 2>&1 ||
+	    { cat "$SHD/check.log" >&2
+	      die "smarthostd rejects the bench config"; }
+	log "starting smarthostd on 127.0.0.1:$SHD_PORT"
+	"$SMARTHOSTD" -d -f "$SHD/smarthostd.conf" >"$SHD/log" 2>&1 &
+	SHD_PID=$!
+	wait_port "$SHD_PORT" 15 ||
+	    { tail -20 "$SHD/log" >&2; die "smarthostd did not listen"; }
+fi
+
+smarthostd_stats() {	# flat JSON counters of smarthostctl -j show stats
+	timeout 30 "$SMARTHOSTCTL" -s "$SHD_SOCK" -j show stats 2>/dev/null
+}
+stat_of() {	# json-text counter-name: the counter's value, or "?"
+	echo "$1" | python3 -c '
+import json, sys
+try:
+    v = json.load(sys.stdin).get(sys.argv[1])
+except ValueError:
+    v = None
+print(v if isinstance(v, int) else "?")' "$2"
+}
+smarthostd_queued() {
+	stat_of "$(smarthostd_stats || echo '{}')" queue.messages
+}
+
+# ---------------------------------------------------------------- runs
+
+target_port() {
+	case $1 in
+	postfix) echo "$PF_PORT" ;;
+	smarthostd) echo "$SHD_PORT" ;;
+	esac
+}
+target_pid() {
+	case $1 in
+	postfix) echo "$PF_PID" ;;
+	smarthostd) echo "$SHD_PID" ;;
+	esac
+}
+queued() {
+	case $1 in
+	postfix) postfix_queued ;;
+	smarthostd) smarthostd_queued ;;
+	esac
+}
+
+# Wait until the relay's queue is empty: bounded by STALL seconds.
+queue_settle() {	# target
+	local i n
+	for i in $(seq $((STALL * 10))); do
+		n=$(queued "$1")
+		[ "$n" = 0 ] && return 0
+		sleep 0.1
+	done
+	log "warning: $1 still has $n messages queued after ${STALL}s"
+	return 1
+}
+
+# Wait until the sink counter reaches a value; give up after STALL
+# seconds without an arrival.
+sink_wait() {	# target count: 0 when reached
+	local n last=-1 still=0
+	while :; do
+		n=$(sink_count "$1")
+		[ "$n" -ge "$2" ] && return 0
+		if [ "$n" = "$last" ]; then
+			still=$((still + 1))
+			[ "$still" -ge $((STALL * 10)) ] && return 1
+		else
+			still=0
+			last=$n
+		fi
+		sleep 0.1
+	done
+}
+
+SRC_FLAGS=""
+[ "$REUSE" = 1 ] && SRC_FLAGS="-d"
+
+declare -A SENT		# messages sent to each target's smtp-sink path
+for t in $TARGETS; do SENT[$t]=0; done
+STATUS=0
+
+# One throughput run; sets RES to "seconds-end-to-end seconds-accept
+# cpu-ticks", or to "fail" when not every message arrived.
+RES=""
+source_run() {	# target count size label
+	local t=$1 n=$2 size=$3 port pid base c0 c1 t0 t1 tl rc
+	port=$(target_port "$t")
+	pid=$(target_pid "$t")
+	base=$(sink_count "$t")
+	c0=$(tree_ticks "$pid")
+	t0=$(now_ns)
+	rc=0
+	timeout "$RUN_TIMEOUT" "$SMTP_SOURCE" $SRC_FLAGS -s "$SESSIONS" \
+	    -m "$n" -l "$size" -M bench-client.example \
+	    -f sender@src.example -t rcpt@dst.example \
+	    127.0.0.1:"$port" >"$WORK/source.$t.$4.log" 2>&1 || rc=$?
+	t1=$(now_ns)
+	SENT[$t]=$((${SENT[$t]} + n))
+	if [ $rc != 0 ]; then
+		log "smtp-source against $t failed (exit $rc):"
+		head -5 "$WORK/source.$t.$4.log" >&2
+		exit 1
+	fi
+	if ! sink_wait "$t" $((base + n)); then
+		log "$t: only $(($(sink_count "$t") - base)) of $n messages" \
+		    "arrived, none for ${STALL}s; $(queued "$t") queued"
+		[ "$t" = smarthostd ] && smarthostd_stats | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print("relay.sh:   " + ", ".join("%s %s" % (k, d[k]) for k in (
+    "relay.running", "relay.connections.active", "relay.delivered",
+    "relay.deferred") if k in d))' >&2 || :
+		RES=fail
+		return 0
+	fi
+	tl=$(sink_time_of "$t" $((base + n)))
+	queue_settle "$t" || :
+	c1=$(tree_ticks "$pid")
+	RES=$(awk -v t0="$t0" -v t1="$t1" -v tl="$tl" -v c=$((c1 - c0)) \
+	    'BEGIN { printf "%.3f %.3f %d\n", (tl - t0) / 1e9,
+	    (t1 - t0) / 1e9, c }')
+}
+
+# One latency run; sets RES to "p50_ms p99_ms arrived missing duplicates".
+latency_run() {	# target size label
+	local t=$1 port rc=0
+	port=$(target_port "$t")
+	timeout "$RUN_TIMEOUT" python3 "$LAT" send "$port" "$3" \
+	    "$LAT_MESSAGES" "$LAT_SESSIONS" "$LAT_RATE" "$2" "$LAT_SENT" \
+	    2>"$WORK/lat-send.$3.err" || rc=$?
+	if [ $rc != 0 ]; then
+		log "latency client against $t failed (exit $rc):"
+		head -5 "$WORK/lat-send.$3.err" >&2
+		exit 1
+	fi
+	RES=$(python3 "$LAT" report "$LAT_SENT" "$LAT_LOG" "$3" "$STALL")
+}
+
+size_label() {
+	awk -v s="$1" 'BEGIN { if (s % 1024 == 0) printf "%dk", s / 1024;
+	    else printf "%db", s }'
+}
+
+declare -A RATES ACCEPTS CPUS P50 P99
+for s in $SIZES; do
+	for t in $TARGETS; do
+		RATES[$t.$s]=""; ACCEPTS[$t.$s]=""; CPUS[$t.$s]=""
+		P50[$t.$s]=""; P99[$t.$s]=""
+	done
+done
+
+if [ "$WARMUP" -gt 0 ]; then
+	log "warm-up: $WARMUP messages through each relay"
+	for t in $TARGETS; do
+		source_run "$t" "$WARMUP" 10240 warmup
+		[ "$RES" != fail ] || STATUS=1
+	done
+fi
+
+for r in $(seq "$RUNS"); do
+	for s in $SIZES; do
+		sl=$(size_label "$s")
+		for t in $TARGETS; do
+			source_run "$t" "$MESSAGES" "$s" "$r.$sl"
+			if [ "$RES" = fail ]; then
+				STATUS=1
+				continue
+			fi
+			set -- $RES
+			rate=$(awk -v n="$MESSAGES" -v s="$1" \
+			    'BEGIN { printf "%.0f", n / s }')
+			acc=$(awk -v n="$MESSAGES" -v s="$2" \
+			    'BEGIN { printf "%.0f", n / s }')
+			cpu=$(awk -v c="$3" -v hz="$CLK_TCK" -v n="$MESSAGES" \
+			    'BEGIN { printf "%.2f", c / hz / n * 1000 }')
+			RATES[$t.$s]="${RATES[$t.$s]} $rate"
+			ACCEPTS[$t.$s]="${ACCEPTS[$t.$s]} $acc"
+			CPUS[$t.$s]="${CPUS[$t.$s]} $cpu"
+			log "run $r/$RUNS $sl $t: $MESSAGES msgs end-to-end in" \
+			    "${1}s = $rate msgs/s (accepted at $acc/s)," \
+			    "$cpu CPU s/1000 msgs"
+		done
+		[ "$LAT_MESSAGES" -gt 0 ] || continue
+		for t in $TARGETS; do
+			latency_run "$t" "$s" "r$r-$sl-$t"
+			set -- $RES
+			if [ "$4" != 0 ]; then
+				log "$t: latency run lost $4 of $LAT_MESSAGES" \
+				    "messages"
+				STATUS=1
+			fi
+			[ "$5" = 0 ] || log "$t: latency run: $5 duplicates"
+			P50[$t.$s]="${P50[$t.$s]} $1"
+			P99[$t.$s]="${P99[$t.$s]} $2"
+			log "run $r/$RUNS $sl $t: latency at $LAT_RATE msgs/s:" \
+			    "p50 ${1} ms, p99 ${2} ms ($3 arrived, $4 missing," \
+			    "$5 duplicates)"
+			queue_settle "$t" || :
+		done
+	done
+done
+
+median() { echo "$@" | tr ' ' '\n' | grep -v '^nan$' | grep . | sort -g |
+    awk '{ a[NR] = $1 } END { if (NR == 0) print "-";
+    else if (NR % 2) print a[(NR + 1) / 2];
+    else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# ---------------------------------------------------------------- checks
+
+checks=""
+for t in $TARGETS; do
+	queue_settle "$t" || :
+	# Late duplicates would arrive within a few seconds of the last
+	# delivery.
+	sleep 2
+	got=$(sink_count "$t")
+	q=$(queued "$t")
+	if [ "$got" -lt "${SENT[$t]}" ]; then
+		checks="${checks}$t: $got of ${SENT[$t]} messages arrived at smtp-sink, $q still queued: MISSING\n"
+		STATUS=1
+	elif [ "$got" -gt "${SENT[$t]}" ]; then
+		checks="${checks}$t: $got arrivals for ${SENT[$t]} messages: $((got - ${SENT[$t]})) duplicates\n"
+	else
+		checks="${checks}$t: ${SENT[$t]} sent, $got arrived at smtp-sink, $q queued: ok\n"
+	fi
+	if [ "$q" != 0 ]; then
+		checks="${checks}$t: queue not empty at the end ($q)\n"
+		STATUS=1
+	fi
+done
+if [ "$LAT_MESSAGES" -gt 0 ]; then
+	lsent=$(wc -l <"$LAT_SENT")
+	larr=$(wc -l <"$LAT_LOG")
+	lstray=$(awk '$1 == "-"' "$LAT_LOG" | wc -l)
+	checks="${checks}latency sink: $larr arrivals for $lsent messages acknowledged"
+	if [ "$lstray" != 0 ]; then
+		checks="$checks, $lstray without X-Bench-Id: MISROUTED"
+		STATUS=1
+	fi
+	checks="$checks\n"
+fi
+
+# ---------------------------------------------------------------- report
+
+label() {
+	case $1 in
+	postfix) echo "Postfix $(postconf -d -h mail_version 2>/dev/null)" ;;
+	smarthostd) echo "smarthostd" ;;
+	esac
+}
+ratio() {	# a b: a/b with 2 decimals, "-" when either is missing
+	awk -v a="$1" -v b="$2" 'BEGIN {
+	    if (a == "-" || b == "-" || b + 0 == 0) print "-";
+	    else printf "%.2fx\n", a / b }'
+}
+
+echo
+echo "relay.sh: $(nproc) cores, $(uname -r), scratch on" \
+    "$(df -PT "$WORK" | awk 'NR == 2 { print $2 " " $1 }')"
+echo "throughput: smtp-source -s $SESSIONS -m $MESSAGES" \
+    "${SRC_FLAGS:+$SRC_FLAGS }(1 rcpt/msg) -> relay -> smtp-sink;" \
+    "$PER_DEST deliveries at once"
+[ "$LAT_MESSAGES" -gt 0 ] &&
+    echo "latency: $LAT_MESSAGES msgs at $LAT_RATE msgs/s over" \
+	"$LAT_SESSIONS sessions, end of DATA -> arrival at the sink"
+echo "median of $RUNS runs, $WARMUP warm-up messages"
+for s in $SIZES; do
+	echo
+	printf '%-12s %-19s %8s %8s %10s %8s %8s\n' "$(size_label "$s")" \
+	    relay "e2e/s" "accept/s" "CPU s/1k" "p50 ms" "p99 ms"
+	for t in $TARGETS; do
+		printf '%-12s %-19s %8s %8s %10s %8s %8s\n' "" "$(label "$t")" \
+		    "$(median ${RATES[$t.$s]})" "$(median ${ACCEPTS[$t.$s]})" \
+		    "$(median ${CPUS[$t.$s]})" "$(median ${P50[$t.$s]})" \
+		    "$(median ${P99[$t.$s]})"
+	done
+	if want smarthostd && want postfix; then
+		printf '%-12s %-19s %8s %8s %10s %8s %8s\n' "" \
+		    "smarthostd/Postfix" \
+		    "$(ratio "$(median ${RATES[smarthostd.$s]})" \
+			"$(median ${RATES[postfix.$s]})")" \
+		    "$(ratio "$(median ${ACCEPTS[smarthostd.$s]})" \
+			"$(median ${ACCEPTS[postfix.$s]})")" \
+		    "$(ratio "$(median ${CPUS[smarthostd.$s]})" \
+			"$(median ${CPUS[postfix.$s]})")" \
+		    "$(ratio "$(median ${P50[smarthostd.$s]})" \
+			"$(median ${P50[postfix.$s]})")" \
+		    "$(ratio "$(median ${P99[smarthostd.$s]})" \
+			"$(median ${P99[postfix.$s]})")"
+	fi
+	for t in $TARGETS; do
+		echo "  $t runs (e2e msgs/s):$(echo " ${RATES[$t.$s]}" |
+		    tr -s ' ')"
+	done
+done
+echo
+if want smarthostd; then
+	st=$(smarthostd_stats) || st="{}"
+	echo "smarthostd: relay.delivered $(stat_of "$st" relay.delivered)," \
+	    "deferred $(stat_of "$st" relay.deferred)," \
+	    "failed $(stat_of "$st" relay.failed)," \
+	    "connections $(stat_of "$st" relay.connections);" \
+	    "queue commits $(stat_of "$st" queue.commits) for" \
+	    "$(stat_of "$st" queue.accepted) accepted," \
+	    "delivery commits $(stat_of "$st" queue.delivery_commits)"
+fi
+printf "$checks"
+exit $STATUS
