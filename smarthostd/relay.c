@@ -41,6 +41,7 @@
 #include <sys/socket.h>
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
 
@@ -1034,6 +1035,7 @@ conn_connect(struct relay_conn *c)
 	char			 addr[INET6_ADDRSTRLEN];
 	in_port_t		 port;
 	socklen_t		 len;
+	int			 on = 1;
 
 	port = conn_port(c);
 	for (; c->addr_i < c->naddrs; c->addr_i++) {
@@ -1070,6 +1072,13 @@ conn_connect(struct relay_conn *c)
 			    "%s: socket: %s", c->peer, strerror(errno));
 			continue;
 		}
+		/*
+		 * Our writes are whole commands and whole chunks: Nagle
+		 * would only hold a message's last segment back for the
+		 * peer's delayed acknowledgement.
+		 */
+		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on,
+		    sizeof(on));
 		if (connect(c->fd, (struct sockaddr *)&a->ss, len) == -1 &&
 		    errno != EINPROGRESS) {
 			(void)snprintf(c->last_error, sizeof(c->last_error),
