@@ -625,3 +625,13 @@ def test_dns_answers_decide_failed_or_deferred():
            "DNS lookup of example.org failed")
     # a relay host that does not resolve is kept for the admin to fix
     expect(relayhost, "bob@example.org", "DEFERRED", 0, "4.4.4")
+
+
+def test_invalid_domain_fails_at_once_without_dns():
+    # smtp refuses such a domain already; the relay must not defer it
+    # for days if one ever reaches it.  The resolver port is closed.
+    run = relay_send("bob@a-.example", host=None,
+                     options=["-r", "127.0.0.1:1"])
+    expect(run, "bob@a-.example", "FAILED", 0, "5.1.2",
+           "invalid domain name a-.example")
+    assert run.elapsed < 5, run.elapsed

@@ -926,6 +926,19 @@ conn_start(int fd, short event, void *arg)
 		rc = dns_resolve_mx(c->target.domain, conn_resolved, c);
 	if (rc == -1 && c->resolving) {
 		c->resolving = 0;
+		/* A name that no DNS answer can make valid fails now. */
+		if (errno == EINVAL && c->target.host[0] == '\0') {
+			(void)snprintf(c->last_error, sizeof(c->last_error),
+			    "invalid domain name %s", name);
+			(void)strlcpy(c->last_enhanced, "5.1.2",
+			    sizeof(c->last_enhanced));
+			job_all(c->job, RELAY_FAILED, 0, c->last_enhanced,
+			    c->last_error);
+			job_finish(c->job, c->dest);
+			c->job = NULL;
+			conn_close(c);
+			return;
+		}
 		conn_resolved(c, DNS_TEMPFAIL, NULL, 0);
 	}
 }
@@ -1136,7 +1149,9 @@ conn_connected(struct relay_conn *c)
 static void
 conn_reset_socket(struct relay_conn *c)
 {
-	event_del(&c->ev);
+	/* A connection that never had a socket never had its event. */
+	if (event_initialized(&c->ev))
+		event_del(&c->ev);
 	evtimer_del(&c->timer);
 	if (c->tls != NULL) {
 		if (c->tls_on)
