@@ -61,19 +61,8 @@ PF_IN_FLOW_DELAY=${PF_IN_FLOW_DELAY:-0s}
 PF_HOLD=${PF_HOLD:-1}
 RUN_TIMEOUT=${RUN_TIMEOUT:-600}		# seconds, per smtp-source run
 
-SMTP_SOURCE=/usr/sbin/smtp-source
-SMTP_SINK=/usr/sbin/smtp-sink
-SMARTHOSTD=$REPO/smarthostd/smarthostd
-SMARTHOSTCTL=$REPO/smarthostctl/smarthostctl
-CLK_TCK=$(getconf CLK_TCK)
-
-log() { printf 'accept.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-want() {
-	case " $TARGETS " in *" $1 "*) return 0 ;; esac
-	return 1
-}
+BENCH=accept.sh
+. "$(dirname "$0")/common.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root (package installs, privsep users)"
 case $MESSAGES$SESSIONS$RUNS$SIZE$WARMUP in
@@ -87,141 +76,17 @@ esac
 
 # ---------------------------------------------------------------- packages
 
-pkg_missing() {
-	local p missing=""
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
-		    grep -q 'install ok installed' || missing="$missing $p"
-	done
-	echo "$missing"
-}
-
-postfix_was_running=0
-if pgrep -x master >/dev/null 2>&1; then postfix_was_running=1; fi
-
-missing=$(pkg_missing postfix python3 procps iproute2 coreutils)
-if [ -n "$missing" ]; then
-	log "installing$missing"
-	# Postfix must not configure itself as the system MTA.
-	echo "postfix postfix/main_mailer_type select No configuration" |
-	    debconf-set-selections
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing \
-	    >/dev/null
-	# The package may have started the system instance: stop it and
-	# keep it from starting again (it would hold port 25).
-	if [ "$postfix_was_running" = 0 ]; then
-		if command -v systemctl >/dev/null &&
-		    systemctl is-system-running >/dev/null 2>&1; then
-			systemctl disable --now postfix >/dev/null 2>&1 || :
-		else
-			update-rc.d postfix disable >/dev/null 2>&1 || :
-		fi
-		if [ -s /var/spool/postfix/pid/master.pid ]; then
-			postfix stop >/dev/null 2>&1 || :
-		fi
-	fi
-fi
+install_packages
 [ -x "$SMTP_SOURCE" ] || die "$SMTP_SOURCE missing"
 
-if want smarthostd; then
-	log "building smarthostd"
-	make -s -C "$REPO" deps users >/dev/null
-	make -s -C "$REPO" all >/dev/null || die "make all failed"
-fi
+build_smarthostd
 
 # ---------------------------------------------------------------- scratch
 
-WORK=$(mktemp -d "$BENCH_TMPDIR/smarthostd-bench.XXXXXX")
-chmod 755 "$WORK"
-PIDS_TO_STOP=""
-PF_CONF=""
-SHD_PID=""
-
-# The CPU ever used by a process tree: every live member's own times
-# plus what it collected from reaped children (fields 14-17 of stat).
-tree_pids() {
-	local root=$1 pids=$1 frontier=$1 next p
-	while [ -n "$frontier" ]; do
-		next=""
-		for p in $frontier; do
-			next="$next $(pgrep -P "$p" 2>/dev/null | tr '\n' ' ')"
-		done
-		frontier=$(echo $next)
-		pids="$pids $frontier"
-	done
-	echo $pids
-}
-tree_ticks() {
-	local total=0 p t
-	for p in $(tree_pids "$1"); do
-		t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null |
-		    awk '{ print $12 + $13 + $14 + $15 }') || t=0
-		total=$((total + ${t:-0}))
-	done
-	echo $total
-}
+scratch_dir smarthostd-bench
 
 machine_ticks() {	# busy ticks of the whole machine (user..steal)
 	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
-}
-
-stop_pid() {	# pid: TERM, wait up to 15 s, then KILL
-	local pid=$1 i
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || :
-	for i in $(seq 150); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || :
-}
-
-cleanup() {
-	local rc=$? p kids=""
-	set +e
-	if [ -n "$SHD_PID" ]; then
-		kids=$(tree_pids "$SHD_PID")
-		stop_pid "$SHD_PID"
-		wait "$SHD_PID" 2>/dev/null
-		for p in $kids; do kill -KILL "$p" 2>/dev/null; done
-	fi
-	if [ -n "$PF_CONF" ]; then
-		postfix -c "$PF_CONF" stop >/dev/null 2>&1
-		p=$(cat "$WORK/postfix/queue/pid/master.pid" 2>/dev/null)
-		p=$(echo $p)
-		for i in $(seq 100); do
-			[ -n "$p" ] && kill -0 "$p" 2>/dev/null || break
-			sleep 0.1
-		done
-		[ -n "$p" ] && kill -0 "$p" 2>/dev/null &&
-		    postfix -c "$PF_CONF" abort >/dev/null 2>&1
-	fi
-	for p in $PIDS_TO_STOP; do stop_pid "$p"; done
-	if [ "$KEEP" = 1 ] || [ $rc != 0 ]; then
-		log "scratch directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_free() { ! ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
-next_port() {
-	while ! port_free "$PORT"; do PORT=$((PORT + 1)); done
-	echo "$PORT"
-	PORT=$((PORT + 1))
-}
-
-wait_port() {	# port seconds
-	local i
-	for i in $(seq $(($2 * 10))); do
-		port_free "$1" || return 0
-		sleep 0.1
-	done
-	return 1
 }
 
 # ---------------------------------------------------------------- disk
@@ -248,40 +113,10 @@ fi
 
 PF_PORT=""
 if want postfix; then
-	PF_PORT=$(next_port)
-	PF=$WORK/postfix
-	PF_CONF=$PF/etc
-	mkdir -p "$PF_CONF" "$PF/queue" "$PF/data"
-	chown postfix "$PF/data"
-	cat >"$PF_CONF/main.cf" <<EOF
-# A private, loopback-only Postfix for bench/accept.sh.
-compatibility_level = 3.6
-queue_directory = $PF/queue
-data_directory = $PF/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix-bench.example
-mydomain = example
-myorigin = \$myhostname
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relay_domains =
-smtpd_relay_restrictions = permit_mynetworks, reject
-alias_maps =
-alias_database =
-local_recipient_maps =
+	postfix_config $((SESSIONS + 50)) <<EOF
 # Accept, fsync (the default), and deliver nothing during the run.
 defer_transports = smtp, relay, local, virtual, lmtp
 relayhost = [127.0.0.1]:2
-disable_dns_lookups = yes
-smtp_dns_support_level = disabled
-smtpd_peername_lookup = no
-in_flow_delay = $PF_IN_FLOW_DELAY
-default_process_limit = $((SESSIONS + 50))
-smtpd_client_connection_count_limit = 0
-maillog_file = $PF/maillog
 EOF
 	if [ "$PF_HOLD" = 1 ]; then
 		# Straight into the hold queue: the queue manager never
@@ -289,51 +124,9 @@ EOF
 		echo "smtpd_data_restrictions = check_client_access static:HOLD" \
 		    >>"$PF_CONF/main.cf"
 	fi
-	# Every service the accepting path and the queue manager need,
-	# nothing chrooted (the queue directory is not a prepared chroot).
-	cat >"$PF_CONF/master.cf" <<EOF
-127.0.0.1:$PF_PORT inet n - n - - smtpd
-pickup    unix  n - n 60 1 pickup
-cleanup   unix  n - n - 0 cleanup
-qmgr      unix  n - n 300 1 qmgr
-rewrite   unix  - - n - - trivial-rewrite
-bounce    unix  - - n - 0 bounce
-defer     unix  - - n - 0 bounce
-trace     unix  - - n - 0 bounce
-verify    unix  - - n - 1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n - - proxymap
-proxywrite unix - - n - 1 proxymap
-smtp      unix  - - n - - smtp
-relay     unix  - - n - - smtp
-showq     unix  n - n - - showq
-error     unix  - - n - - error
-retry     unix  - - n - - error
-discard   unix  - - n - - discard
-local     unix  - n n - - local
-virtual   unix  - n n - - virtual
-lmtp      unix  - - n - - lmtp
-anvil     unix  - - n - 1 anvil
-scache    unix  - - n - 1 scache
-postlog   unix-dgram n - n - 1 postlogd
-EOF
-	log "starting Postfix on 127.0.0.1:$PF_PORT"
-	postfix -c "$PF_CONF" start >"$PF/start.log" 2>&1 ||
-	    { cat "$PF/start.log" >&2; die "postfix start failed"; }
-	wait_port "$PF_PORT" 15 || die "Postfix did not listen"
-	PF_PID=""
-	for i in $(seq 50); do
-		PF_PID=$(echo $(cat "$PF/queue/pid/master.pid" 2>/dev/null))
-		[ -n "$PF_PID" ] && break
-		sleep 0.1
-	done
-	[ -n "$PF_PID" ] || die "no Postfix master pid"
+	postfix_start
 fi
 
-postfix_queued() {	# messages in the private Postfix's queue
-	find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" \
-	    "$PF/queue/hold" "$PF/queue/maildrop" -type f 2>/dev/null | wc -l
-}
 postfix_settle() {	# wait (bounded) until qmgr has moved everything
 	local i n
 	for i in $(seq 600); do
@@ -349,19 +142,11 @@ postfix_settle() {	# wait (bounded) until qmgr has moved everything
 SHD_PORT=""
 SHD_SOCK=""
 if want smarthostd; then
-	SHD_PORT=$(next_port)
-	SHD=$WORK/smarthostd
-	mkdir -p "$SHD"
-	chmod 755 "$SHD"
-	SHD_SOCK=$SHD/smarthostd.sock
+	shd_setup
 	shd_config() {	# $1: extra statements
+		shd_config_head "accept everything from loopback," \
+		    "relay to a closed port."
 		cat <<EOF
-# bench/accept.sh: accept everything from loopback, relay to a closed port.
-hostname "smarthostd-bench.example"
-state "$SHD/state"
-control socket "$SHD_SOCK"
-pidfile "$SHD/smarthostd.pid"
-resolver 127.0.0.1 port 1
 $1
 listen on 127.0.0.1 port $SHD_PORT
 
@@ -369,53 +154,27 @@ action "bench" relay host "smtp://127.0.0.1:2"
 match from any for any action "bench"
 EOF
 	}
-	# Every bench session comes from 127.0.0.1: raise the per-client
-	# session limit when this version has one.
-	# smtp-source may briefly hold more connections than -s while
-	# closing: leave room, and never lower the global default (1000).
-	nsess=$((SESSIONS * 2 + 100))
-	[ "$nsess" -ge 1000 ] || nsess=1000
+	# Raise the per-client session limit when this version has one.
 	LIMITS="smtp {
 	max-sessions $nsess
 	max-sessions-per-client $nsess
 }"
 	shd_config "$LIMITS" >"$SHD/smarthostd.conf"
-	if ! "$SMARTHOSTD" -n -f "$SHD/smarthostd.conf" >"$SHD/check.log" 2>&1
-	then
+	if ! shd_check; then
 		LIMITS="smtp { max-sessions-per-client $nsess }"
 		shd_config "$LIMITS" >"$SHD/smarthostd.conf"
-		if ! "$SMARTHOSTD" -n -f "$SHD/smarthostd.conf" \
-		    >"$SHD/check.log" 2>&1; then
+		if ! shd_check; then
 			LIMITS=""
 			shd_config "" >"$SHD/smarthostd.conf"
-			"$SMARTHOSTD" -n -f "$SHD/smarthostd.conf" \
-			    >"$SHD/check.log" 2>&1 ||
-			    { cat "$SHD/check.log" >&2
-			      die "smarthostd rejects the bench config"; }
+			shd_check_or_die
 			log "warning: no smtp { } limits in this version;" \
 			    "default per-client session limit applies"
 		fi
 	fi
-	log "starting smarthostd on 127.0.0.1:$SHD_PORT"
-	"$SMARTHOSTD" -d -f "$SHD/smarthostd.conf" >"$SHD/log" 2>&1 &
-	SHD_PID=$!
-	wait_port "$SHD_PORT" 15 ||
-	    { tail -20 "$SHD/log" >&2; die "smarthostd did not listen"; }
+	shd_start
 fi
 
 SHD_STATS=""
-smarthostd_stats() {	# flat JSON counters of smarthostctl -j show stats
-	timeout 30 "$SMARTHOSTCTL" -s "$SHD_SOCK" -j show stats 2>/dev/null
-}
-stat_of() {	# json-text counter-name: the counter's value, or "?"
-	echo "$1" | python3 -c '
-import json, sys
-try:
-    v = json.load(sys.stdin).get(sys.argv[1])
-except ValueError:
-    v = None
-print(v if isinstance(v, int) else "?")' "$2"
-}
 
 # ---------------------------------------------------------------- runs
 
