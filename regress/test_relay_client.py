@@ -383,6 +383,23 @@ def test_empty_and_large_bodies():
     assert peer.sessions[1]["messages"][0] == b"..\r\n" + big
 
 
+def test_crlf_and_dots_across_the_relays_64k_chunks():
+    # The relay copies the body 64 KB at a time: a CRLF split by that
+    # boundary stays one line end, and a dot right after it is stuffed.
+    chunk = 64 * 1024
+    first = b"x" * (chunk - 1) + b"\r"
+    body = first + b"\n.dot after the boundary\r\n" + \
+        b"y" * (chunk - 3) + b"\r\n.\r\nend\r\n"
+    with ScriptedSmtpPeer() as peer:
+        run = relay_send("bob@example.com", port=peer.port, body=body)
+    expect(run, "bob@example.com", "DELIVERED")
+    raw = peer.sessions[0]["messages"][0]
+    assert raw == (first + b"\n..dot after the boundary\r\n" +
+                   b"y" * (chunk - 3) + b"\r\n..\r\nend\r\n"), \
+        raw[chunk - 8:chunk + 40]
+    assert "bare CR or LF" not in run.log()
+
+
 def test_starttls_used_when_offered():
     cert, key = certs()["peer"]
     with ScriptedSmtpPeer(tls=(cert, key)) as peer:

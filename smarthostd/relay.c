@@ -2346,8 +2346,8 @@ txn_abort(struct relay_conn *c)
 static void
 body_fill(struct relay_conn *c)
 {
-	const unsigned char	*b = c->job->body;
-	size_t			 len = c->job->body_len, i, start, end;
+	const unsigned char	*b = c->job->body, *lf, *cr;
+	size_t			 len = c->job->body_len, i, start, end, stop;
 	int			 bol;
 
 	while (!c->body_done &&
@@ -2366,21 +2366,34 @@ body_fill(struct relay_conn *c)
 		end = len - start > RELAY_BODY_CHUNK ? start +
 		    RELAY_BODY_CHUNK : len;
 		bol = c->body_bol;
+		/* A line at a time, found with memchr: bodies are large. */
 		while (i < end) {
 			if (bol && b[i] == '.')
 				break;
-			if (b[i] == '\r') {
-				if (i + 1 < len && b[i + 1] == '\n') {
-					i += 2;
+			lf = memchr(b + i, '\n', end - i);
+			stop = lf != NULL ? (size_t)(lf - b) : end;
+			cr = memchr(b + i, '\r', stop - i);
+			if (lf == NULL) {
+				if (cr == NULL) {
+					i = end;	/* the line goes on */
+					bol = 0;
+				} else if ((size_t)(cr - b) == end - 1 &&
+				    end < len && b[end] == '\n') {
+					i = end + 1;	/* CRLF across chunks */
 					bol = 1;
-					continue;
+				} else {
+					i = cr - b;	/* a bare CR */
+					break;
 				}
+				continue;
+			}
+			if (cr == NULL || (size_t)(cr - b) != stop - 1) {
+				/* a bare LF, or a bare CR before it */
+				i = cr != NULL ? (size_t)(cr - b) : stop;
 				break;
 			}
-			if (b[i] == '\n')
-				break;
-			bol = 0;
-			i++;
+			i = stop + 1;
+			bol = 1;
 		}
 		if (i > start && evbuffer_add(c->out, b + start, i - start) ==
 		    -1)
