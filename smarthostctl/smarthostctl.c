@@ -35,6 +35,7 @@ static struct imsgbuf	 ibuf;
 static int		 json;
 
 static void	 ctl_connect(const char *);
+static uint32_t	 ctl_pause_type(enum ctl_action);
 static void	 ctl_request(uint32_t, const void *, size_t);
 static void	 ctl_next(struct imsg *);
 static int	 ctl_result(void);
@@ -110,28 +111,36 @@ main(int argc, char *argv[])
 		ctl_request(IMSG_CTL_SHOW_STATS, NULL, 0);
 		return (ctl_show_stats());
 	case CTL_REMOVE:
-		ctl_request(IMSG_CTL_REMOVE, res->id, strlen(res->id) + 1);
+	case CTL_SCHEDULE:
+		ctl_request(res->action == CTL_REMOVE ? IMSG_CTL_REMOVE :
+		    IMSG_CTL_SCHEDULE, res->id, strlen(res->id) + 1);
 		return (ctl_result());
 	case CTL_PAUSE_SMTP:
-		ctl_request(IMSG_CTL_PAUSE_SMTP, NULL, 0);
-		return (ctl_result());
 	case CTL_RESUME_SMTP:
-		ctl_request(IMSG_CTL_RESUME_SMTP, NULL, 0);
-		return (ctl_result());
-	case CTL_SCHEDULE:
-		ctl_request(IMSG_CTL_SCHEDULE, res->id, strlen(res->id) + 1);
-		return (ctl_result());
 	case CTL_PAUSE_RELAY:
-		ctl_request(IMSG_CTL_PAUSE_RELAY, NULL, 0);
-		return (ctl_result());
 	case CTL_RESUME_RELAY:
-		ctl_request(IMSG_CTL_RESUME_RELAY, NULL, 0);
+		ctl_request(ctl_pause_type(res->action), NULL, 0);
 		return (ctl_result());
 	case CTL_ENCRYPT:
 	case CTL_NONE:
 		break;
 	}
 	usage();
+}
+
+static uint32_t
+ctl_pause_type(enum ctl_action action)
+{
+	switch (action) {
+	case CTL_PAUSE_SMTP:
+		return (IMSG_CTL_PAUSE_SMTP);
+	case CTL_RESUME_SMTP:
+		return (IMSG_CTL_RESUME_SMTP);
+	case CTL_PAUSE_RELAY:
+		return (IMSG_CTL_PAUSE_RELAY);
+	default:
+		return (IMSG_CTL_RESUME_RELAY);
+	}
 }
 
 /*

@@ -380,7 +380,7 @@ control_client_request(struct ctl_client *c, struct imsg *imsg)
 	uint32_t	 version, mine = CONTROL_VERSION;
 	uint32_t	 type = imsg_get_type(imsg);
 	char		 arg[QUEUE_ID_LEN];
-	int		 verbose;
+	int		 verbose, smtp;
 
 	if (!c->version_ok) {
 		if (imsg_get_type(imsg) != IMSG_CTL_VERSION ||
@@ -442,16 +442,6 @@ control_client_request(struct ctl_client *c, struct imsg *imsg)
 		return (control_client_forward(c, 1U << PROC_QUEUE, type,
 		    arg, strlen(arg) + 1));
 	case IMSG_CTL_REMOVE:
-		if (control_client_string(imsg, arg, sizeof(arg)) == -1)
-			break;
-		if (strcmp(arg, "all") != 0 && !envelope_id_valid(arg))
-			return (control_client_fail(c, "invalid message id"));
-		if (!control_client_privileged(c))
-			return (control_client_fail(c, "permission denied"));
-		log_info("remove %s requested by uid %u", arg,
-		    (unsigned int)c->uid);
-		return (control_client_forward(c, 1U << PROC_QUEUE, type,
-		    arg, strlen(arg) + 1));
 	case IMSG_CTL_SCHEDULE:
 		if (control_client_string(imsg, arg, sizeof(arg)) == -1)
 			break;
@@ -459,19 +449,11 @@ control_client_request(struct ctl_client *c, struct imsg *imsg)
 			return (control_client_fail(c, "invalid message id"));
 		if (!control_client_privileged(c))
 			return (control_client_fail(c, "permission denied"));
-		return (control_client_forward(c, 1U << PROC_QUEUE, type,
-		    arg, strlen(arg) + 1));
-	case IMSG_CTL_PAUSE_RELAY:
-	case IMSG_CTL_RESUME_RELAY:
-		if (imsg_get_len(imsg) != 0)
-			break;
-		if (!control_client_privileged(c))
-			return (control_client_fail(c, "permission denied"));
-		log_info("%s relay requested by uid %u",
-		    type == IMSG_CTL_PAUSE_RELAY ? "pause" : "resume",
+		log_info("%s %s requested by uid %u",
+		    type == IMSG_CTL_REMOVE ? "remove" : "schedule", arg,
 		    (unsigned int)c->uid);
 		return (control_client_forward(c, 1U << PROC_QUEUE, type,
-		    NULL, 0));
+		    arg, strlen(arg) + 1));
 	case IMSG_CTL_SHOW_STATS:
 		if (imsg_get_len(imsg) != 0)
 			break;
@@ -479,15 +461,20 @@ control_client_request(struct ctl_client *c, struct imsg *imsg)
 		    1U << PROC_QUEUE, type, NULL, 0));
 	case IMSG_CTL_PAUSE_SMTP:
 	case IMSG_CTL_RESUME_SMTP:
+	case IMSG_CTL_PAUSE_RELAY:
+	case IMSG_CTL_RESUME_RELAY:
 		if (imsg_get_len(imsg) != 0)
 			break;
 		if (!control_client_privileged(c))
 			return (control_client_fail(c, "permission denied"));
-		log_info("%s smtp requested by uid %u",
-		    type == IMSG_CTL_PAUSE_SMTP ? "pause" : "resume",
+		smtp = type == IMSG_CTL_PAUSE_SMTP ||
+		    type == IMSG_CTL_RESUME_SMTP;
+		log_info("%s %s requested by uid %u",
+		    type == IMSG_CTL_PAUSE_SMTP || type == IMSG_CTL_PAUSE_RELAY ?
+		    "pause" : "resume", smtp ? "smtp" : "relay",
 		    (unsigned int)c->uid);
-		return (control_client_forward(c, 1U << PROC_SMTP, type,
-		    NULL, 0));
+		return (control_client_forward(c, 1U << (smtp ? PROC_SMTP :
+		    PROC_QUEUE), type, NULL, 0));
 	}
 	control_client_close(c, "bad request");
 	return (0);
