@@ -379,6 +379,7 @@ sched_start(struct sched_msg *m)
 	struct envelope_rcpt	*rcpt;
 	time_t			 now = time(NULL);
 	uint32_t		 i;
+	int			 body_failed = 0;
 
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		fatal("sched_start");
@@ -400,35 +401,35 @@ sched_start(struct sched_msg *m)
 
 	if (queue_body_load(m->id, &r->body, &r->body_len) == 0)
 		body_bytes += r->body_len;
-	else {
+	else
+		body_failed = 1;
+	/* Past its lifetime the message is not tried again but bounced. */
+	if (!body_failed && now - r->env.arrived >= env->queue.lifetime) {
+		sched_finish(r);
+		return;
+	}
+	for (i = 0; i < r->env.nrcpt; i++)
+		r->tried[i] = r->env.rcpts[i].state == RCPT_PENDING &&
+		    (r->env.rcpts[i].next_try <= now || m->force);
+	m->force = 0;
+	if (body_failed) {
 		/* Deferred like any failure, so that backoff applies. */
 		for (i = 0; i < r->env.nrcpt; i++) {
-			rcpt = &r->env.rcpts[i];
-			if (rcpt->state != RCPT_PENDING ||
-			    (rcpt->next_try > now && !m->force))
+			if (!r->tried[i])
 				continue;
-			r->tried[i] = 1;
 			r->results[i].status = RELAY_DEFERRED;
 			(void)strlcpy(r->results[i].text, "the message body "
 			    "cannot be read from the queue",
 			    sizeof(r->results[i].text));
 		}
-		m->force = 0;
-		sched_finish(r);
-		return;
-	}
-	/* Past its lifetime the message is not tried again but bounced. */
-	if (now - r->env.arrived >= env->queue.lifetime) {
 		sched_finish(r);
 		return;
 	}
 	r->outstanding = 1;	/* until every job is out */
 	for (i = 0; i < r->env.nrcpt; i++) {
-		rcpt = &r->env.rcpts[i];
-		if (rcpt->state != RCPT_PENDING ||
-		    (rcpt->next_try > now && !m->force))
+		if (!r->tried[i])
 			continue;
-		r->tried[i] = 1;
+		rcpt = &r->env.rcpts[i];
 		if ((a = action_find(env, rcpt->action)) == NULL) {
 			r->results[i].status = RELAY_DEFERRED;
 			text_set(r->results[i].text,
@@ -447,7 +448,6 @@ sched_start(struct sched_msg *m)
 		}
 		sched_job_add(r, &target, i);
 	}
-	m->force = 0;
 	TAILQ_FOREACH(j, &r->jobs, entry) {
 		j->job.done = sched_job_done;
 		relay_submit(&j->target, &j->job);
