@@ -40,7 +40,7 @@
  * The control protocol version.  smarthostctl sends it first; any change
  * to an IMSG_CTL_* payload bumps it.
  */
-#define CONTROL_VERSION		3
+#define CONTROL_VERSION		4
 
 #define SMARTHOSTD_CONF		"/etc/smarthostd.conf"
 #define SMARTHOSTD_STATE	"/var/smarthostd"
@@ -103,6 +103,17 @@ enum imsg_type {
 	IMSG_CTL_SCHEDULE,
 	IMSG_CTL_PAUSE_RELAY,
 	IMSG_CTL_RESUME_RELAY,
+	IMSG_CTL_SHOW_GREYLIST,		/* int grey_list_kind */
+	IMSG_CTL_GREY_ENTRY,		/* struct ctl_grey_entry */
+	IMSG_CTL_GREY_WHITE,		/* string: address */
+	IMSG_CTL_GREY_DELETE,		/* string: address or tuple */
+	IMSG_CTL_TRAP_ADD,		/* string: spamtrap address */
+	IMSG_CTL_TRAP_DELETE,
+	IMSG_CTL_SHOW_TABLES,
+	IMSG_CTL_TABLE_INFO,		/* struct ctl_table_info */
+	IMSG_CTL_UPDATE_TABLE,		/* string: table or list name */
+	IMSG_CTL_EXPLAIN,		/* string: address */
+	IMSG_CTL_TEXT,			/* string: one line of output */
 
 	/* Process plumbing. */
 	IMSG_PROC_PEER = 100,
@@ -122,6 +133,24 @@ enum imsg_type {
 	/* queue -> smtp: int, 1 while the state dir has its free reserve */
 	IMSG_QUEUE_DISK_OK,
 
+	/* smtp -> grey at connect: struct grey_connect; id = session */
+	IMSG_GREY_CONNECT = 180,
+	IMSG_GREY_CONNECT_RESULT,	/* struct grey_connect_result */
+	/* smtp -> grey at RCPT: struct grey_check; id = session */
+	IMSG_GREY_CHECK,
+	IMSG_GREY_CHECK_RESULT,		/* struct grey_check_result */
+	/* queue -> grey: string, a domain the relay delivered to by MX */
+	IMSG_GREY_LEARN,
+	/* parent -> grey: a blocklist's file, string name, with the fd */
+	IMSG_GREY_LIST_FILE,
+	/* parent -> grey: string name: that list's file cannot be opened */
+	IMSG_GREY_LIST_MISSING,
+
+	/* grey -> pf: one table's whole contents, in parts */
+	IMSG_PF_TABLE_START = 190,	/* int enum firewall_table */
+	IMSG_PF_TABLE_ADDRS,		/* struct fw_addr[] */
+	IMSG_PF_TABLE_END,
+
 	/* Configuration transfer, two-phase. */
 	IMSG_CONF_START = 200,
 	IMSG_CONF_GLOBALS,
@@ -132,6 +161,7 @@ enum imsg_type {
 	IMSG_CONF_PKI_KEY,	/* to smtp only */
 	IMSG_CONF_LISTENER,
 	IMSG_CONF_BLOCKLIST,
+	IMSG_CONF_DNSBL,
 	IMSG_CONF_BANNED_FILE,
 	IMSG_CONF_ACTION,
 	IMSG_CONF_ACTION_CA,	/* to queue only: the CA bundle, as an fd */
@@ -207,18 +237,46 @@ struct greylist_config {
 	time_t			 passtime;
 	time_t			 greyexp;
 	time_t			 whiteexp;
+	time_t			 trapexp;	/* a trapped client, 24h */
 	char			 whitelist[NAME_MAX_LEN];
 	char			 spf_whitelist[NAME_MAX_LEN];
 	time_t			 spf_refresh;
+	char			 trap_table[NAME_MAX_LEN];	/* spamtraps */
+	int			 ipv6_prefix;	/* IPv6 clients keyed by, 64 */
+	uint32_t		 max_entries;	/* grey tuples, 1000000 */
+	uint64_t		 map_size;	/* LMDB map of grey.mdb */
 };
 
+/* tarpit { ... }: how blocked and trapped clients are answered. */
+struct tarpit_config {
+	uint32_t		 stutter_ms;	/* per character, 1000 */
+	int			 reply_code;	/* 550 or 450 */
+	uint32_t		 max_connections;	/* stuttered at once */
+};
+
+/* The longest blocklist message: it ends a reply line. */
+#define BLOCK_MESSAGE_MAX	400
+
+/*
+ * A blocklist file of addresses and networks, or a whitelist file
+ * (white set) whose entries are subtracted from every blocklist.
+ */
 struct blocklist {
 	TAILQ_ENTRY(blocklist)	 entry;
 	char			 name[NAME_MAX_LEN];
 	char			 path[PATH_MAX];
-	char			 message[MESSAGE_LEN];
+	char			 message[MESSAGE_LEN];	/* "" for a whitelist */
+	int			 white;
 };
 TAILQ_HEAD(blocklists, blocklist);
+
+/* dnsbl "zone" weight N: a negative weight makes it a DNSWL. */
+struct dnsbl {
+	TAILQ_ENTRY(dnsbl)	 entry;
+	char			 zone[HOSTNAME_LEN];
+	int			 weight;
+};
+TAILQ_HEAD(dnsbls, dnsbl);
 
 struct string_entry {
 	TAILQ_ENTRY(string_entry) entry;
@@ -355,6 +413,8 @@ struct smarthost_config {
 	char			 resolver[HOSTNAME_LEN];	/* numeric */
 	in_port_t		 resolver_port;
 	struct greylist_config	 greylist;
+	struct tarpit_config	 tarpit;
+	int			 dnsbl_threshold;	/* 1 */
 	struct scan_config	 scan;
 	struct firewall_config	 firewall;
 	struct smtp_limits	 smtp;
@@ -363,6 +423,7 @@ struct smarthost_config {
 	struct pkis		 pkis;
 	struct listeners	 listeners;
 	struct blocklists	 blocklists;
+	struct dnsbls		 dnsbls;
 	struct actions		 actions;
 	struct match_rules	 matches;
 };
@@ -380,6 +441,8 @@ struct config_globals {
 	char			 resolver[HOSTNAME_LEN];
 	in_port_t		 resolver_port;
 	struct greylist_config	 greylist;
+	struct tarpit_config	 tarpit;
+	int			 dnsbl_threshold;
 	int			 scan_enabled;
 	char			 scan_user[USERNAME_LEN];
 	char			 clamav_db[PATH_MAX];
@@ -464,6 +527,90 @@ struct auth_request {
 	char			 table[NAME_MAX_LEN];
 	char			 user[AUTH_USER_MAX];
 	char			 password[AUTH_PASSWORD_MAX];
+};
+
+/*
+ * smtp <-> grey.  Addresses travel as the session has them; grey keys
+ * clients itself (IPv6 by its prefix).
+ */
+struct grey_connect {
+	struct sockaddr_storage	 client;
+};
+
+enum grey_client {
+	GREY_CLIENT_NONE,	/* nothing known: greylisting applies */
+	GREY_CLIENT_BLOCKED,	/* a blocklist or the DNSBL score: tarpit */
+	GREY_CLIENT_TRAPPED	/* hit a spamtrap lately: tarpit */
+};
+
+struct grey_connect_result {
+	enum grey_client	 client;
+	char			 list[NAME_MAX_LEN];	/* which list */
+	char			 message[MESSAGE_LEN];	/* %A replaced */
+};
+
+struct grey_check {
+	struct sockaddr_storage	 client;
+	char			 helo[HOSTNAME_LEN];
+	char			 sender[SMTP_ADDR_LEN];	/* "" for <> */
+	char			 rcpt[SMTP_ADDR_LEN];
+};
+
+enum grey_verdict {
+	GREY_PASS,		/* accept the recipient */
+	GREY_GREYLISTED,	/* 451 4.7.1, try again later */
+	GREY_TRAPPED,		/* a spamtrap: tarpit with message */
+	GREY_TEMPFAIL		/* database full or broken: 451 */
+};
+
+struct grey_check_result {
+	enum grey_verdict	 verdict;
+	char			 reason[64];	/* for the log: "white", ... */
+	char			 message[MESSAGE_LEN];	/* GREY_TRAPPED */
+};
+
+/* grey -> pf: one address or network of a table. */
+struct fw_addr {
+	uint8_t			 af;		/* AF_INET, AF_INET6 */
+	uint8_t			 prefixlen;
+	uint8_t			 addr[16];
+};
+
+/* smarthostctl show greylist [grey|white|trap|block] */
+enum grey_list_kind {
+	GREY_LIST_ALL,
+	GREY_LIST_GREY,
+	GREY_LIST_WHITE,
+	GREY_LIST_TRAP,		/* trapped clients and spamtrap addresses */
+	GREY_LIST_BLOCK		/* blocklist entries */
+};
+
+/*
+ * One entry of show greylist, spamdb's fields.  type is "GREY",
+ * "WHITE", "TRAPPED", "SPAMTRAP", "BLOCK" or "LEARNED"; unused strings
+ * are empty, unused times zero.
+ */
+struct ctl_grey_entry {
+	char			 type[16];
+	char			 key[HOSTNAME_LEN];	/* client, /64, spf:dom */
+	char			 helo[HOSTNAME_LEN];
+	char			 sender[SMTP_ADDR_LEN];
+	char			 rcpt[SMTP_ADDR_LEN];
+	int64_t			 first;
+	int64_t			 pass;
+	int64_t			 expire;
+	uint32_t		 blocked;	/* attempts refused */
+	uint32_t		 passed;	/* deliveries let through */
+};
+
+/* One table or list of show tables. */
+struct ctl_table_info {
+	char			 name[NAME_MAX_LEN];
+	char			 kind[16];	/* table, blocklist, whitelist, */
+						/* spf-white, white, trap ... */
+	char			 source[PATH_MAX];	/* file, or "" */
+	uint64_t		 count;
+	int64_t			 loaded;	/* 0: never */
 };
 
 /* One message in smarthostctl show queue. */
@@ -694,6 +841,8 @@ int	 bounce_build(const struct envelope *, const unsigned char *, size_t,
 /* util.c */
 int	 parse_duration(const char *, time_t *);
 int	 parse_size(const char *, uint64_t *);
+int	 parse_duration_ms(const char *, uint32_t *);
+int	 addr_client_key(const struct sockaddr_storage *, int, char *, size_t);
 int	 mkdir_owned(const char *, uid_t, gid_t, mode_t);
 const char *wait_status_string(int, char *, size_t);
 int	 addr_in_net(const struct sockaddr_storage *, const char *);
@@ -797,5 +946,106 @@ int	 dns_resolve_host(const char *, in_port_t, void (*)(void *, int,
 	    const struct dns_addr *, size_t), void *);
 void	 dns_cancel(void *);
 const char *dns_reason(void);
+
+/*
+ * One question of any type (ns_t_a, ns_t_aaaa, ns_t_txt, ns_t_mx,
+ * ns_t_ptr): the records of that type in text form (an address, a TXT
+ * record's strings joined, "preference host" for MX, a host for PTR),
+ * and the smallest TTL among them.  status is DNS_OK with count 0 for
+ * NODATA, DNS_PERMFAIL for NXDOMAIN, DNS_TEMPFAIL otherwise.
+ * dns_cancel(arg) cancels it like the other requests.
+ */
+struct dns_answer {
+	int			 status;
+	int			 nxdomain;	/* DNS_PERMFAIL: no such name */
+	uint32_t		 ttl;
+	size_t			 count;
+	char			**records;
+};
+int	 dns_query(const char *, int, void (*)(void *,
+	    const struct dns_answer *), void *);
+
+/* spf.c: RFC 7208 through libspf2, its DNS answered from dns.c */
+enum spf_verdict {
+	SPF_VERDICT_NONE,
+	SPF_VERDICT_NEUTRAL,
+	SPF_VERDICT_PASS,
+	SPF_VERDICT_FAIL,
+	SPF_VERDICT_SOFTFAIL,
+	SPF_VERDICT_TEMPERROR,
+	SPF_VERDICT_PERMERROR
+};
+
+void	 spf_init(void);
+int	 spf_check(const struct sockaddr_storage *, const char *,
+	    const char *, void (*)(void *, enum spf_verdict, const char *),
+	    void *);
+int	 spf_expand(const char *, void (*)(void *, int, const char *const *,
+	    size_t, const char *), void *);
+void	 spf_cancel(void *);
+const char *spf_verdict_name(enum spf_verdict);
+
+/*
+ * addrset.c: sets of IPv4 and IPv6 addresses as sorted, merged ranges.
+ * Entries are added in any order; addrset_finish() sorts and merges
+ * them, and only a finished set answers addrset_contains().
+ */
+struct addrset;
+struct addrset_loader;
+
+struct addrset *addrset_new(void);
+void	 addrset_free(struct addrset *);
+int	 addrset_add(struct addrset *, const char *);
+int	 addrset_add_sockaddr(struct addrset *, const struct sockaddr_storage *,
+	    int);
+void	 addrset_finish(struct addrset *);
+int	 addrset_contains(const struct addrset *,
+	    const struct sockaddr_storage *);
+size_t	 addrset_count(const struct addrset *);
+struct addrset *addrset_subtract(const struct addrset *,
+	    const struct addrset *);
+size_t	 addrset_walk(const struct addrset *, void (*)(const struct fw_addr *,
+	    void *), void *);
+struct addrset_loader *addrset_load_start(int, const char *);
+int	 addrset_load_step(struct addrset_loader *, size_t);
+struct addrset *addrset_load_finish(struct addrset_loader *, size_t *,
+	    char *, size_t);
+void	 addrset_load_abort(struct addrset_loader *);
+
+/*
+ * greydb.c: grey.mdb and the greylist state machine.  Time is passed in
+ * so that the unit test can drive the clock.  Writes collect in one
+ * transaction that greydb_commit() ends (grey.c calls it every second).
+ */
+struct grey_tuple {
+	char			 client[HOSTNAME_LEN];	/* key: addr, /64, spf:dom */
+	char			 helo[HOSTNAME_LEN];
+	char			 sender[SMTP_ADDR_LEN];
+	char			 rcpt[SMTP_ADDR_LEN];
+};
+
+int	 greydb_open(const char *, uint64_t);
+void	 greydb_close(void);
+int	 greydb_commit(void);
+enum grey_verdict greydb_check(const struct greylist_config *,
+	    const struct grey_tuple *, const char *, time_t);
+int	 greydb_white_check(const struct greylist_config *, const char *,
+	    time_t);
+int	 greydb_white_add(const struct greylist_config *, const char *,
+	    time_t);
+int	 greydb_trapped(const char *, time_t, int64_t *);
+int	 greydb_trap_client(const struct greylist_config *, const char *,
+	    time_t);
+int	 greydb_spamtrap(const char *);
+int	 greydb_spamtrap_set(const char *, int);
+int	 greydb_learn(const struct greylist_config *, const char *, time_t);
+int	 greydb_learned(const char *, time_t);
+int	 greydb_delete(const char *);
+size_t	 greydb_expire(time_t, size_t);
+size_t	 greydb_walk(enum grey_list_kind, const char *,
+	    void (*)(const struct ctl_grey_entry *, void *), void *);
+uint64_t greydb_count(const char *);
+int	 greydb_spf_nets_save(const char *, const char *, size_t, time_t);
+int	 greydb_spf_nets_load(const char *, char **, size_t *, time_t *);
 
 #endif /* SMARTHOSTD_H */

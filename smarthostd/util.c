@@ -248,3 +248,81 @@ addr_string(const struct sockaddr_storage *ss, char *buf, size_t len)
 		(void)strlcpy(buf, "unknown", len);
 	return (buf);
 }
+
+/*
+ * Parse a duration that may be given in milliseconds: "250ms", or any
+ * form parse_duration() takes.
+ */
+int
+parse_duration_ms(const char *s, uint32_t *result)
+{
+	unsigned long long	 n;
+	time_t			 secs;
+	size_t			 len;
+	char			*end;
+
+	len = strlen(s);
+	if (len > 2 && strcmp(s + len - 2, "ms") == 0) {
+		if (*s < '0' || *s > '9')
+			return (-1);
+		errno = 0;
+		n = strtoull(s, &end, 10);
+		if (errno != 0 || end != s + len - 2 || n > UINT32_MAX)
+			return (-1);
+		*result = (uint32_t)n;
+		return (0);
+	}
+	if (parse_duration(s, &secs) == -1 || secs > UINT32_MAX / 1000)
+		return (-1);
+	*result = (uint32_t)secs * 1000;
+	return (0);
+}
+
+/*
+ * The key greylisting keeps a client under: its IPv4 address, or its
+ * IPv6 address cut to prefix bits ("2001:db8:1:2::/64"), since one
+ * IPv6 host may use a whole /64.  An IPv4-mapped address is IPv4.
+ */
+int
+addr_client_key(const struct sockaddr_storage *ss, int prefix, char *buf,
+    size_t len)
+{
+	struct in6_addr	 a6;
+	char		 text[INET6_ADDRSTRLEN];
+	int		 i, n;
+
+	if (ss->ss_family == AF_INET) {
+		if (inet_ntop(AF_INET,
+		    &((const struct sockaddr_in *)ss)->sin_addr, buf, len) ==
+		    NULL)
+			return (-1);
+		return (0);
+	}
+	if (ss->ss_family != AF_INET6)
+		return (-1);
+	a6 = ((const struct sockaddr_in6 *)ss)->sin6_addr;
+	if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+		if (inet_ntop(AF_INET, &a6.s6_addr[12], buf, len) == NULL)
+			return (-1);
+		return (0);
+	}
+	if (prefix < 0 || prefix > 128)
+		return (-1);
+	for (i = 0; i < 16; i++) {
+		if (prefix >= (i + 1) * 8)
+			continue;
+		if (prefix <= i * 8)
+			a6.s6_addr[i] = 0;
+		else
+			a6.s6_addr[i] &= (uint8_t)(0xff << (8 - (prefix - i * 8)));
+	}
+	if (inet_ntop(AF_INET6, &a6, text, sizeof(text)) == NULL)
+		return (-1);
+	if (prefix == 128)
+		n = snprintf(buf, len, "%s", text);
+	else
+		n = snprintf(buf, len, "%s/%d", text, prefix);
+	if (n < 0 || (size_t)n >= len)
+		return (-1);
+	return (0);
+}
