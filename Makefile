@@ -21,6 +21,8 @@ CFLAGS ?=	-O2 -g
 CFLAGS +=	-std=gnu99 $(WARNINGS)
 CPPFLAGS +=	-Icompat -Ismarthostd $(shell $(PKG_CONFIG) --cflags $(PKGS))
 LDLIBS +=	$(shell $(PKG_CONFIG) --libs $(PKGS))
+# Neither ships a pkg-config file on Debian 12.
+LDLIBS +=	-lspf2 -lz
 
 OS :=		$(shell uname -s)
 ifeq ($(OS),Linux)
@@ -32,7 +34,7 @@ endif
 DEBIAN_PACKAGES = gcc make pkg-config byacc mandoc libevent-dev libbsd-dev \
 		liblmdb-dev libtls-dev libcrypt-dev python3 iproute2 \
 		util-linux procps passwd swaks openssl libc-ares-dev \
-		dnsmasq-base postfix
+		dnsmasq-base postfix libspf2-dev zlib1g-dev
 
 COMPAT_SRCS =	compat/compat.c compat/imsg.c
 DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
@@ -42,7 +44,8 @@ DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
 		smarthostd/scan.c smarthostd/queue.c smarthostd/pfctl.c \
 		smarthostd/envelope.c smarthostd/smtp_session.c \
 		smarthostd/mailaddr.c smarthostd/ruleset.c smarthostd/dns.c \
-		smarthostd/bounce.c smarthostd/scheduler.c smarthostd/relay.c
+		smarthostd/bounce.c smarthostd/scheduler.c smarthostd/relay.c \
+		smarthostd/spf.c smarthostd/addrset.c smarthostd/greydb.c
 CTL_SRCS =	smarthostctl/smarthostctl.c smarthostctl/parser.c
 
 DAEMON_OBJS =	$(DAEMON_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
@@ -51,7 +54,8 @@ CTL_OBJS =	$(CTL_SRCS:.c=.o) smarthostd/envelope.o $(COMPAT_SRCS:.c=.o)
 UNIT_TESTS =	regress/unit/imsg_test regress/unit/envelope_test \
 		regress/unit/mailaddr_test \
 		regress/unit/dns_lookup regress/unit/bounce_test \
-		regress/unit/relay_send
+		regress/unit/relay_send regress/unit/addrset_test \
+		regress/unit/grey_test regress/unit/spf_check
 
 MANPAGES =	man/smarthostd.8 man/smarthostd.conf.5 man/smarthostctl.8
 
@@ -96,6 +100,25 @@ RELAY_SEND_OBJS = smarthostd/relay.o smarthostd/dns.o smarthostd/log.o \
 regress/unit/relay_send: regress/unit/relay_send.c $(RELAY_SEND_OBJS)
 	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ regress/unit/relay_send.c \
 	    $(RELAY_SEND_OBJS) $(LDLIBS)
+
+regress/unit/addrset_test: regress/unit/addrset_test.c \
+    smarthostd/addrset.o smarthostd/util.o smarthostd/log.o
+	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ \
+	    regress/unit/addrset_test.c smarthostd/addrset.o smarthostd/util.o \
+	    smarthostd/log.o $(LDLIBS)
+
+# The greylist state machine with an injected clock.
+regress/unit/grey_test: regress/unit/grey_test.c smarthostd/greydb.o \
+    smarthostd/util.o smarthostd/log.o
+	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ regress/unit/grey_test.c \
+	    smarthostd/greydb.o smarthostd/util.o smarthostd/log.o $(LDLIBS)
+
+# Not a unit test of its own: regress/test_spf.py runs it against dnsmasq.
+SPF_CHECK_OBJS = smarthostd/spf.o smarthostd/dns.o smarthostd/log.o \
+		smarthostd/util.o $(COMPAT_SRCS:.c=.o)
+regress/unit/spf_check: regress/unit/spf_check.c $(SPF_CHECK_OBJS)
+	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ regress/unit/spf_check.c \
+	    $(SPF_CHECK_OBJS) $(LDLIBS)
 
 regress/unit/bounce_test: regress/unit/bounce_test.c smarthostd/bounce.o \
     smarthostd/envelope.o
