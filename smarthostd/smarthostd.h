@@ -587,8 +587,8 @@ enum grey_list_kind {
 
 /*
  * One entry of show greylist, spamdb's fields.  type is "GREY",
- * "WHITE", "TRAPPED", "SPAMTRAP", "BLOCK" or "LEARNED"; unused strings
- * are empty, unused times zero.
+ * "WHITE", "TRAPPED", "SPAMTRAP", "BLOCK", "SPFWHITE" or "LEARNED";
+ * unused strings are empty, unused times zero.
  */
 struct ctl_grey_entry {
 	char			 type[16];
@@ -596,6 +596,7 @@ struct ctl_grey_entry {
 	char			 helo[HOSTNAME_LEN];
 	char			 sender[SMTP_ADDR_LEN];
 	char			 rcpt[SMTP_ADDR_LEN];
+	char			 list[NAME_MAX_LEN];	/* BLOCK: its list */
 	int64_t			 first;
 	int64_t			 pass;
 	int64_t			 expire;
