@@ -14,13 +14,352 @@
  * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
  */
 
-/* Placeholder: being written. */
+/*
+ * Unit tests for smarthostd/greydb.c: spamd's greylisting timeline with
+ * an injected clock, white, trap and spamtrap entries, expiry, the
+ * entry cap, and what survives closing and reopening grey.mdb.  Each
+ * case prints "ok - name" or "not ok - name: reason".
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "smarthostd.h"
+
+#define T0	1800000000	/* the injected clock starts here */
+
+static int			 failures;
+static struct greylist_config	 conf;
+static char			 dir[] = "/tmp/grey_test.XXXXXX";
+
+static void
+check(int ok, const char *name, const char *why)
+{
+	if (ok)
+		printf("ok - %s\n", name);
+	else {
+		printf("not ok - %s: %s\n", name, why);
+		failures++;
+	}
+}
+
+static void
+tuple(struct grey_tuple *t, const char *client, const char *helo,
+    const char *from, const char *to)
+{
+	memset(t, 0, sizeof(*t));
+	(void)strlcpy(t->client, client, sizeof(t->client));
+	(void)strlcpy(t->helo, helo, sizeof(t->helo));
+	(void)strlcpy(t->sender, from, sizeof(t->sender));
+	(void)strlcpy(t->rcpt, to, sizeof(t->rcpt));
+}
+
+static size_t	 walked;
+
+static void
+count_entry(const struct ctl_grey_entry *e, void *arg)
+{
+	(void)e;
+	(void)arg;
+	walked++;
+}
+
+static void
+test_timeline(void)
+{
+	struct grey_tuple	 t;
+	time_t			 now = T0;
+
+	tuple(&t, "192.0.2.1", "mx.example.org", "a@example.org",
+	    "b@example.com");
+	check(greydb_check(&conf, &t, "192.0.2.1", now) == GREY_GREYLISTED,
+	    "first_attempt_greylisted", "not greylisted");
+	check(greydb_check(&conf, &t, "192.0.2.1", now + 10) ==
+	    GREY_GREYLISTED, "retry_before_passtime_greylisted",
+	    "passed early");
+	check(!greydb_white_check(&conf, "192.0.2.1", now + 10),
+	    "not_white_before_passing", "white too soon");
+	check(greydb_check(&conf, &t, "192.0.2.1", now + conf.passtime) ==
+	    GREY_PASS, "retry_after_passtime_passes", "not passed");
+	check(greydb_white_check(&conf, "192.0.2.1", now + conf.passtime + 1),
+	    "passing_whitelists_client", "not white");
+	check(greydb_count("grey") == 0, "passed_tuple_removed",
+	    "tuple still there");
+
+	/* Each delivery refreshes the white entry. */
+	now += conf.passtime + conf.whiteexp - 10;
+	check(greydb_white_check(&conf, "192.0.2.1", now),
+	    "white_refreshed_by_delivery", "expired");
+	check(greydb_white_check(&conf, "192.0.2.1", now + conf.whiteexp - 1),
+	    "white_refresh_extends", "expired after refresh");
+	check(!greydb_white_check(&conf, "192.0.2.1",
+	    now + 3 * conf.whiteexp), "white_expires", "still white");
+}
+
+static void
+test_greyexp(void)
+{
+	struct grey_tuple	 t;
+	time_t			 now = T0;
+
+	tuple(&t, "192.0.2.2", "h", "a@example.org", "b@example.com");
+	(void)greydb_check(&conf, &t, "192.0.2.2", now);
+	check(greydb_check(&conf, &t, "192.0.2.2", now + conf.greyexp) ==
+	    GREY_GREYLISTED, "retry_after_greyexp_starts_over",
+	    "passed after greyexp");
+	check(greydb_check(&conf, &t, "192.0.2.2", now + conf.greyexp +
+	    conf.passtime) == GREY_PASS, "restarted_tuple_passes_later",
+	    "did not pass");
+}
+
+static void
+test_spf_key(void)
+{
+	struct grey_tuple	 t;
+
+	/* Pool: first try from one server, retry from another. */
+	tuple(&t, "spf:example.net", "", "a@example.net", "b@example.com");
+	(void)greydb_check(&conf, &t, "192.0.2.10", T0);
+	check(greydb_check(&conf, &t, "192.0.2.11", T0 + conf.passtime) ==
+	    GREY_PASS, "spf_key_pool_retry_passes", "greylisted");
+	check(greydb_white_check(&conf, "192.0.2.11", T0 + conf.passtime),
+	    "spf_key_whitelists_retrying_address", "not white");
+	check(!greydb_white_check(&conf, "192.0.2.10", T0 + conf.passtime),
+	    "spf_key_first_address_not_white", "white");
+}
+
+static void
+test_case_and_fields(void)
+{
+	struct grey_tuple	 t, u;
+
+	tuple(&t, "192.0.2.3", "MX.Example.ORG", "A@Example.org",
+	    "b@example.com");
+	tuple(&u, "192.0.2.3", "mx.example.org", "a@example.org",
+	    "B@EXAMPLE.COM");
+	(void)greydb_check(&conf, &t, "192.0.2.3", T0);
+	check(greydb_check(&conf, &u, "192.0.2.3", T0 + conf.passtime) ==
+	    GREY_PASS, "tuple_case_insensitive", "case mattered");
+	tuple(&u, "192.0.2.3", "other.example.org", "a@example.org",
+	    "c@example.com");
+	check(greydb_check(&conf, &u, "192.0.2.3", T0 + conf.passtime) ==
+	    GREY_GREYLISTED, "other_tuple_separate", "passed");
+}
+
+static void
+test_long_keys(void)
+{
+	struct grey_tuple	 t, u;
+	char			 helo[HOSTNAME_LEN];
+
+	memset(helo, 'h', sizeof(helo) - 1);
+	helo[sizeof(helo) - 1] = '\0';
+	tuple(&t, "192.0.2.4", helo, "a@example.org", "x1@example.com");
+	tuple(&u, "192.0.2.4", helo, "a@example.org", "x2@example.com");
+	check(greydb_check(&conf, &t, "192.0.2.4", T0) == GREY_GREYLISTED,
+	    "long_tuple_recorded", "not greylisted");
+	check(greydb_check(&conf, &u, "192.0.2.4", T0 + conf.passtime) ==
+	    GREY_GREYLISTED, "long_tuples_stay_distinct", "collided");
+	check(greydb_check(&conf, &t, "192.0.2.4", T0 + conf.passtime) ==
+	    GREY_PASS, "long_tuple_passes", "not passed");
+}
+
+static void
+test_cap(void)
+{
+	struct greylist_config	 small = conf;
+	struct grey_tuple	 t;
+	uint64_t		 have = greydb_count("grey");
+	char			 to[64];
+	int			 i, refused = 0;
+
+	small.max_entries = have + 5;
+	for (i = 0; i < 10; i++) {
+		(void)snprintf(to, sizeof(to), "cap%d@example.com", i);
+		tuple(&t, "192.0.2.5", "h", "a@example.org", to);
+		if (greydb_check(&small, &t, "192.0.2.5", T0) == GREY_TEMPFAIL)
+			refused++;
+	}
+	check(refused == 5 && greydb_count("grey") == have + 5,
+	    "cap_refuses_new_tuples", "cap not kept");
+	tuple(&t, "192.0.2.5", "h", "a@example.org", "cap0@example.com");
+	check(greydb_check(&small, &t, "192.0.2.5", T0 + conf.passtime) ==
+	    GREY_PASS, "cap_known_tuple_still_passes", "refused");
+}
+
+static void
+test_trap(void)
+{
+	int64_t	 expire = 0;
+
+	(void)greydb_white_add(&conf, "192.0.2.6", T0);
+	check(greydb_trap_client(&conf, "192.0.2.6", T0) == 0 &&
+	    greydb_trapped("192.0.2.6", T0 + 1, &expire) &&
+	    expire == T0 + conf.trapexp, "trap_client", "not trapped");
+	check(!greydb_white_check(&conf, "192.0.2.6", T0 + 1),
+	    "trapped_client_not_white", "still white");
+	check(!greydb_trapped("192.0.2.6", T0 + conf.trapexp, NULL),
+	    "trap_expires", "still trapped");
+	check(greydb_spamtrap_set("Trap@Example.com", 1) == 1 &&
+	    greydb_spamtrap("trap@example.com") &&
+	    greydb_spamtrap_set("trap@example.com", 1) == 0,
+	    "spamtrap_add", "not added");
+	check(greydb_spamtrap_set("trap@example.com", 0) == 1 &&
+	    !greydb_spamtrap("trap@example.com"), "spamtrap_delete",
+	    "not deleted");
+}
+
+static void
+test_learn(void)
+{
+	check(greydb_learn(&conf, "Example.NET", T0) == 0 &&
+	    greydb_learned("example.net", T0 + 1) &&
+	    !greydb_learned("example.org", T0 + 1), "learned_domain",
+	    "not learned");
+	check(!greydb_learned("example.net", T0 + conf.whiteexp),
+	    "learned_expires", "still learned");
+}
+
+static void
+test_delete(void)
+{
+	struct grey_tuple	 t;
+
+	tuple(&t, "192.0.2.7", "h", "a@example.org", "b@example.com");
+	(void)greydb_check(&conf, &t, "192.0.2.7", T0);
+	tuple(&t, "192.0.2.7", "h", "a@example.org", "c@example.com");
+	(void)greydb_check(&conf, &t, "192.0.2.7", T0);
+	tuple(&t, "192.0.2.70", "h", "a@example.org", "c@example.com");
+	(void)greydb_check(&conf, &t, "192.0.2.70", T0);
+	(void)greydb_white_add(&conf, "192.0.2.7", T0);
+	check(greydb_delete("192.0.2.7|h|a@example.org|c@example.com") == 1,
+	    "delete_one_tuple", "not deleted");
+	check(greydb_delete("192.0.2.7") == 2, "delete_client",
+	    "wrong number deleted");
+	walked = 0;
+	(void)greydb_walk(GREY_LIST_ALL, "192.0.2.70", count_entry, NULL);
+	check(walked == 1, "delete_client_spares_longer_address",
+	    "neighbour gone");
+	check(!greydb_white_check(&conf, "192.0.2.7", T0 + 1),
+	    "delete_client_white_gone", "still white");
+}
+
+static void
+test_expire(void)
+{
+	struct grey_tuple	 t;
+	char			 to[64];
+	uint64_t		 before;
+	size_t			 n, total = 0;
+	int			 i;
+
+	for (i = 0; i < 50; i++) {
+		(void)snprintf(to, sizeof(to), "exp%d@example.com", i);
+		tuple(&t, "192.0.2.8", "h", "a@example.org", to);
+		(void)greydb_check(&conf, &t, "192.0.2.8", T0 + 100);
+	}
+	before = greydb_count("grey");
+	n = greydb_expire(T0 + 100 + conf.greyexp, 10);
+	check(n == 10, "expire_bounded_per_call", "not bounded");
+	/* Far ahead, everything is due: the earlier cases' entries too. */
+	while ((n = greydb_expire(T0 + 10 * conf.whiteexp, 10)) > 0)
+		total += n;
+	check(greydb_count("grey") == 0 && before >= 50 && total > 0,
+	    "expire_removes_old_tuples", "tuples left");
+	check(greydb_count("white") == 0 && greydb_count("learned") == 0 &&
+	    greydb_count("trap") == 0, "expire_removes_white_and_trap",
+	    "entries left");
+}
+
+static void
+test_persistence(void)
+{
+	struct grey_tuple	 t;
+
+	tuple(&t, "2001:db8:1:2::/64", "h", "a@example.org",
+	    "b@example.com");
+	(void)greydb_check(&conf, &t, "2001:db8:1:2::/64", T0);
+	(void)greydb_white_add(&conf, "192.0.2.9", T0);
+	(void)greydb_spamtrap_set("trap@example.com", 1);
+	greydb_close();
+	check(greydb_open(dir, 16 * 1024 * 1024) == 0, "reopen",
+	    "cannot reopen");
+	check(greydb_check(&conf, &t, "2001:db8:1:2::/64", T0 +
+	    conf.passtime) == GREY_PASS, "tuple_survives_reopen", "lost");
+	check(greydb_white_check(&conf, "192.0.2.9", T0 + 1) &&
+	    greydb_spamtrap("trap@example.com"), "entries_survive_reopen",
+	    "lost");
+}
+
+static void
+test_client_key(void)
+{
+	struct sockaddr_storage	 ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&ss;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss;
+	char			 key[HOSTNAME_LEN];
+
+	memset(&ss, 0, sizeof(ss));
+	sin6->sin6_family = AF_INET6;
+	(void)inet_pton(AF_INET6, "2001:db8:1:2:3:4:5:6", &sin6->sin6_addr);
+	check(addr_client_key(&ss, 64, key, sizeof(key)) == 0 &&
+	    strcmp(key, "2001:db8:1:2::/64") == 0, "client_key_ipv6_64", key);
+	check(addr_client_key(&ss, 48, key, sizeof(key)) == 0 &&
+	    strcmp(key, "2001:db8:1::/48") == 0, "client_key_ipv6_48", key);
+	check(addr_client_key(&ss, 128, key, sizeof(key)) == 0 &&
+	    strcmp(key, "2001:db8:1:2:3:4:5:6") == 0, "client_key_ipv6_128",
+	    key);
+	(void)inet_pton(AF_INET6, "::ffff:192.0.2.1", &sin6->sin6_addr);
+	check(addr_client_key(&ss, 64, key, sizeof(key)) == 0 &&
+	    strcmp(key, "192.0.2.1") == 0, "client_key_v4_mapped", key);
+	memset(&ss, 0, sizeof(ss));
+	sin->sin_family = AF_INET;
+	(void)inet_pton(AF_INET, "192.0.2.1", &sin->sin_addr);
+	check(addr_client_key(&ss, 64, key, sizeof(key)) == 0 &&
+	    strcmp(key, "192.0.2.1") == 0, "client_key_ipv4", key);
+}
 
 int
 main(void)
 {
-	puts("placeholder");
-	return (1);
+	char	 path[PATH_MAX];
+
+	log_init(1, 0);
+	conf.passtime = 25 * 60;
+	conf.greyexp = 4 * 3600;
+	conf.whiteexp = 864 * 3600;
+	conf.trapexp = 86400;
+	conf.ipv6_prefix = 64;
+	conf.max_entries = 1000000;
+	if (mkdtemp(dir) == NULL || greydb_open(dir, 16 * 1024 * 1024) == -1) {
+		printf("not ok - open: cannot create grey.mdb in %s\n", dir);
+		return (1);
+	}
+	test_timeline();
+	test_greyexp();
+	test_spf_key();
+	test_case_and_fields();
+	test_long_keys();
+	test_cap();
+	test_trap();
+	test_learn();
+	test_delete();
+	test_expire();
+	test_persistence();
+	test_client_key();
+	greydb_close();
+	(void)snprintf(path, sizeof(path), "%s/grey.mdb", dir);
+	(void)unlink(path);
+	(void)snprintf(path, sizeof(path), "%s/grey.mdb-lock", dir);
+	(void)unlink(path);
+	(void)rmdir(dir);
+	return (failures != 0);
 }
