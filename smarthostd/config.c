@@ -92,6 +92,7 @@ config_new(void)
 	TAILQ_INIT(&conf->pkis);
 	TAILQ_INIT(&conf->listeners);
 	TAILQ_INIT(&conf->blocklists);
+	TAILQ_INIT(&conf->dnsbls);
 	TAILQ_INIT(&conf->actions);
 	TAILQ_INIT(&conf->matches);
 	TAILQ_INIT(&conf->scan.banned_files);
@@ -123,6 +124,14 @@ config_set_defaults(struct smarthost_config *conf)
 	conf->greylist.greyexp = 4 * 3600;
 	conf->greylist.whiteexp = 864 * 3600;
 	conf->greylist.spf_refresh = 3600;
+	conf->greylist.trapexp = 24 * 3600;
+	conf->greylist.ipv6_prefix = 64;
+	conf->greylist.max_entries = 1000000;
+	conf->greylist.map_size = 1024 * 1024 * 1024;
+	conf->tarpit.stutter_ms = 1000;
+	conf->tarpit.reply_code = 550;
+	conf->tarpit.max_connections = 100;
+	conf->dnsbl_threshold = 1;
 
 	(void)strlcpy(conf->scan.user, SMARTHOSTD_SCAN_USER,
 	    sizeof(conf->scan.user));
@@ -158,6 +167,7 @@ config_free(struct smarthost_config *conf)
 	struct pki		*p;
 	struct listener		*l;
 	struct blocklist	*b;
+	struct dnsbl		*d;
 	struct string_entry	*s;
 	struct action		*a;
 	struct match_rule	*m;
@@ -179,6 +189,10 @@ config_free(struct smarthost_config *conf)
 	while ((b = TAILQ_FIRST(&conf->blocklists)) != NULL) {
 		TAILQ_REMOVE(&conf->blocklists, b, entry);
 		free(b);
+	}
+	while ((d = TAILQ_FIRST(&conf->dnsbls)) != NULL) {
+		TAILQ_REMOVE(&conf->dnsbls, d, entry);
+		free(d);
 	}
 	while ((s = TAILQ_FIRST(&conf->scan.banned_files)) != NULL) {
 		TAILQ_REMOVE(&conf->scan.banned_files, s, entry);
@@ -511,10 +525,6 @@ config_warn_unimplemented(struct smarthost_config *conf)
 {
 	char	 list[256] = "";
 
-	if (conf->greylist.enabled)
-		(void)strlcat(list, ", greylist", sizeof(list));
-	if (!TAILQ_EMPTY(&conf->blocklists))
-		(void)strlcat(list, ", blocklist", sizeof(list));
 	if (conf->scan.enabled)
 		(void)strlcat(list, ", scan", sizeof(list));
 	if (conf->firewall.configured)
@@ -661,6 +671,7 @@ config_send(struct imsgev *iev, struct smarthost_config *conf,
 	struct pki		*p;
 	struct listener		*l;
 	struct blocklist	*b;
+	struct dnsbl		*d;
 	struct string_entry	*s;
 	struct action		*a;
 	struct match_rule	*m;
@@ -677,6 +688,8 @@ config_send(struct imsgev *iev, struct smarthost_config *conf,
 	(void)strlcpy(g.resolver, conf->resolver, sizeof(g.resolver));
 	g.resolver_port = conf->resolver_port;
 	g.greylist = conf->greylist;
+	g.tarpit = conf->tarpit;
+	g.dnsbl_threshold = conf->dnsbl_threshold;
 	g.scan_enabled = conf->scan.enabled;
 	(void)strlcpy(g.scan_user, conf->scan.user, sizeof(g.scan_user));
 	(void)strlcpy(g.clamav_db, conf->scan.clamav_db,
@@ -697,6 +710,8 @@ config_send(struct imsgev *iev, struct smarthost_config *conf,
 		compose_or_die(iev, IMSG_CONF_LISTENER, l, sizeof(*l));
 	TAILQ_FOREACH(b, &conf->blocklists, entry)
 		compose_or_die(iev, IMSG_CONF_BLOCKLIST, b, sizeof(*b));
+	TAILQ_FOREACH(d, &conf->dnsbls, entry)
+		compose_or_die(iev, IMSG_CONF_DNSBL, d, sizeof(*d));
 	TAILQ_FOREACH(s, &conf->scan.banned_files, entry)
 		compose_or_die(iev, IMSG_CONF_BANNED_FILE, s->value,
 		    strlen(s->value) + 1);
@@ -723,6 +738,7 @@ config_recv_globals(struct smarthost_config *conf, struct imsg *imsg)
 	CHECK_STRING(g.resolver);
 	CHECK_STRING(g.greylist.whitelist);
 	CHECK_STRING(g.greylist.spf_whitelist);
+	CHECK_STRING(g.greylist.trap_table);
 	CHECK_STRING(g.scan_user);
 	CHECK_STRING(g.clamav_db);
 	CHECK_STRING(g.firewall.nft_table);
@@ -737,6 +753,17 @@ config_recv_globals(struct smarthost_config *conf, struct imsg *imsg)
 	    g.queue.max_deliveries < 1 || g.queue.max_per_destination < 1 ||
 	    g.queue.max_per_destination > g.queue.max_deliveries)
 		fatalx("config_recv: bad queue limits");
+	/* grey keys, sizes and stutters by these; parse.y has checked them. */
+	if (g.greylist.trapexp < 1 || g.greylist.ipv6_prefix < 16 ||
+	    g.greylist.ipv6_prefix > 128 || g.greylist.max_entries < 1 ||
+	    g.greylist.max_entries > 100000000 ||
+	    g.greylist.map_size < 1024 * 1024)
+		fatalx("config_recv: bad greylist limits");
+	if (g.tarpit.stutter_ms > 10000 || (g.tarpit.reply_code != 450 &&
+	    g.tarpit.reply_code != 550) || g.tarpit.max_connections > 100000)
+		fatalx("config_recv: bad tarpit settings");
+	if (g.dnsbl_threshold < 1 || g.dnsbl_threshold > 1000)
+		fatalx("config_recv: bad dnsbl threshold");
 
 	(void)strlcpy(conf->hostname, g.hostname, sizeof(conf->hostname));
 	(void)strlcpy(conf->user, g.user, sizeof(conf->user));
@@ -747,6 +774,8 @@ config_recv_globals(struct smarthost_config *conf, struct imsg *imsg)
 	(void)strlcpy(conf->resolver, g.resolver, sizeof(conf->resolver));
 	conf->resolver_port = g.resolver_port;
 	conf->greylist = g.greylist;
+	conf->tarpit = g.tarpit;
+	conf->dnsbl_threshold = g.dnsbl_threshold;
 	conf->scan.enabled = g.scan_enabled;
 	(void)strlcpy(conf->scan.user, g.scan_user, sizeof(conf->scan.user));
 	(void)strlcpy(conf->scan.clamav_db, g.clamav_db,
@@ -892,6 +921,7 @@ config_recv(struct smarthost_config **pending, struct imsg *imsg)
 	struct pki		*p;
 	struct listener		*l;
 	struct blocklist	*b;
+	struct dnsbl		*d;
 	struct action		*a;
 	struct match_rule	*m;
 	char			*s;
@@ -945,7 +975,20 @@ config_recv(struct smarthost_config **pending, struct imsg *imsg)
 		CHECK_STRING(b->name);
 		CHECK_STRING(b->path);
 		CHECK_STRING(b->message);
+		if ((b->white != 0 && b->white != 1) ||
+		    strlen(b->message) > BLOCK_MESSAGE_MAX)
+			fatalx("config_recv: bad blocklist %s", b->name);
 		TAILQ_INSERT_TAIL(&conf->blocklists, b, entry);
+		break;
+	case IMSG_CONF_DNSBL:
+		d = config_recv_struct(imsg, sizeof(*d));
+		CHECK_STRING(d->zone);
+		if (d->zone[0] == '\0' ||
+		    strspn(d->zone, "abcdefghijklmnopqrstuvwxyz0123456789-.") !=
+		    strlen(d->zone) || d->weight == 0 || d->weight < -100 ||
+		    d->weight > 100)
+			fatalx("config_recv: bad dnsbl %s", d->zone);
+		TAILQ_INSERT_TAIL(&conf->dnsbls, d, entry);
 		break;
 	case IMSG_CONF_BANNED_FILE:
 		s = imsg_expect_string(imsg);

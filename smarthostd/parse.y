@@ -144,6 +144,9 @@ static int		 smtp_block_set;
 static int		 smtp_set;
 static int		 queue_block_set;
 static int		 queue_set;
+static int		 tarpit_block_set;
+static int		 tarpit_set;
+static int		 dnsbl_threshold_set;
 static struct string_list pending_list =
     TAILQ_HEAD_INITIALIZER(pending_list);
 
@@ -163,6 +166,14 @@ static struct string_list pending_list =
 #define GOPT_WHITEEXP	0x04
 #define GOPT_WHITELIST	0x08
 #define GOPT_SPFWHITE	0x10
+#define GOPT_TRAPEXP	0x20
+#define GOPT_TRAP	0x40
+#define GOPT_IPV6PREFIX	0x80
+#define GOPT_MAXENTRIES	0x100
+#define GOPT_MAPSIZE	0x200
+#define TOPT_STUTTER	0x01
+#define TOPT_REPLY	0x02
+#define TOPT_MAXCONN	0x04
 #define SOPT_CLAMAV	0x01
 #define SOPT_SPAM	0x02
 #define SOPT_BANNED	0x04
@@ -237,7 +248,9 @@ static int	 valid_maildir(const char *);
 static void	 check_relay_auth(struct table *, const char *, int);
 static void	 check_aliases(struct table *);
 static void	 blocklist_add(const char *, const char *, const char *,
-		    int);
+		    int, int);
+static int	 check_block_message(const char *, const char *, int);
+static void	 dnsbl_add(const char *, int64_t, int);
 static void	 action_begin(const char *);
 static void	 action_finish(void);
 static int	 parse_relay_url(const char *, struct action *);
@@ -274,11 +287,14 @@ typedef struct {
 %token	COMMANDTIMEOUT DATATIMEOUT TRANSACTIONTIMEOUT MAPSIZE MINFREE
 %token	RETRYMIN RETRYMAX LIFETIME DELAYWARNING OFF MAXDELIVERIES
 %token	MAXPERDESTINATION CA
+%token	TRAPEXP IPV6PREFIX MAXENTRIES TARPIT STUTTER REPLY MAXCONNECTIONS
+%token	DNSBL WEIGHT THRESHOLD
 %token	ERROR
 %token	<v.string>	STRING TABLEREF
 %token	<v.number>	NUMBER
 %type	<v.string>	strnum blockmsg cafile
-%type	<v.number>	port resolverport negation fwtable size
+%type	<v.number>	port resolverport negation fwtable size signed
+%type	<v.number>	msduration weight
 %type	<v.duration>	duration refresh
 %type	<v.decimal>	decimal
 
@@ -417,6 +433,47 @@ decimal		: NUMBER			{ $$ = (double)$1; }
 		}
 		;
 
+/* A number that may be negative: "-5" is read as a string. */
+signed		: NUMBER
+		| STRING			{
+			const char	*errstr;
+
+			if ($1[0] != '-' || $1[1] < '0' || $1[1] > '9') {
+				yyerror("invalid number \"%s\"", $1);
+				$$ = INT64_MIN;
+			} else {
+				$$ = strtonum($1, -INT64_MAX, 0, &errstr);
+				if (errstr != NULL) {
+					yyerror("number %s is %s", $1, errstr);
+					$$ = INT64_MIN;
+				}
+			}
+		}
+		;
+
+/* A duration in milliseconds, "250ms" or as duration takes; -1: invalid. */
+msduration	: STRING			{
+			uint32_t	 ms;
+
+			if (parse_duration_ms($1, &ms) == -1) {
+				yyerror("invalid duration \"%s\"", $1);
+				$$ = -1;
+			} else
+				$$ = ms;
+		}
+		| NUMBER			{
+			char		 buf[32];
+			uint32_t	 ms;
+
+			(void)snprintf(buf, sizeof(buf), "%" PRId64, $1);
+			if (parse_duration_ms(buf, &ms) == -1) {
+				yyerror("invalid duration \"%s\"", buf);
+				$$ = -1;
+			} else
+				$$ = ms;
+		}
+		;
+
 main		: HOSTNAME STRING		{
 			if (!valid_hostname($2))
 				yyerror("invalid hostname \"%s\"", $2);
@@ -484,7 +541,24 @@ main		: HOSTNAME STRING		{
 		| queue
 		| greylist
 		| BLOCKLIST STRING FILENAME STRING blockmsg {
-			blocklist_add($2, $4, $5, $<lineno>1);
+			blocklist_add($2, $4, $5, 0, $<lineno>1);
+		}
+		| WHITELIST STRING FILENAME STRING {
+			blocklist_add($2, $4, NULL, 1, $<lineno>1);
+		}
+		| tarpit
+		| DNSBL STRING weight		{
+			dnsbl_add($2, $3, $<lineno>1);
+		}
+		| DNSBL THRESHOLD NUMBER	{
+			if (dnsbl_threshold_set)
+				yyerror("dnsbl threshold specified twice");
+			dnsbl_threshold_set = 1;
+			if ($3 < 1 || $3 > 1000)
+				yyerror("dnsbl threshold must be between 1 "
+				    "and 1000");
+			else
+				conf->dnsbl_threshold = $3;
 		}
 		| scan
 		| firewall
@@ -774,22 +848,48 @@ greyopts	: /* empty */
 		;
 
 greyopt		: PASSTIME duration		{
-			if (grey_set & GOPT_PASSTIME)
-				yyerror("passtime specified twice");
-			grey_set |= GOPT_PASSTIME;
-			conf->greylist.passtime = $2;
+			if (option_once(&grey_set, GOPT_PASSTIME, "passtime"))
+				conf->greylist.passtime = $2;
 		}
 		| GREYEXP duration		{
-			if (grey_set & GOPT_GREYEXP)
-				yyerror("greyexp specified twice");
-			grey_set |= GOPT_GREYEXP;
-			conf->greylist.greyexp = $2;
+			if (option_once(&grey_set, GOPT_GREYEXP, "greyexp"))
+				conf->greylist.greyexp = $2;
 		}
 		| WHITEEXP duration		{
-			if (grey_set & GOPT_WHITEEXP)
-				yyerror("whiteexp specified twice");
-			grey_set |= GOPT_WHITEEXP;
-			conf->greylist.whiteexp = $2;
+			if (option_once(&grey_set, GOPT_WHITEEXP, "whiteexp"))
+				conf->greylist.whiteexp = $2;
+		}
+		| TRAPEXP duration		{
+			if (option_once(&grey_set, GOPT_TRAPEXP, "trapexp"))
+				set_duration(&conf->greylist.trapexp, $2,
+				    "trapexp", 1, 365 * DAY, "1s and 365d");
+		}
+		| TRAP TABLEREF			{
+			if (option_once(&grey_set, GOPT_TRAP, "trap") &&
+			    table_ref($2) != NULL)
+				(void)strlcpy(conf->greylist.trap_table, $2,
+				    sizeof(conf->greylist.trap_table));
+		}
+		| IPV6PREFIX NUMBER		{
+			if (!option_once(&grey_set, GOPT_IPV6PREFIX,
+			    "ipv6-prefix"))
+				;
+			else if ($2 < 16 || $2 > 128)
+				yyerror("ipv6-prefix must be between 16 and "
+				    "128");
+			else
+				conf->greylist.ipv6_prefix = $2;
+		}
+		| MAXENTRIES NUMBER		{
+			if (option_once(&grey_set, GOPT_MAXENTRIES,
+			    "max-entries"))
+				set_count(&conf->greylist.max_entries, $2,
+				    "max-entries", 1, 100000000);
+		}
+		| MAPSIZE size			{
+			if (option_once(&grey_set, GOPT_MAPSIZE, "map-size"))
+				set_size(&conf->greylist.map_size, $2,
+				    "map-size", MBYTE, TBYTE, "1M and 1024G");
 		}
 		| WHITELIST TABLEREF		{
 			if (grey_set & GOPT_WHITELIST)
@@ -823,6 +923,52 @@ refresh		: /* empty */			{ $$ = -1; }
 
 blockmsg	: /* empty */			{ $$ = NULL; }
 		| MESSAGE STRING		{ $$ = $2; }
+		;
+
+tarpit		: tarpithead optnl tarpitopts '}'
+		| tarpithead optnl tarpitopts error '}' { yyerrok; }
+		;
+
+tarpithead	: TARPIT '{'			{
+			if (tarpit_block_set)
+				yyerror("tarpit specified twice");
+			tarpit_block_set = 1;
+			tarpit_set = 0;
+		}
+		;
+
+tarpitopts	: /* empty */
+		| tarpitopts tarpitopt optnl
+		| tarpitopts error nl		{ yyerrok; }
+		;
+
+tarpitopt	: STUTTER msduration		{
+			if (!option_once(&tarpit_set, TOPT_STUTTER, "stutter") ||
+			    $2 == -1)
+				;
+			else if ($2 > 10000)
+				yyerror("stutter must be between 0 and 10s");
+			else
+				conf->tarpit.stutter_ms = $2;
+		}
+		| REPLY NUMBER			{
+			if (!option_once(&tarpit_set, TOPT_REPLY, "reply"))
+				;
+			else if ($2 != 450 && $2 != 550)
+				yyerror("reply must be 450 or 550");
+			else
+				conf->tarpit.reply_code = $2;
+		}
+		| MAXCONNECTIONS NUMBER		{
+			if (option_once(&tarpit_set, TOPT_MAXCONN,
+			    "max-connections"))
+				set_count(&conf->tarpit.max_connections, $2,
+				    "max-connections", 0, 100000);
+		}
+		;
+
+weight		: /* empty */			{ $$ = 1; }
+		| WEIGHT signed			{ $$ = $2; }
 		;
 
 scan		: scanhead optnl scanopts '}'
@@ -1225,6 +1371,7 @@ lookup(const char *s)
 		{ "data-timeout",	DATATIMEOUT },
 		{ "database",		DATABASE },
 		{ "delay-warning",	DELAYWARNING },
+		{ "dnsbl",		DNSBL },
 		{ "domain",		DOMAIN },
 		{ "file",		FILENAME },
 		{ "firewall",		FIREWALL },
@@ -1236,6 +1383,7 @@ lookup(const char *s)
 		{ "host",		HOST },
 		{ "hostname",		HOSTNAME },
 		{ "include",		INCLUDE },
+		{ "ipv6-prefix",	IPV6PREFIX },
 		{ "key",		KEY },
 		{ "lifetime",		LIFETIME },
 		{ "listen",		LISTEN },
@@ -1245,7 +1393,9 @@ lookup(const char *s)
 		{ "map-size",		MAPSIZE },
 		{ "match",		MATCH },
 		{ "max-auth-failures",	MAXAUTHFAILURES },
+		{ "max-connections",	MAXCONNECTIONS },
 		{ "max-deliveries",	MAXDELIVERIES },
+		{ "max-entries",	MAXENTRIES },
 		{ "max-errors",		MAXERRORS },
 		{ "max-hops",		MAXHOPS },
 		{ "max-message-size",	MAXMESSAGESIZE },
@@ -1269,6 +1419,7 @@ lookup(const char *s)
 		{ "refresh",		REFRESH },
 		{ "reject",		REJECT },
 		{ "relay",		RELAY },
+		{ "reply",		REPLY },
 		{ "resolver",		RESOLVER },
 		{ "retry-max",		RETRYMAX },
 		{ "retry-min",		RETRYMIN },
@@ -1282,14 +1433,19 @@ lookup(const char *s)
 		{ "spf-whitelist",	SPFWHITELIST },
 		{ "src",		SRC },
 		{ "state",		STATE },
+		{ "stutter",		STUTTER },
 		{ "table",		TABLE },
 		{ "tag",		TAG },
+		{ "tarpit",		TARPIT },
+		{ "threshold",		THRESHOLD },
 		{ "tls",		TLS },
 		{ "tls-require",	TLSREQUIRE },
 		{ "transaction-timeout", TRANSACTIONTIMEOUT },
 		{ "trap",		TRAP },
+		{ "trapexp",		TRAPEXP },
 		{ "user",		USER },
 		{ "verify",		VERIFY },
+		{ "weight",		WEIGHT },
 		{ "white",		WHITE },
 		{ "whiteexp",		WHITEEXP },
 		{ "whitelist",		WHITELIST }
@@ -1702,6 +1858,7 @@ parse_config(const char *filename)
 		free(lo);
 	}
 	smtp_block_set = queue_block_set = 0;
+	tarpit_block_set = dnsbl_threshold_set = 0;
 	string_list_clear(&pending_list);
 	pstrings_free();
 	symclear();
@@ -2330,51 +2487,163 @@ check_aliases(struct table *t)
 	}
 }
 
+/*
+ * A blocklist's file of addresses, or a whitelist's whose entries are
+ * taken out of every blocklist.  Both kinds share one name space, as
+ * smarthostctl update table names either.
+ */
 static void
 blocklist_add(const char *name, const char *path, const char *message,
-    int lineno)
+    int white, int lineno)
 {
+	const char		*kind = white ? "whitelist" : "blocklist";
 	struct blocklist	*b;
 	int			 n;
 
 	if (!valid_name(name)) {
-		yyerror_at(file->name, lineno, "invalid blocklist name \"%s\"",
+		yyerror_at(file->name, lineno, "invalid %s name \"%s\"", kind,
 		    name);
 		return;
 	}
 	TAILQ_FOREACH(b, &conf->blocklists, entry)
 		if (strcmp(b->name, name) == 0) {
-			yyerror_at(file->name, lineno,
-			    "duplicate blocklist \"%s\"", name);
+			if (b->white == white)
+				yyerror_at(file->name, lineno,
+				    "duplicate %s \"%s\"", kind, name);
+			else
+				yyerror_at(file->name, lineno,
+				    "%s \"%s\": a %s has that name", kind,
+				    name, b->white ? "whitelist" : "blocklist");
 			return;
 		}
 	if (path[0] != '/') {
 		yyerror_at(file->name, lineno,
-		    "blocklist \"%s\": file path must be absolute", name);
+		    "%s \"%s\": file path must be absolute", kind, name);
 		return;
 	}
+	if (message != NULL && check_block_message(name, message, lineno) == -1)
+		return;
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		fatal("blocklist_add");
 	(void)strlcpy(b->name, name, sizeof(b->name));
+	b->white = white;
 	if (strlcpy(b->path, path, sizeof(b->path)) >= sizeof(b->path)) {
 		yyerror_at(file->name, lineno,
-		    "blocklist \"%s\": file path too long", name);
+		    "%s \"%s\": file path too long", kind, name);
 		free(b);
 		return;
 	}
-	if (message == NULL)
-		n = snprintf(b->message, sizeof(b->message),
-		    "Your address %%A is in the %s list", name);
-	else
-		n = snprintf(b->message, sizeof(b->message), "%s", message);
-	if (n < 0 || (size_t)n >= sizeof(b->message) || n == 0) {
-		yyerror_at(file->name, lineno,
-		    "blocklist \"%s\": message %s", name,
-		    n == 0 ? "is empty" : "too long");
-		free(b);
-		return;
+	if (!white) {
+		if (message == NULL)
+			n = snprintf(b->message, sizeof(b->message),
+			    "Your address %%A is in the %s list", name);
+		else
+			n = snprintf(b->message, sizeof(b->message), "%s",
+			    message);
+		if (n < 0 || (size_t)n >= sizeof(b->message))
+			fatalx("blocklist_add: message");
 	}
 	TAILQ_INSERT_TAIL(&conf->blocklists, b, entry);
+}
+
+/*
+ * The message ends the reply line of an SMTP response: printable ASCII
+ * only, bounded, with %A for the client's address and %% for a '%'.
+ */
+static int
+check_block_message(const char *name, const char *msg, int lineno)
+{
+	const char	*p;
+
+	if (*msg == '\0') {
+		yyerror_at(file->name, lineno, "blocklist \"%s\": message is "
+		    "empty", name);
+		return (-1);
+	}
+	if (strlen(msg) > BLOCK_MESSAGE_MAX) {
+		yyerror_at(file->name, lineno, "blocklist \"%s\": message "
+		    "longer than %d characters", name, BLOCK_MESSAGE_MAX);
+		return (-1);
+	}
+	for (p = msg; *p != '\0'; p++) {
+		if (*p < 0x20 || *p > 0x7e) {
+			yyerror_at(file->name, lineno, "blocklist \"%s\": "
+			    "message must be printable ASCII", name);
+			return (-1);
+		}
+		if (*p != '%')
+			continue;
+		if (p[1] == 'A' || p[1] == '%') {
+			p++;
+			continue;
+		}
+		if (p[1] < 0x20 || p[1] > 0x7e)
+			yyerror_at(file->name, lineno, "blocklist \"%s\": "
+			    "message ends with a lone %%", name);
+		else
+			yyerror_at(file->name, lineno, "blocklist \"%s\": "
+			    "unknown escape %%%c in message", name, p[1]);
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * A DNSBL zone is a domain name: labels of letters, digits and hyphens,
+ * kept in lower case.  A client's reversed IPv6 address (64 characters)
+ * goes in front of it, and the whole must stay a valid name.
+ */
+#define DNSBL_ZONE_MAX	(253 - 64)
+
+static void
+dnsbl_add(const char *zone, int64_t weight, int lineno)
+{
+	struct dnsbl	*d;
+	char		 name[HOSTNAME_LEN];
+	size_t		 len, i, label = 0;
+	int		 bad = 0;
+
+	len = strlen(zone);
+	if (len > 0 && zone[len - 1] == '.')
+		len--;
+	if (len == 0 || len > DNSBL_ZONE_MAX)
+		bad = 1;
+	for (i = 0; !bad && i < len; i++) {
+		name[i] = tolower((unsigned char)zone[i]);
+		if (zone[i] == '.') {
+			if (label == 0 || zone[i - 1] == '-')
+				bad = 1;
+			label = 0;
+		} else if ((!isalnum((unsigned char)zone[i]) &&
+		    (zone[i] != '-' || label == 0)) || ++label > 63)
+			bad = 1;
+	}
+	if (!bad && zone[len - 1] == '-')
+		bad = 1;
+	if (bad) {
+		yyerror_at(file->name, lineno, "invalid dnsbl zone \"%s\"",
+		    zone);
+		return;
+	}
+	name[len] = '\0';
+	if (weight == INT64_MIN)
+		return;
+	if (weight == 0 || weight < -100 || weight > 100) {
+		yyerror_at(file->name, lineno, "dnsbl \"%s\": weight must be "
+		    "between -100 and 100, and not 0", name);
+		return;
+	}
+	TAILQ_FOREACH(d, &conf->dnsbls, entry)
+		if (strcmp(d->zone, name) == 0) {
+			yyerror_at(file->name, lineno, "duplicate dnsbl "
+			    "\"%s\"", name);
+			return;
+		}
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		fatal("dnsbl_add");
+	(void)strlcpy(d->zone, name, sizeof(d->zone));
+	d->weight = weight;
+	TAILQ_INSERT_TAIL(&conf->dnsbls, d, entry);
 }
 
 static void

@@ -17,7 +17,7 @@
 /*
  * Print a configuration in the grammar's own syntax, every global default
  * spelt out, so that the output parses again to the same output.  The
- * smtp and queue blocks show only what differs from the defaults.
+ * smtp, queue and tarpit blocks show only what differs from the defaults.
  */
 
 #include <stdio.h>
@@ -41,7 +41,12 @@ static void	 print_smtp(FILE *, struct smarthost_config *,
 static void	 print_queue(FILE *, struct smarthost_config *,
 		    struct smarthost_config *);
 static void	 print_greylist(FILE *, struct smarthost_config *);
+static const char *ms_fmt(uint32_t, char *, size_t);
+static void	 print_tarpit(FILE *, struct smarthost_config *,
+		    struct smarthost_config *);
 static void	 print_blocklists(FILE *, struct smarthost_config *);
+static void	 print_dnsbls(FILE *, struct smarthost_config *,
+		    struct smarthost_config *);
 static void	 print_scan(FILE *, struct smarthost_config *);
 static void	 print_firewall(FILE *, struct smarthost_config *);
 static void	 print_actions(FILE *, struct smarthost_config *);
@@ -66,9 +71,11 @@ print_config(FILE *fp, struct smarthost_config *conf)
 	print_listeners(fp, conf);
 	print_smtp(fp, conf, def);
 	print_queue(fp, conf, def);
-	config_free(def);
 	print_greylist(fp, conf);
+	print_tarpit(fp, conf, def);
 	print_blocklists(fp, conf);
+	print_dnsbls(fp, conf, def);
+	config_free(def);
 	print_scan(fp, conf);
 	print_firewall(fp, conf);
 	print_actions(fp, conf);
@@ -395,13 +402,55 @@ print_greylist(FILE *fp, struct smarthost_config *conf)
 	    duration_fmt(g->greyexp, buf, sizeof(buf)));
 	(void)fprintf(fp, "\twhiteexp %s\n",
 	    duration_fmt(g->whiteexp, buf, sizeof(buf)));
+	(void)fprintf(fp, "\ttrapexp %s\n",
+	    duration_fmt(g->trapexp, buf, sizeof(buf)));
+	(void)fprintf(fp, "\tipv6-prefix %d\n", g->ipv6_prefix);
+	(void)fprintf(fp, "\tmax-entries %u\n", (unsigned int)g->max_entries);
+	(void)fprintf(fp, "\tmap-size %s\n",
+	    size_fmt(g->map_size, buf, sizeof(buf)));
 	if (g->whitelist[0] != '\0')
 		(void)fprintf(fp, "\twhitelist <%s>\n", g->whitelist);
 	if (g->spf_whitelist[0] != '\0')
 		(void)fprintf(fp, "\tspf-whitelist <%s> refresh %s\n",
 		    g->spf_whitelist,
 		    duration_fmt(g->spf_refresh, buf, sizeof(buf)));
+	if (g->trap_table[0] != '\0')
+		(void)fprintf(fp, "\ttrap <%s>\n", g->trap_table);
 	(void)fputs("}\n", fp);
+}
+
+/* Whole seconds as duration_fmt() has them, the rest as "250ms". */
+static const char *
+ms_fmt(uint32_t ms, char *buf, size_t len)
+{
+	if (ms != 0 && ms % 1000 == 0)
+		return (duration_fmt(ms / 1000, buf, len));
+	(void)snprintf(buf, len, "%ums", (unsigned int)ms);
+	return (buf);
+}
+
+static void
+print_tarpit(FILE *fp, struct smarthost_config *conf,
+    struct smarthost_config *def)
+{
+	struct tarpit_config	*t = &conf->tarpit, *d = &def->tarpit;
+	const char		*head = "tarpit";
+	char			 buf[32];
+
+	if (t->stutter_ms != d->stutter_ms)
+		print_block_option(fp, &head, "stutter",
+		    ms_fmt(t->stutter_ms, buf, sizeof(buf)));
+	if (t->reply_code != d->reply_code) {
+		(void)snprintf(buf, sizeof(buf), "%d", t->reply_code);
+		print_block_option(fp, &head, "reply", buf);
+	}
+	if (t->max_connections != d->max_connections) {
+		(void)snprintf(buf, sizeof(buf), "%u",
+		    (unsigned int)t->max_connections);
+		print_block_option(fp, &head, "max-connections", buf);
+	}
+	if (head == NULL)
+		(void)fputs("}\n", fp);
 }
 
 static void
@@ -412,14 +461,35 @@ print_blocklists(FILE *fp, struct smarthost_config *conf)
 
 	TAILQ_FOREACH(b, &conf->blocklists, entry) {
 		print_section(fp, &first);
-		(void)fputs("blocklist ", fp);
+		(void)fputs(b->white ? "whitelist " : "blocklist ", fp);
 		print_string(fp, b->name);
 		(void)fputs(" file ", fp);
 		print_string(fp, b->path);
-		(void)fputs(" \\\n\tmessage ", fp);
-		print_string(fp, b->message);
+		if (!b->white) {
+			(void)fputs(" \\\n\tmessage ", fp);
+			print_string(fp, b->message);
+		}
 		(void)fputc('\n', fp);
 	}
+}
+
+/* The threshold with the zones, or alone when it is not the default. */
+static void
+print_dnsbls(FILE *fp, struct smarthost_config *conf,
+    struct smarthost_config *def)
+{
+	struct dnsbl	*d;
+
+	if (TAILQ_EMPTY(&conf->dnsbls) &&
+	    conf->dnsbl_threshold == def->dnsbl_threshold)
+		return;
+	(void)fputc('\n', fp);
+	TAILQ_FOREACH(d, &conf->dnsbls, entry) {
+		(void)fputs("dnsbl ", fp);
+		print_string(fp, d->zone);
+		(void)fprintf(fp, " weight %d\n", d->weight);
+	}
+	(void)fprintf(fp, "dnsbl threshold %d\n", conf->dnsbl_threshold);
 }
 
 static void

@@ -335,6 +335,7 @@ proc_child_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 	case IMSG_CONF_PKI_KEY:
 	case IMSG_CONF_LISTENER:
 	case IMSG_CONF_BLOCKLIST:
+	case IMSG_CONF_DNSBL:
 	case IMSG_CONF_BANNED_FILE:
 	case IMSG_CONF_ACTION:
 	case IMSG_CONF_ACTION_CA:
