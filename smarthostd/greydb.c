@@ -64,7 +64,8 @@ enum greydb_kind {
 	KIND_GREY = 1,
 	KIND_WHITE,
 	KIND_TRAP,
-	KIND_LEARNED
+	KIND_LEARNED,
+	KIND_SPAMTRAP		/* walks only: not in the expiry index */
 };
 
 struct greydb_record {
@@ -75,12 +76,6 @@ struct greydb_record {
 	int64_t		 first;
 	int64_t		 pass;
 	int64_t		 expire;
-};
-
-struct greydb_walk_ctx {
-	void	(*cb)(const struct ctl_grey_entry *, void *);
-	void	*arg;
-	char	*client;
 };
 
 static MDB_env		*grey_env;
@@ -105,8 +100,8 @@ static size_t	 greydb_tuple_key(const struct grey_tuple *, char *, size_t);
 static size_t	 greydb_lower_key(const char *, char *, size_t);
 static void	 greydb_entry(enum greydb_kind, const MDB_val *,
 		    const struct greydb_record *, struct ctl_grey_entry *);
-static size_t	 greydb_walk_db(enum greydb_kind, struct greydb_walk_ctx *);
-static size_t	 greydb_walk_spamtraps(struct greydb_walk_ctx *);
+static size_t	 greydb_walk_dbi(int, struct greydb_walk *, size_t,
+		    void (*)(const struct ctl_grey_entry *, void *), void *);
 static size_t	 greydb_delete_tuples(const char *, size_t);
 
 int
@@ -231,6 +226,8 @@ greydb_dbi(enum greydb_kind kind)
 		return (dbi_trap);
 	case KIND_LEARNED:
 		return (dbi_learned);
+	case KIND_SPAMTRAP:
+		return (dbi_spamtrap);
 	}
 	fatalx("greydb: bad kind %d", kind);
 }
@@ -765,6 +762,9 @@ greydb_entry(enum greydb_kind kind, const MDB_val *k,
 	case KIND_LEARNED:
 		(void)strlcpy(e->type, "LEARNED", sizeof(e->type));
 		break;
+	case KIND_SPAMTRAP:
+		(void)strlcpy(e->type, "SPAMTRAP", sizeof(e->type));
+		break;
 	}
 	e->first = rec->first;
 	e->pass = rec->pass;
@@ -773,64 +773,79 @@ greydb_entry(enum greydb_kind kind, const MDB_val *k,
 	e->passed = rec->passed;
 }
 
+/*
+ * One page of a walk through the databases of a kind: at most max
+ * entries, resuming after the last key of the previous page, so that
+ * a long listing never holds the event loop.  Returns 1 when the walk
+ * is complete.
+ */
+int
+greydb_walk_page(struct greydb_walk *w, size_t max,
+    void (*cb)(const struct ctl_grey_entry *, void *), void *arg)
+{
+	static const int	 stages[][5] = {
+		[GREY_LIST_ALL] = { KIND_GREY, KIND_WHITE, KIND_TRAP,
+		    KIND_SPAMTRAP, KIND_LEARNED },
+		[GREY_LIST_GREY] = { KIND_GREY },
+		[GREY_LIST_WHITE] = { KIND_WHITE },
+		[GREY_LIST_TRAP] = { KIND_TRAP, KIND_SPAMTRAP },
+		[GREY_LIST_BLOCK] = { 0 }
+	};
+	size_t	 n = 0;
+
+	if (greydb_txn() == NULL || w->kind < GREY_LIST_ALL ||
+	    w->kind > GREY_LIST_BLOCK)
+		return (1);
+	while (w->stage < 5 && stages[w->kind][w->stage] != 0) {
+		n += greydb_walk_dbi(stages[w->kind][w->stage], w, max - n,
+		    cb, arg);
+		if (n >= max)
+			return (0);
+		w->stage++;
+		w->last_len = 0;
+		w->started = 0;
+	}
+	return (1);
+}
+
+/* Walk one database from w's position; returns the entries sent. */
 static size_t
-greydb_walk_db(enum greydb_kind kind, struct greydb_walk_ctx *ctx)
+greydb_walk_dbi(int kind, struct greydb_walk *w, size_t max,
+    void (*cb)(const struct ctl_grey_entry *, void *), void *arg)
 {
 	struct ctl_grey_entry	 e;
 	struct greydb_record	 rec;
 	MDB_cursor		*cur;
 	MDB_val			 k, v;
-	size_t			 clen = 0, n = 0;
-	int			 rc, op = MDB_FIRST;
+	size_t			 n = 0;
+	int			 op = MDB_FIRST;
 
 	if (mdb_cursor_open(grey_txn, greydb_dbi(kind), &cur) != 0)
 		return (0);
-	if (ctx->client != NULL) {
-		clen = strlen(ctx->client);
-		k.mv_data = ctx->client;
-		k.mv_size = clen;
+	if (w->started) {
+		k.mv_data = w->last;
+		k.mv_size = w->last_len;
 		op = MDB_SET_RANGE;
 	}
-	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+	while (n < max && mdb_cursor_get(cur, &k, &v, op) == 0) {
 		op = MDB_NEXT;
-		if (ctx->client != NULL && (k.mv_size < clen ||
-		    memcmp(k.mv_data, ctx->client, clen) != 0))
-			break;
-		if (ctx->client != NULL && k.mv_size > clen &&
-		    ((const char *)k.mv_data)[clen] != '\n')
+		if (w->started && k.mv_size == w->last_len &&
+		    memcmp(k.mv_data, w->last, k.mv_size) == 0)
 			continue;
-		if (v.mv_size != sizeof(rec))
-			continue;
-		memcpy(&rec, v.mv_data, sizeof(rec));
-		if (rec.version != GREYDB_VERSION)
-			continue;
+		w->started = 1;
+		w->last_len = k.mv_size < sizeof(w->last) ? k.mv_size :
+		    sizeof(w->last);
+		memcpy(w->last, k.mv_data, w->last_len);
+		memset(&rec, 0, sizeof(rec));
+		if (kind != KIND_SPAMTRAP) {
+			if (v.mv_size != sizeof(rec))
+				continue;
+			memcpy(&rec, v.mv_data, sizeof(rec));
+			if (rec.version != GREYDB_VERSION)
+				continue;
+		}
 		greydb_entry(kind, &k, &rec, &e);
-		ctx->cb(&e, ctx->arg);
-		n++;
-	}
-	mdb_cursor_close(cur);
-	return (n);
-}
-
-static size_t
-greydb_walk_spamtraps(struct greydb_walk_ctx *ctx)
-{
-	struct ctl_grey_entry	 e;
-	MDB_cursor		*cur;
-	MDB_val			 k, v;
-	size_t			 n = 0, len;
-	int			 op = MDB_FIRST;
-
-	if (mdb_cursor_open(grey_txn, dbi_spamtrap, &cur) != 0)
-		return (0);
-	while (mdb_cursor_get(cur, &k, &v, op) == 0) {
-		op = MDB_NEXT;
-		memset(&e, 0, sizeof(e));
-		(void)strlcpy(e.type, "SPAMTRAP", sizeof(e.type));
-		len = k.mv_size < sizeof(e.key) - 1 ? k.mv_size :
-		    sizeof(e.key) - 1;
-		memcpy(e.key, k.mv_data, len);
-		ctx->cb(&e, ctx->arg);
+		cb(&e, arg);
 		n++;
 	}
 	mdb_cursor_close(cur);
@@ -838,37 +853,47 @@ greydb_walk_spamtraps(struct greydb_walk_ctx *ctx)
 }
 
 /*
- * Call cb for each entry of the kind asked for; client, when not NULL,
- * limits it to that client's entries.  Returns how many.
+ * Every entry of one client (its address or prefix key): white, trap
+ * and its tuples, for smarthostctl explain.  Returns how many.
  */
 size_t
-greydb_walk(enum grey_list_kind kind, const char *client,
+greydb_walk_client(const char *client,
     void (*cb)(const struct ctl_grey_entry *, void *), void *arg)
 {
-	struct greydb_walk_ctx	 ctx;
+	struct ctl_grey_entry	 e;
+	struct greydb_record	 rec;
 	char			 key[GREYDB_KEY_MAX + 1];
-	size_t			 n = 0;
+	MDB_cursor		*cur;
+	MDB_val			 k, v;
+	size_t			 len, n = 0;
+	int			 i, op;
+	const int		 kinds[] = { KIND_WHITE, KIND_TRAP, KIND_GREY };
 
 	if (greydb_txn() == NULL)
 		return (0);
-	ctx.cb = cb;
-	ctx.arg = arg;
-	ctx.client = NULL;
-	if (client != NULL) {
-		(void)greydb_lower_key(client, key, sizeof(key));
-		ctx.client = key;
+	len = greydb_lower_key(client, key, sizeof(key));
+	for (i = 0; i < 3; i++) {
+		if (mdb_cursor_open(grey_txn, greydb_dbi(kinds[i]), &cur) != 0)
+			continue;
+		k.mv_data = key;
+		k.mv_size = len;
+		op = MDB_SET_RANGE;
+		while (mdb_cursor_get(cur, &k, &v, op) == 0) {
+			op = MDB_NEXT;
+			if (k.mv_size < len || memcmp(k.mv_data, key, len) != 0)
+				break;
+			if (k.mv_size > len &&
+			    ((const char *)k.mv_data)[len] != '\n')
+				continue;
+			if (v.mv_size != sizeof(rec))
+				continue;
+			memcpy(&rec, v.mv_data, sizeof(rec));
+			greydb_entry(kinds[i], &k, &rec, &e);
+			cb(&e, arg);
+			n++;
+		}
+		mdb_cursor_close(cur);
 	}
-	if (kind == GREY_LIST_ALL || kind == GREY_LIST_GREY)
-		n += greydb_walk_db(KIND_GREY, &ctx);
-	if (kind == GREY_LIST_ALL || kind == GREY_LIST_WHITE)
-		n += greydb_walk_db(KIND_WHITE, &ctx);
-	if (kind == GREY_LIST_ALL || kind == GREY_LIST_TRAP) {
-		n += greydb_walk_db(KIND_TRAP, &ctx);
-		if (client == NULL)
-			n += greydb_walk_spamtraps(&ctx);
-	}
-	if (kind == GREY_LIST_ALL)
-		n += greydb_walk_db(KIND_LEARNED, &ctx);
 	return (n);
 }
 

@@ -1043,7 +1043,16 @@ int	 greydb_learn(const struct greylist_config *, const char *, time_t);
 int	 greydb_learned(const char *, time_t);
 int	 greydb_delete(const char *);
 size_t	 greydb_expire(time_t, size_t);
-size_t	 greydb_walk(enum grey_list_kind, const char *,
+struct greydb_walk {
+	enum grey_list_kind	 kind;
+	int			 stage;		/* zero it to start */
+	int			 started;
+	size_t			 last_len;
+	char			 last[512];
+};
+int	 greydb_walk_page(struct greydb_walk *, size_t,
+	    void (*)(const struct ctl_grey_entry *, void *), void *);
+size_t	 greydb_walk_client(const char *,
 	    void (*)(const struct ctl_grey_entry *, void *), void *);
 uint64_t greydb_count(const char *);
 int	 greydb_spf_nets_save(const char *, const char *, size_t, time_t);

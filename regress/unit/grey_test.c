@@ -245,11 +245,35 @@ test_delete(void)
 	check(greydb_delete("192.0.2.7") == 2, "delete_client",
 	    "wrong number deleted");
 	walked = 0;
-	(void)greydb_walk(GREY_LIST_ALL, "192.0.2.70", count_entry, NULL);
+	(void)greydb_walk_client("192.0.2.70", count_entry, NULL);
 	check(walked == 1, "delete_client_spares_longer_address",
 	    "neighbour gone");
 	check(!greydb_white_check(&conf, "192.0.2.7", T0 + 1),
 	    "delete_client_white_gone", "still white");
+}
+
+static void
+test_walk_pages(void)
+{
+	struct greydb_walk	 w;
+	struct grey_tuple	 t;
+	char			 to[64];
+	size_t			 pages = 0;
+	int			 i;
+
+	for (i = 0; i < 25; i++) {
+		(void)snprintf(to, sizeof(to), "walk%d@example.com", i);
+		tuple(&t, "192.0.2.11", "h", "a@example.org", to);
+		(void)greydb_check(&conf, &t, "192.0.2.11", T0);
+	}
+	memset(&w, 0, sizeof(w));
+	w.kind = GREY_LIST_GREY;
+	walked = 0;
+	while (greydb_walk_page(&w, 10, count_entry, NULL) == 0)
+		pages++;
+	check(walked == greydb_count("grey") && pages >= 2,
+	    "walk_in_pages_sees_every_tuple_once", "count differs");
+	(void)greydb_delete("192.0.2.11");
 }
 
 static void
@@ -352,6 +376,7 @@ main(void)
 	test_trap();
 	test_learn();
 	test_delete();
+	test_walk_pages();
 	test_expire();
 	test_persistence();
 	test_client_key();
