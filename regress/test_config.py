@@ -333,3 +333,46 @@ def test_config_shipped_example_refuses_a_readable_password_file():
         "%s:%d: table passwd: /etc/mail/passwd-smtps: secret file is "
         "group- or world-accessible (mode 0644); chmod 0600 it\n" %
         (SHIPPED, lineno)), proc.stderr
+
+
+GREY_SETTINGS = """
+table spamtraps { "trap@example.org" }
+greylist {
+	passtime 2s
+	trapexp 1h
+	trap <spamtraps>
+	ipv6-prefix 56
+	max-entries 1000
+	map-size 16M
+}
+tarpit {
+	stutter 250ms
+	reply 450
+	max-connections 5
+}
+blocklist "local" file "%(tmp)s/block" message "%%A is 100%%%% listed"
+whitelist "friends" file "%(tmp)s/white"
+dnsbl "bl.example.test" weight 2
+dnsbl "wl.example.test" weight -3
+dnsbl threshold 2
+"""
+
+
+def test_config_grey_settings_reach_every_process_on_reload():
+    # Each child checks what it receives and dies on anything it does not
+    # expect: every one committing the reload is what proves the transfer.
+    from lib import CHILDREN, Daemon, base_config
+    with Daemon() as d:
+        for name, text in (("block", "192.0.2.1\n"),
+                           ("white", "192.0.2.0/24\n")):
+            with open(os.path.join(d.tmp, name), "w") as f:
+                f.write(text)
+        d.write_config(base_config(d.tmp, GREY_SETTINGS % {"tmp": d.tmp}))
+        r = d.ctl("reload")
+        assert r.stdout.strip() == "configuration reloaded", r.stdout
+        d.wait_log("configuration reloaded from")
+        for name in CHILDREN:
+            d.wait_log("%s: configuration committed" % name)
+            assert d.logtext().count(
+                "%s: configuration committed" % name) == 2, d.logtext()
+        assert sorted(d.pids()) == sorted(["parent"] + CHILDREN)
