@@ -2,12 +2,14 @@
 
 import json
 import os
+import re
 import socket
 import stat
 import struct
 import subprocess
 import tempfile
 import threading
+import time
 
 from lib import (CHILDREN, CONTROL_VERSION, Daemon, IMSG_CTL_VERSION,
                  SMARTHOSTCTL,
@@ -50,8 +52,8 @@ def test_unknown_or_incomplete_command_is_a_usage_error():
                        text=True)
     assert r.returncode == 2
     assert "unknown argument: frob" in r.stderr
-    assert ("valid commands: encrypt log pause reload remove resume "
-            "schedule show") in r.stderr
+    assert ("valid commands: encrypt explain greylist log pause reload "
+            "remove resume schedule show trap update") in r.stderr
     r = subprocess.run([SMARTHOSTCTL, "show"], capture_output=True,
                        text=True)
     assert r.returncode == 2
@@ -149,3 +151,295 @@ def test_connections_per_uid_are_capped():
         for s in held:
             s.close()
         assert d.ctl("show", "status").returncode == 0
+
+
+# Issue 5: the greylisting commands.  smarthostctl's side is checked
+# against a stand-in for the daemon that answers with records laid out
+# as smarthostd.h declares them; the daemon's side through smarthostctl.
+
+def _imsg_types():
+    """enum imsg_type's values by name, read from the header."""
+    with open(os.path.join(os.path.dirname(SMARTHOSTCTL), "..",
+                           "smarthostd", "smarthostd.h")) as f:
+        text = f.read()
+    body = text[text.index("enum imsg_type {"):]
+    body = body[:body.index("};")]
+    types, value = {}, -1
+    for m in re.finditer(r"^\s*(IMSG_\w+)(?:\s*=\s*(\d+))?,?", body, re.M):
+        value = int(m.group(2)) if m.group(2) else value + 1
+        types[m.group(1)] = value
+    return types
+
+
+T = _imsg_types()
+GREY_ENTRY = struct.Struct("@16s256s256s257s257s64sqqqII")
+TABLE_INFO = struct.Struct("@64s16s4096sQq")
+CTL_RESULT = struct.Struct("@i512s")
+
+
+def grey_entry(type_, key, helo="", sender="", rcpt="", list_="", first=0,
+               pass_=0, expire=0, blocked=0, passed=0):
+    return GREY_ENTRY.pack(type_.encode(), key.encode(), helo.encode(),
+                           sender.encode(), rcpt.encode(), list_.encode(),
+                           first, pass_, expire, blocked, passed)
+
+
+def ctl_result(message, ok=True):
+    return CTL_RESULT.pack(1 if ok else 0, message.encode())
+
+
+class StandIn:
+    """A control socket that does the version handshake, records the one
+    request smarthostctl sends and answers it with the given imsgs."""
+
+    def __init__(self, answers):
+        self.tmp = tempfile.mkdtemp(prefix="smarthostctl-test-")
+        self.path = os.path.join(self.tmp, "standin.sock")
+        self.answers = answers
+        self.request = None
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(self.path)
+        self.srv.listen(1)
+        self.thread = threading.Thread(target=self._serve)
+        self.thread.start()
+
+    def _serve(self):
+        self.srv.settimeout(10)
+        try:
+            conn, _ = self.srv.accept()
+        except socket.timeout:
+            return
+        imsg_recv(conn)
+        conn.sendall(imsg_pack(IMSG_CTL_VERSION,
+                               struct.pack("=I", CONTROL_VERSION)))
+        self.request = imsg_recv(conn)
+        for type_, payload in self.answers:
+            conn.sendall(imsg_pack(type_, payload))
+        conn.close()
+
+    def ctl(self, *args):
+        r = subprocess.run([SMARTHOSTCTL, "-s", self.path] + list(args),
+                           capture_output=True, text=True, timeout=10)
+        self.thread.join()
+        self.srv.close()
+        return r
+
+
+def test_new_commands_match_by_prefix():
+    for args, request in [
+            (["sh", "g"], ("IMSG_CTL_SHOW_GREYLIST", struct.pack("@i", 0))),
+            (["sh", "grey", "gr"],
+             ("IMSG_CTL_SHOW_GREYLIST", struct.pack("@i", 1))),
+            (["show", "greylist", "w"],
+             ("IMSG_CTL_SHOW_GREYLIST", struct.pack("@i", 2))),
+            (["show", "greylist", "t"],
+             ("IMSG_CTL_SHOW_GREYLIST", struct.pack("@i", 3))),
+            (["show", "greylist", "b"],
+             ("IMSG_CTL_SHOW_GREYLIST", struct.pack("@i", 4))),
+            (["sh", "ta"], ("IMSG_CTL_SHOW_TABLES", b"")),
+            (["g", "w", "192.0.2.1"],
+             ("IMSG_CTL_GREY_WHITE", b"192.0.2.1\0")),
+            (["greyl", "del", "2001:db8::/64"],
+             ("IMSG_CTL_GREY_DELETE", b"2001:db8::/64\0")),
+            (["greylist", "delete", "192.0.2.1|mx.example|a@b.example|c@d.example"],
+             ("IMSG_CTL_GREY_DELETE",
+              b"192.0.2.1|mx.example|a@b.example|c@d.example\0")),
+            (["greylist", "delete", "spf:b.example|mx.example||c@d.example"],
+             ("IMSG_CTL_GREY_DELETE",
+              b"spf:b.example|mx.example||c@d.example\0")),
+            (["tr", "a", "trap@example.org"],
+             ("IMSG_CTL_TRAP_ADD", b"trap@example.org\0")),
+            (["trap", "d", "trap@example.org"],
+             ("IMSG_CTL_TRAP_DELETE", b"trap@example.org\0")),
+            (["up", "t", "nixspam"], ("IMSG_CTL_UPDATE_TABLE", b"nixspam\0")),
+            (["exp", "::1"], ("IMSG_CTL_EXPLAIN", b"::1\0"))]:
+        s = StandIn([(T["IMSG_CTL_FAIL"], ctl_result("stand-in", False))])
+        r = s.ctl(*args)
+        assert r.returncode == 1 and "stand-in" in r.stderr, (args, r)
+        assert s.request == (T[request[0]], request[1]), (args, s.request)
+
+
+def test_new_commands_refuse_malformed_arguments():
+    for args, error in [
+            (["greylist", "white", "192.0.2"], "invalid IP address: 192.0.2"),
+            (["greylist", "white", "192.0.2.0/24"], "invalid IP address"),
+            (["explain", "mail.example.org"], "invalid IP address"),
+            (["greylist", "delete", "a|b|c"], "invalid address or tuple"),
+            (["greylist", "delete", "192.0.2.1|h|f|t|x"],
+             "invalid address or tuple"),
+            (["greylist", "delete", "192.0.2.1/33"],
+             "invalid address or tuple"),
+            (["greylist", "delete", "host|h|f@x|t@x"],
+             "invalid address or tuple"),
+            (["greylist", "delete", "192.0.2.1||f@x|t@x"],
+             "invalid address or tuple"),
+            (["trap", "add", "nobody"], "invalid mail address: nobody"),
+            (["trap", "add", "@example.org"], "invalid mail address"),
+            (["trap", "delete", "a b@example.org"], "invalid mail address"),
+            (["update", "table", "../etc"], "invalid table name"),
+            (["show", "greylist", "frob"], "unknown argument: frob"),
+            (["greylist", "white"], "missing argument"),
+            (["trap"], "missing argument"),
+            (["show", "tables", "x"], "too many arguments")]:
+        r = subprocess.run([SMARTHOSTCTL, "-s", "/nonexistent/sock"] + args,
+                           capture_output=True, text=True)
+        assert r.returncode == 2, (args, r)
+        assert error in r.stderr, (args, r.stderr)
+    r = subprocess.run([SMARTHOSTCTL, "show", "greylist", "frob"],
+                       capture_output=True, text=True)
+    assert "valid arguments: block grey trap white" in r.stderr, r.stderr
+
+
+ENTRIES = [
+    grey_entry("GREY", "192.0.2.1", "mx.example", "a@b.example",
+               "c@d.example", first=100, pass_=200, expire=300, blocked=2),
+    grey_entry("WHITE", "192.0.2.2", first=10, pass_=20, expire=30,
+               blocked=1, passed=5),
+    grey_entry("TRAPPED", "192.0.2.3", expire=40),
+    grey_entry("SPAMTRAP", "trap@example.org"),
+    grey_entry("BLOCK", "198.51.100.0/24", list_="nixspam"),
+    grey_entry("SPFWHITE", "203.0.113.0/24", list_="example.com"),
+    grey_entry("LEARNED", "example.net", expire=50),
+    # A HELO a client chose: nothing may reach the terminal raw, nor
+    # split the line into more fields.
+    grey_entry("GREY", "192.0.2.9", "evil|\x1b[2J", "", "x@y.example",
+               first=1, pass_=2, expire=3)]
+
+
+def test_show_greylist_prints_spamdb_lines():
+    s = StandIn([(T["IMSG_CTL_GREY_ENTRY"], e) for e in ENTRIES] +
+                [(T["IMSG_CTL_END"], b"")])
+    r = s.ctl("show", "greylist")
+    assert r.returncode == 0, r
+    assert r.stdout.splitlines() == [
+        "GREY|192.0.2.1|mx.example|a@b.example|c@d.example|100|200|300|2|0",
+        "WHITE|192.0.2.2|||10|20|30|1|5",
+        "TRAPPED|192.0.2.3|40",
+        "SPAMTRAP|trap@example.org",
+        "BLOCK|198.51.100.0/24|nixspam",
+        "SPFWHITE|203.0.113.0/24|example.com",
+        "LEARNED|example.net|50",
+        "GREY|192.0.2.9|evil\\x7c\\x1b[2J||x@y.example|1|2|3|0|0"], r.stdout
+
+
+def test_show_greylist_json_names_every_field():
+    s = StandIn([(T["IMSG_CTL_GREY_ENTRY"], e) for e in ENTRIES] +
+                [(T["IMSG_CTL_END"], b"")])
+    r = s.ctl("-j", "show", "greylist")
+    assert r.returncode == 0, r
+    entries = json.loads(r.stdout)
+    assert entries[:7] == [
+        {"type": "GREY", "key": "192.0.2.1", "helo": "mx.example",
+         "from": "a@b.example", "to": "c@d.example", "first": 100,
+         "pass": 200, "expire": 300, "blocked": 2, "passed": 0},
+        {"type": "WHITE", "key": "192.0.2.2", "first": 10, "pass": 20,
+         "expire": 30, "blocked": 1, "passed": 5},
+        {"type": "TRAPPED", "key": "192.0.2.3", "expire": 40},
+        {"type": "SPAMTRAP", "address": "trap@example.org"},
+        {"type": "BLOCK", "network": "198.51.100.0/24", "list": "nixspam"},
+        {"type": "SPFWHITE", "network": "203.0.113.0/24",
+         "domain": "example.com"},
+        {"type": "LEARNED", "domain": "example.net", "expire": 50}]
+    assert entries[7]["helo"] == "evil|\x1b[2J"
+
+
+def test_show_greylist_empty_and_failure():
+    r = StandIn([(T["IMSG_CTL_END"], b"")]).ctl("-j", "show", "greylist")
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r
+    r = StandIn([(T["IMSG_CTL_FAIL"], ctl_result("greylisting is off",
+                                                 False))]).ctl("sh", "g")
+    assert r.returncode == 1 and "greylisting is off" in r.stderr, r
+    # A record of a type smarthostctl does not know is a bad answer.
+    r = StandIn([(T["IMSG_CTL_GREY_ENTRY"], grey_entry("FROB", "x")),
+                 (T["IMSG_CTL_END"], b"")]).ctl("sh", "g")
+    assert r.returncode == 1 and "bad answer" in r.stderr, r
+
+
+def test_show_tables_text_and_json():
+    rows = [TABLE_INFO.pack(b"nixspam", b"blocklist", b"/var/nixspam.gz",
+                            1234, 1700000000),
+            TABLE_INFO.pack(b"spf-white", b"spf-white", b"", 7, 0)]
+    answers = [(T["IMSG_CTL_TABLE_INFO"], row) for row in rows] + \
+        [(T["IMSG_CTL_END"], b"")]
+    r = StandIn(answers).ctl("show", "tables")
+    assert r.returncode == 0, r
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "KIND", "COUNT", "LOADED", "SOURCE"]
+    loaded = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1700000000))
+    assert lines[1].split() == ["nixspam", "blocklist", "1234"] + \
+        loaded.split() + ["/var/nixspam.gz"], lines
+    assert lines[2].split() == ["spf-white", "spf-white", "7", "-", "-"]
+    r = StandIn(answers).ctl("-j", "show", "tables")
+    assert json.loads(r.stdout) == [
+        {"name": "nixspam", "kind": "blocklist", "count": 1234,
+         "loaded": 1700000000, "source": "/var/nixspam.gz"},
+        {"name": "spf-white", "kind": "spf-white", "count": 7, "loaded": 0,
+         "source": ""}]
+
+
+def test_explain_prints_lines_and_json():
+    answers = [(T["IMSG_CTL_TEXT"], b"192.0.2.1: white until 1700000000\0"),
+               (T["IMSG_CTL_TEXT"], b"tuple 192.0.2.1|h|a@b|c@d\0"),
+               (T["IMSG_CTL_END"], b"")]
+    r = StandIn(answers).ctl("explain", "192.0.2.1")
+    assert r.returncode == 0, r
+    assert r.stdout == ("192.0.2.1: white until 1700000000\n"
+                        "tuple 192.0.2.1|h|a@b|c@d\n"), r.stdout
+    r = StandIn(answers).ctl("-j", "explain", "192.0.2.1")
+    assert json.loads(r.stdout) == {"lines": [
+        "192.0.2.1: white until 1700000000", "tuple 192.0.2.1|h|a@b|c@d"]}
+
+
+def test_grey_write_commands_print_the_result():
+    r = StandIn([(T["IMSG_CTL_OK"], ctl_result("192.0.2.1: white"))]).ctl(
+        "-j", "greylist", "white", "192.0.2.1")
+    assert r.returncode == 0
+    assert json.loads(r.stdout) == {"ok": True, "message": "192.0.2.1: white"}
+
+
+def test_update_table_unknown_name_fails():
+    with Daemon() as d:
+        r = d.ctl("update", "table", "nosuch", check=False)
+        assert r.returncode == 1, r
+        assert "no such table: nosuch" in r.stderr, r.stderr
+        r = d.ctl("-j", "update", "table", "nosuch", check=False)
+        assert json.loads(r.stdout) == {"ok": False,
+                                        "message": "no such table: nosuch"}
+
+
+def test_update_table_of_configuration_table_reloads():
+    with Daemon(extra_config="table nets { 10.0.0.0/8 }\n") as d:
+        before = d.status()["config_loaded"]
+        time.sleep(1.1)
+        r = d.ctl("update", "table", "nets")
+        assert r.stdout.strip() == "nets: configuration reloaded", r.stdout
+        d.wait_log("update table nets requested by uid")
+        d.wait_log("configuration reloaded from %s" % d.conf)
+        assert d.status()["config_loaded"] > before
+
+
+def test_control_refuses_malformed_grey_requests():
+    with Daemon() as d:
+        s = control_connect(d.sock)
+        s.sendall(imsg_pack(IMSG_CTL_VERSION,
+                            struct.pack("=I", CONTROL_VERSION)))
+        assert imsg_recv(s)[0] == IMSG_CTL_VERSION
+        # A well-formed request with an argument of the wrong shape is
+        # answered; the client stays.
+        s.sendall(imsg_pack(T["IMSG_CTL_GREY_WHITE"], b"not-an-ip\0"))
+        answer = imsg_recv(s)
+        assert answer[0] == T["IMSG_CTL_FAIL"], answer
+        assert b"invalid argument" in answer[1]
+        s.sendall(imsg_pack(T["IMSG_CTL_TRAP_ADD"], b"a\x1b@b\0"))
+        assert imsg_recv(s)[0] == T["IMSG_CTL_FAIL"]
+        # A malformed one drops the client, and only it.
+        s.sendall(imsg_pack(T["IMSG_CTL_SHOW_GREYLIST"],
+                            struct.pack("@i", 99)))
+        assert socket_closed(s)
+        s = control_connect(d.sock)
+        s.sendall(imsg_pack(IMSG_CTL_VERSION,
+                            struct.pack("=I", CONTROL_VERSION)))
+        assert imsg_recv(s)[0] == IMSG_CTL_VERSION
+        s.sendall(imsg_pack(T["IMSG_CTL_EXPLAIN"], b"1.2.3.4"))
+        assert socket_closed(s)
+        assert len(d.pids()) == 7

@@ -35,7 +35,6 @@ static struct imsgbuf	 ibuf;
 static int		 json;
 
 static void	 ctl_connect(const char *);
-static uint32_t	 ctl_pause_type(enum ctl_action);
 static void	 ctl_request(uint32_t, const void *, size_t);
 static void	 ctl_next(struct imsg *);
 static int	 ctl_result(void);
@@ -43,15 +42,49 @@ static int	 ctl_show_status(void);
 static int	 ctl_show_queue(void);
 static int	 ctl_show_message(void);
 static int	 ctl_show_stats(void);
+static int	 ctl_next_record(uint32_t, void *, size_t);
+static int	 ctl_show_greylist(void);
+static int	 ctl_show_tables(void);
+static int	 ctl_text(void);
+static char	*ctl_next_string(uint32_t);
+static const struct ctl_imsg *ctl_imsg_of(enum ctl_action);
+static void	 print_escaped(const char *, int);
+static void	 print_field(const char *, int);
 static int	 ctl_encrypt(const char *);
 static void	 ctl_check_fail(struct imsg *);
 static void	 json_string(const char *);
 static void	 json_string_len(const char *, size_t);
+static void	 json_field(const char *, const char *);
 
 /* bcrypt's work factor for encrypt: 2^10 rounds, about 0.1s. */
 #define BCRYPT_COST		10
 /* bcrypt uses this many bytes of a password and ignores the rest. */
 #define BCRYPT_PASSWORD_MAX	72
+
+/*
+ * The imsg of each command that maps to one; for show greylist also the
+ * list asked for.
+ */
+static const struct ctl_imsg {
+	enum ctl_action		 action;
+	uint32_t		 type;
+	enum grey_list_kind	 kind;
+} ctl_imsgs[] = {
+	{ CTL_PAUSE_SMTP,	 IMSG_CTL_PAUSE_SMTP,	GREY_LIST_ALL },
+	{ CTL_RESUME_SMTP,	 IMSG_CTL_RESUME_SMTP,	GREY_LIST_ALL },
+	{ CTL_PAUSE_RELAY,	 IMSG_CTL_PAUSE_RELAY,	GREY_LIST_ALL },
+	{ CTL_RESUME_RELAY,	 IMSG_CTL_RESUME_RELAY,	GREY_LIST_ALL },
+	{ CTL_SHOW_GREYLIST,	 IMSG_CTL_SHOW_GREYLIST, GREY_LIST_ALL },
+	{ CTL_SHOW_GREYLIST_GREY, IMSG_CTL_SHOW_GREYLIST, GREY_LIST_GREY },
+	{ CTL_SHOW_GREYLIST_WHITE, IMSG_CTL_SHOW_GREYLIST, GREY_LIST_WHITE },
+	{ CTL_SHOW_GREYLIST_TRAP, IMSG_CTL_SHOW_GREYLIST, GREY_LIST_TRAP },
+	{ CTL_SHOW_GREYLIST_BLOCK, IMSG_CTL_SHOW_GREYLIST, GREY_LIST_BLOCK },
+	{ CTL_GREY_WHITE,	 IMSG_CTL_GREY_WHITE,	GREY_LIST_ALL },
+	{ CTL_GREY_DELETE,	 IMSG_CTL_GREY_DELETE,	GREY_LIST_ALL },
+	{ CTL_TRAP_ADD,		 IMSG_CTL_TRAP_ADD,	GREY_LIST_ALL },
+	{ CTL_TRAP_DELETE,	 IMSG_CTL_TRAP_DELETE,	GREY_LIST_ALL },
+	{ CTL_UPDATE_TABLE,	 IMSG_CTL_UPDATE_TABLE,	GREY_LIST_ALL }
+};
 
 static void __attribute__((__noreturn__))
 usage(void)
@@ -67,6 +100,7 @@ main(int argc, char *argv[])
 	struct parse_result	*res;
 	const char		*sockpath = SMARTHOSTD_SOCKET;
 	int			 ch, verbose;
+	enum grey_list_kind	 kind;
 
 	/* "+": options end at the command, so a password may start with -. */
 	while ((ch = getopt(argc, argv, "+js:")) != -1) {
@@ -119,8 +153,30 @@ main(int argc, char *argv[])
 	case CTL_RESUME_SMTP:
 	case CTL_PAUSE_RELAY:
 	case CTL_RESUME_RELAY:
-		ctl_request(ctl_pause_type(res->action), NULL, 0);
+		ctl_request(ctl_imsg_of(res->action)->type, NULL, 0);
 		return (ctl_result());
+	case CTL_SHOW_GREYLIST:
+	case CTL_SHOW_GREYLIST_GREY:
+	case CTL_SHOW_GREYLIST_WHITE:
+	case CTL_SHOW_GREYLIST_TRAP:
+	case CTL_SHOW_GREYLIST_BLOCK:
+		kind = ctl_imsg_of(res->action)->kind;
+		ctl_request(IMSG_CTL_SHOW_GREYLIST, &kind, sizeof(kind));
+		return (ctl_show_greylist());
+	case CTL_GREY_WHITE:
+	case CTL_GREY_DELETE:
+	case CTL_TRAP_ADD:
+	case CTL_TRAP_DELETE:
+	case CTL_UPDATE_TABLE:
+		ctl_request(ctl_imsg_of(res->action)->type, res->arg,
+		    strlen(res->arg) + 1);
+		return (ctl_result());
+	case CTL_SHOW_TABLES:
+		ctl_request(IMSG_CTL_SHOW_TABLES, NULL, 0);
+		return (ctl_show_tables());
+	case CTL_EXPLAIN:
+		ctl_request(IMSG_CTL_EXPLAIN, res->arg, strlen(res->arg) + 1);
+		return (ctl_text());
 	case CTL_ENCRYPT:
 	case CTL_NONE:
 		break;
@@ -128,19 +184,15 @@ main(int argc, char *argv[])
 	usage();
 }
 
-static uint32_t
-ctl_pause_type(enum ctl_action action)
+static const struct ctl_imsg *
+ctl_imsg_of(enum ctl_action action)
 {
-	switch (action) {
-	case CTL_PAUSE_SMTP:
-		return (IMSG_CTL_PAUSE_SMTP);
-	case CTL_RESUME_SMTP:
-		return (IMSG_CTL_RESUME_SMTP);
-	case CTL_PAUSE_RELAY:
-		return (IMSG_CTL_PAUSE_RELAY);
-	default:
-		return (IMSG_CTL_RESUME_RELAY);
-	}
+	size_t	 i;
+
+	for (i = 0; i < sizeof(ctl_imsgs) / sizeof(ctl_imsgs[0]); i++)
+		if (ctl_imsgs[i].action == action)
+			return (&ctl_imsgs[i]);
+	errx(EXIT_USAGE, "no request for command %d", action);
 }
 
 /*
@@ -455,32 +507,20 @@ ctl_show_queue(void)
 static int
 ctl_show_message(void)
 {
-	struct imsg	 imsg;
-	char		*text = NULL, *p, *eol, *colon;
-	size_t		 len = 0, n, total = 0;
+	char		*text = NULL, *chunk, *p, *eol, *colon;
+	size_t		 len = 0, n;
 	int		 in_headers = 0, nrcpt = 0, nhdr = 0;
 
-	for (;;) {
-		ctl_next(&imsg);
-		ctl_check_fail(&imsg);
-		if (imsg_get_type(&imsg) == IMSG_CTL_END) {
-			imsg_free(&imsg);
-			break;
-		}
-		n = imsg_get_len(&imsg);
-		if (imsg_get_type(&imsg) != IMSG_CTL_MESSAGE_TEXT || n == 0 ||
-		    total + n > 64 * 1024 * 1024)
+	while ((chunk = ctl_next_string(IMSG_CTL_MESSAGE_TEXT)) != NULL) {
+		n = strlen(chunk);
+		if (len + n + 1 > 64 * 1024 * 1024)
 			errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
-		if ((p = realloc(text, total + n)) == NULL)
+		if ((p = realloc(text, len + n + 1)) == NULL)
 			err(EXIT_DAEMON_FAILURE, NULL);
 		text = p;
-		(void)imsg_get_data(&imsg, text + total, n);
-		imsg_free(&imsg);
-		if (text[total + n - 1] != '\0' ||
-		    strlen(text + total) != n - 1)
-			errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
-		total += n - 1;		/* the next chunk overwrites the NUL */
-		len = total;
+		memcpy(text + len, chunk, n + 1);
+		len += n;
+		free(chunk);
 	}
 	if (text == NULL)
 		errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
@@ -531,23 +571,12 @@ ctl_show_message(void)
 static int
 ctl_show_stats(void)
 {
-	struct imsg	 imsg;
 	struct ctl_stat	 st;
 	int		 n = 0;
 
 	if (json)
 		(void)printf("{");
-	for (;;) {
-		ctl_next(&imsg);
-		ctl_check_fail(&imsg);
-		if (imsg_get_type(&imsg) == IMSG_CTL_END) {
-			imsg_free(&imsg);
-			break;
-		}
-		if (imsg_get_type(&imsg) != IMSG_CTL_STAT ||
-		    imsg_get_data(&imsg, &st, sizeof(st)) == -1)
-			errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
-		imsg_free(&imsg);
+	while (ctl_next_record(IMSG_CTL_STAT, &st, sizeof(st))) {
 		st.name[sizeof(st.name) - 1] = '\0';
 		if (json) {
 			(void)printf("%s", n ? "," : "");
@@ -561,6 +590,248 @@ ctl_show_stats(void)
 	if (json)
 		(void)printf("}\n");
 	return (0);
+}
+
+/*
+ * One record of a listing into buf, which is exactly its size; 0 at the
+ * END that closes the listing.  A FAIL instead ends the program.
+ */
+static int
+ctl_next_record(uint32_t type, void *buf, size_t len)
+{
+	struct imsg	 imsg;
+
+	ctl_next(&imsg);
+	ctl_check_fail(&imsg);
+	if (imsg_get_type(&imsg) == IMSG_CTL_END &&
+	    imsg_get_len(&imsg) == 0) {
+		imsg_free(&imsg);
+		return (0);
+	}
+	if (imsg_get_type(&imsg) != type ||
+	    imsg_get_data(&imsg, buf, len) == -1)
+		errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
+	imsg_free(&imsg);
+	return (1);
+}
+
+/*
+ * Text that clients of the daemon may have chosen (a HELO, an address):
+ * bytes that could fool a terminal, or a script splitting show
+ * greylist's fields on '|', are printed as \xNN, a backslash as \\.
+ */
+static void
+print_escaped(const char *s, int pipe)
+{
+	unsigned char	 c;
+
+	for (; (c = (unsigned char)*s) != '\0'; s++) {
+		if (c == '\\')
+			(void)printf("\\\\");
+		else if (c < 0x20 || c > 0x7e || (pipe && c == '|'))
+			(void)printf("\\x%02x", c);
+		else
+			(void)putchar(c);
+	}
+}
+
+/* One field of show greylist's text, after its separator. */
+static void
+print_field(const char *s, int sep)
+{
+	if (sep)
+		(void)putchar('|');
+	print_escaped(s, 1);
+}
+
+static void
+json_field(const char *name, const char *value)
+{
+	(void)printf(",\"%s\":", name);
+	json_string(value);
+}
+
+/*
+ * show greylist: spamdb's pipe format, one entry per line, times in
+ * seconds since the epoch; JSON an array of objects with the same
+ * fields by name.  Each type has its own fields.
+ */
+static const struct grey_entry_format {
+	const char	*type;
+	const char	*key;		/* the name of the key field */
+	const char	*list;		/* the list field's name, or NULL */
+	int		 tuple;		/* helo, from, to */
+	int		 times;		/* first, pass, expire and counts */
+	int		 expire;	/* expire alone */
+} grey_entry_formats[] = {
+	{ "GREY",	"key",		NULL,		1, 1, 0 },
+	{ "WHITE",	"key",		NULL,		0, 1, 0 },
+	{ "TRAPPED",	"key",		NULL,		0, 0, 1 },
+	{ "SPAMTRAP",	"address",	NULL,		0, 0, 0 },
+	{ "BLOCK",	"network",	"list",		0, 0, 0 },
+	{ "SPFWHITE",	"network",	"domain",	0, 0, 0 },
+	{ "LEARNED",	"domain",	NULL,		0, 0, 1 }
+};
+
+static int
+ctl_show_greylist(void)
+{
+	const struct grey_entry_format	*f;
+	struct ctl_grey_entry		 e;
+	size_t				 i;
+	int				 n = 0;
+
+	if (json)
+		(void)printf("[");
+	while (ctl_next_record(IMSG_CTL_GREY_ENTRY, &e, sizeof(e))) {
+		e.type[sizeof(e.type) - 1] = '\0';
+		e.key[sizeof(e.key) - 1] = '\0';
+		e.helo[sizeof(e.helo) - 1] = '\0';
+		e.sender[sizeof(e.sender) - 1] = '\0';
+		e.rcpt[sizeof(e.rcpt) - 1] = '\0';
+		e.list[sizeof(e.list) - 1] = '\0';
+		f = NULL;
+		for (i = 0; i < sizeof(grey_entry_formats) /
+		    sizeof(grey_entry_formats[0]); i++)
+			if (strcmp(e.type, grey_entry_formats[i].type) == 0)
+				f = &grey_entry_formats[i];
+		if (f == NULL)
+			errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
+
+		if (json) {
+			(void)printf("%s{\"type\":", n++ ? "," : "");
+			json_string(e.type);
+			json_field(f->key, e.key);
+		} else {
+			print_field(e.type, 0);
+			print_field(e.key, 1);
+		}
+		if (f->tuple && json) {
+			json_field("helo", e.helo);
+			json_field("from", e.sender);
+			json_field("to", e.rcpt);
+		} else if (f->tuple) {
+			print_field(e.helo, 1);
+			print_field(e.sender, 1);
+			print_field(e.rcpt, 1);
+		} else if (f->times && !json)
+			(void)printf("||");	/* spamdb's WHITE */
+		if (f->times)
+			(void)printf(json ? ",\"first\":%lld,\"pass\":%lld,"
+			    "\"expire\":%lld,\"blocked\":%u,\"passed\":%u" :
+			    "|%lld|%lld|%lld|%u|%u", (long long)e.first,
+			    (long long)e.pass, (long long)e.expire, e.blocked,
+			    e.passed);
+		if (f->expire)
+			(void)printf(json ? ",\"expire\":%lld" : "|%lld",
+			    (long long)e.expire);
+		if (f->list != NULL && json)
+			json_field(f->list, e.list);
+		else if (f->list != NULL)
+			print_field(e.list, 1);
+		(void)printf(json ? "}" : "\n");
+	}
+	if (json)
+		(void)printf("]\n");
+	return (0);
+}
+
+/* show tables: one line per table or list; JSON an array. */
+static int
+ctl_show_tables(void)
+{
+	struct ctl_table_info	 t;
+	struct tm		 tm;
+	time_t			 tt;
+	char			 when[32];
+	int			 n = 0;
+
+	if (json)
+		(void)printf("[");
+	else
+		(void)printf("%-20s %-10s %8s  %-19s  %s\n", "NAME", "KIND",
+		    "COUNT", "LOADED", "SOURCE");
+	while (ctl_next_record(IMSG_CTL_TABLE_INFO, &t, sizeof(t))) {
+		t.name[sizeof(t.name) - 1] = '\0';
+		t.kind[sizeof(t.kind) - 1] = '\0';
+		t.source[sizeof(t.source) - 1] = '\0';
+		if (json) {
+			(void)printf("%s{\"name\":", n++ ? "," : "");
+			json_string(t.name);
+			json_field("kind", t.kind);
+			(void)printf(",\"count\":%llu,\"loaded\":%lld",
+			    (unsigned long long)t.count, (long long)t.loaded);
+			json_field("source", t.source);
+			(void)printf("}");
+			continue;
+		}
+		tt = (time_t)t.loaded;
+		if (t.loaded == 0 || localtime_r(&tt, &tm) == NULL ||
+		    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S",
+		    &tm) == 0)
+			(void)strlcpy(when, "-", sizeof(when));
+		(void)printf("%-20s %-10s %8llu  %-19s  ", t.name, t.kind,
+		    (unsigned long long)t.count, when);
+		print_escaped(t.source[0] != '\0' ? t.source : "-", 0);
+		(void)printf("\n");
+	}
+	if (json)
+		(void)printf("]\n");
+	return (0);
+}
+
+/* explain: lines of text from the daemon; JSON {"lines": [...]}. */
+static int
+ctl_text(void)
+{
+	char	*line;
+	int	 n = 0;
+
+	if (json)
+		(void)printf("{\"lines\":[");
+	while ((line = ctl_next_string(IMSG_CTL_TEXT)) != NULL) {
+		if (json) {
+			(void)printf("%s", n++ ? "," : "");
+			json_string(line);
+		} else {
+			print_escaped(line, 0);
+			(void)printf("\n");
+		}
+		free(line);
+	}
+	if (json)
+		(void)printf("]}\n");
+	return (0);
+}
+
+/*
+ * The next string of a text answer, NUL-terminated as sent, for the
+ * caller to free; NULL at the END that closes the answer.
+ */
+static char *
+ctl_next_string(uint32_t type)
+{
+	struct imsg	 imsg;
+	char		*s;
+	size_t		 len;
+
+	ctl_next(&imsg);
+	ctl_check_fail(&imsg);
+	if (imsg_get_type(&imsg) == IMSG_CTL_END &&
+	    imsg_get_len(&imsg) == 0) {
+		imsg_free(&imsg);
+		return (NULL);
+	}
+	len = imsg_get_len(&imsg);
+	if (imsg_get_type(&imsg) != type || len == 0)
+		errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
+	if ((s = malloc(len)) == NULL)
+		err(EXIT_DAEMON_FAILURE, NULL);
+	if (imsg_get_data(&imsg, s, len) == -1 || s[len - 1] != '\0' ||
+	    strlen(s) != len - 1)
+		errx(EXIT_DAEMON_FAILURE, "bad answer from smarthostd");
+	imsg_free(&imsg);
+	return (s);
 }
 
 /*

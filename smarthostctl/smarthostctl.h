@@ -32,12 +32,28 @@ enum ctl_action {
 	CTL_SCHEDULE,
 	CTL_PAUSE_RELAY,
 	CTL_RESUME_RELAY,
-	CTL_ENCRYPT
+	CTL_ENCRYPT,
+	CTL_SHOW_GREYLIST,
+	CTL_SHOW_GREYLIST_GREY,
+	CTL_SHOW_GREYLIST_WHITE,
+	CTL_SHOW_GREYLIST_TRAP,
+	CTL_SHOW_GREYLIST_BLOCK,
+	CTL_GREY_WHITE,
+	CTL_GREY_DELETE,
+	CTL_TRAP_ADD,
+	CTL_TRAP_DELETE,
+	CTL_SHOW_TABLES,
+	CTL_UPDATE_TABLE,
+	CTL_EXPLAIN
 };
+
+/* The longest argument: a tuple "client|helo|from|to". */
+#define CTL_ARG_MAX	(2 * HOSTNAME_LEN + 2 * SMTP_ADDR_LEN)
 
 struct parse_result {
 	enum ctl_action	 action;
 	char		 id[32];	/* message id, or "all" */
+	char		 arg[CTL_ARG_MAX];	/* address, tuple, name */
 	const char	*password;	/* encrypt; NULL: read stdin */
 };
 

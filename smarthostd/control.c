@@ -24,6 +24,8 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 
+#include <arpa/inet.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,9 @@
 #include "smarthostd.h"
 
 #define CONTROL_MAX_CLIENTS	64
+
+/* The longest string argument: a greylist tuple "client|helo|from|to". */
+#define CONTROL_ARG_MAX		(2 * HOSTNAME_LEN + 2 * SMTP_ADDR_LEN)
 
 struct ctl_client {
 	TAILQ_ENTRY(ctl_client)	 entry;
@@ -62,6 +67,8 @@ static int	 control_client_request(struct ctl_client *, struct imsg *);
 static int	 control_client_forward(struct ctl_client *, uint32_t,
 		    uint32_t, const void *, size_t);
 static int	 control_client_string(struct imsg *, char *, size_t);
+static int	 control_client_grey(struct ctl_client *, struct imsg *);
+static int	 control_arg_ok(uint32_t, const char *);
 static int	 control_client_count(uid_t);
 static struct ctl_client *control_client_find(uint32_t);
 
@@ -128,12 +135,12 @@ control_relay(enum smarthost_proc from, struct imsg *imsg)
 	case IMSG_CTL_OK:
 	case IMSG_CTL_FAIL:
 		ok = from == PROC_PARENT || from == PROC_SMTP ||
-		    from == PROC_QUEUE;
+		    from == PROC_QUEUE || from == PROC_GREY;
 		imsg_expect_size(imsg, sizeof(struct ctl_result));
 		break;
 	case IMSG_CTL_END:
 		ok = from == PROC_PARENT || from == PROC_SMTP ||
-		    from == PROC_QUEUE;
+		    from == PROC_QUEUE || from == PROC_GREY;
 		imsg_expect_size(imsg, 0);
 		break;
 	case IMSG_CTL_STATUS:
@@ -159,6 +166,18 @@ control_relay(enum smarthost_proc from, struct imsg *imsg)
 	case IMSG_CTL_STAT:
 		ok = from == PROC_SMTP || from == PROC_QUEUE;
 		imsg_expect_size(imsg, sizeof(struct ctl_stat));
+		break;
+	case IMSG_CTL_GREY_ENTRY:
+		ok = from == PROC_GREY;
+		imsg_expect_size(imsg, sizeof(struct ctl_grey_entry));
+		break;
+	case IMSG_CTL_TABLE_INFO:
+		ok = from == PROC_GREY;
+		imsg_expect_size(imsg, sizeof(struct ctl_table_info));
+		break;
+	case IMSG_CTL_TEXT:
+		ok = from == PROC_GREY;
+		free(imsg_expect_string(imsg));
 		break;
 	default:
 		ok = 0;
@@ -475,9 +494,100 @@ control_client_request(struct ctl_client *c, struct imsg *imsg)
 		    (unsigned int)c->uid);
 		return (control_client_forward(c, 1U << (smtp ? PROC_SMTP :
 		    PROC_QUEUE), type, NULL, 0));
+	case IMSG_CTL_SHOW_GREYLIST:
+	case IMSG_CTL_SHOW_TABLES:
+	case IMSG_CTL_GREY_WHITE:
+	case IMSG_CTL_GREY_DELETE:
+	case IMSG_CTL_TRAP_ADD:
+	case IMSG_CTL_TRAP_DELETE:
+	case IMSG_CTL_UPDATE_TABLE:
+	case IMSG_CTL_EXPLAIN:
+		return (control_client_grey(c, imsg));
 	}
 	control_client_close(c, "bad request");
 	return (0);
+}
+
+/*
+ * The requests about greylisting and lists.  grey answers them, except
+ * update table, which the parent answers: it alone can read the files
+ * and the configuration.  Returns 0 when the client was closed.
+ */
+static int
+control_client_grey(struct ctl_client *c, struct imsg *imsg)
+{
+	enum smarthost_proc	 to = PROC_GREY;
+	uint32_t		 type = imsg_get_type(imsg);
+	char			 arg[CONTROL_ARG_MAX];
+	int			 kind;
+
+	switch (type) {
+	case IMSG_CTL_SHOW_GREYLIST:
+		if (imsg_get_data(imsg, &kind, sizeof(kind)) == -1 ||
+		    kind < GREY_LIST_ALL || kind > GREY_LIST_BLOCK)
+			break;
+		return (control_client_forward(c, 1U << PROC_GREY, type,
+		    &kind, sizeof(kind)));
+	case IMSG_CTL_SHOW_TABLES:
+		if (imsg_get_len(imsg) != 0)
+			break;
+		return (control_client_forward(c, 1U << PROC_GREY, type,
+		    NULL, 0));
+	default:
+		if (control_client_string(imsg, arg, sizeof(arg)) == -1)
+			break;
+		if (!control_arg_ok(type, arg))
+			return (control_client_fail(c, "invalid argument"));
+		if (type == IMSG_CTL_EXPLAIN)
+			return (control_client_forward(c, 1U << PROC_GREY,
+			    type, arg, strlen(arg) + 1));
+		if (!control_client_privileged(c))
+			return (control_client_fail(c, "permission denied"));
+		if (type == IMSG_CTL_UPDATE_TABLE)
+			to = PROC_PARENT;
+		log_info("%s %s requested by uid %u",
+		    type == IMSG_CTL_GREY_WHITE ? "greylist white" :
+		    type == IMSG_CTL_GREY_DELETE ? "greylist delete" :
+		    type == IMSG_CTL_TRAP_ADD ? "trap add" :
+		    type == IMSG_CTL_TRAP_DELETE ? "trap delete" :
+		    "update table", arg, (unsigned int)c->uid);
+		return (control_client_forward(c, 1U << to, type, arg,
+		    strlen(arg) + 1));
+	}
+	control_client_close(c, "bad request");
+	return (0);
+}
+
+/*
+ * The argument's shape, checked here so that grey and the parent see
+ * only what smarthostctl would send; what it names is theirs to judge.
+ * Text goes into the log, so it must be printable and without spaces.
+ */
+static int
+control_arg_ok(uint32_t type, const char *arg)
+{
+	unsigned char	 buf[sizeof(struct in6_addr)];
+	const char	*p;
+
+	if (*arg == '\0')
+		return (0);
+	for (p = arg; *p != '\0'; p++)
+		if (*p <= ' ' || *p > '~')
+			return (0);
+	switch (type) {
+	case IMSG_CTL_GREY_WHITE:
+	case IMSG_CTL_EXPLAIN:
+		return (inet_pton(AF_INET, arg, buf) == 1 ||
+		    inet_pton(AF_INET6, arg, buf) == 1);
+	case IMSG_CTL_TRAP_ADD:
+	case IMSG_CTL_TRAP_DELETE:
+		return (strchr(arg, '@') != NULL &&
+		    strlen(arg) < SMTP_ADDR_LEN);
+	case IMSG_CTL_UPDATE_TABLE:
+		return (strlen(arg) < NAME_MAX_LEN && strchr(arg, '/') == NULL);
+	default:
+		return (1);
+	}
 }
 
 /*
