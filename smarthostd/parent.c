@@ -52,6 +52,7 @@
 
 #define CONFIG_ANSWER_TIMEOUT	30	/* seconds for children to answer */
 #define SHUTDOWN_GRACE		10	/* seconds before SIGKILL */
+#define LIST_POLL_INTERVAL	5	/* seconds between stat()s of lists */
 
 enum conf_state {
 	CONF_IDLE,
@@ -90,6 +91,32 @@ static struct event		 conf_timer;
 
 static struct event		 ev_sigterm, ev_sigint, ev_sighup, ev_sigchld;
 
+/*
+ * The blocklist and whitelist files, which grey cannot open from its
+ * chroot: what was last sent of each, so that a file is sent again
+ * when it changes.
+ */
+enum list_file_state {
+	LIST_UNSENT,
+	LIST_SENT,
+	LIST_MISSING
+};
+
+struct list_file {
+	TAILQ_ENTRY(list_file)	 entry;
+	char			 name[NAME_MAX_LEN];
+	char			 path[PATH_MAX];
+	int			 white;
+	enum list_file_state	 state;
+	struct stat		 st;		/* LIST_SENT: of the file sent */
+};
+static TAILQ_HEAD(, list_file)	 list_files =
+				    TAILQ_HEAD_INITIALIZER(list_files);
+static struct event		 list_timer;
+
+/* The table of an update table that waits for the reload, or "". */
+static char			 conf_update[NAME_MAX_LEN];
+
 /* Listening sockets, bound once at start-up and handed to smtp. */
 static struct {
 	struct listener		*listener;
@@ -108,11 +135,16 @@ static void	 parent_bind(struct listener *, struct sockaddr *, socklen_t);
 static void	 parent_send_listeners(void);
 static void	 parent_dispatch_child(struct imsgev *, struct imsg *);
 static void	 parent_dispatch_control(struct imsg *);
+static void	 parent_grey_result(struct imsg *);
 static void	 parent_auth(struct imsgev *, struct imsg *);
 static void	 parent_sig(int, short, void *);
 static void	 parent_reap(void);
 static void	 parent_shutdown(int) __attribute__((__noreturn__));
-static void	 parent_reload(enum conf_origin, uint32_t);
+static void	 parent_reload(enum conf_origin, uint32_t, const char *);
+static void	 parent_update_table(uint32_t, const char *);
+static void	 parent_lists_reset(void);
+static int	 parent_list_send(struct list_file *, int, char *, size_t);
+static void	 parent_lists_poll(int, short, void *);
 static int	 parent_config_begin(struct smarthost_config *,
 		    enum conf_origin, uint32_t);
 static void	 parent_config_answer(struct child *, struct imsg *);
@@ -171,6 +203,7 @@ parent_main(int debug, int verbose, const char *file, const char *argv0)
 	signal_add(&ev_sighup, NULL);
 	signal_add(&ev_sigchld, NULL);
 	evtimer_set(&conf_timer, parent_config_timeout, NULL);
+	evtimer_set(&list_timer, parent_lists_poll, NULL);
 
 	parent_start_children(conf, control_fd);
 	parent_send_listeners();
@@ -545,10 +578,18 @@ parent_dispatch_child(struct imsgev *iev, struct imsg *imsg)
 	case IMSG_CTL_SHOW_STATUS:
 	case IMSG_CTL_RELOAD:
 	case IMSG_CTL_LOG_VERBOSE:
+	case IMSG_CTL_UPDATE_TABLE:
 		if (iev->peer != PROC_CONTROL)
 			fatalx("control request from %s",
 			    proc_name(iev->peer));
 		parent_dispatch_control(imsg);
+		break;
+	case IMSG_CTL_OK:
+	case IMSG_CTL_FAIL:
+		/* grey's answer to an spf-white update we passed on. */
+		if (iev->peer != PROC_GREY)
+			fatalx("control answer from %s", proc_name(iev->peer));
+		parent_grey_result(imsg);
 		break;
 	default:
 		fatalx("unexpected imsg %u from %s", imsg_get_type(imsg),
@@ -610,10 +651,26 @@ parent_auth(struct imsgev *iev, struct imsg *imsg)
 }
 
 static void
+parent_grey_result(struct imsg *imsg)
+{
+	struct ctl_result	 res;
+
+	imsg_expect_size(imsg, sizeof(res));
+	(void)imsg_get_data(imsg, &res, sizeof(res));
+	if (memchr(res.message, '\0', sizeof(res.message)) == NULL)
+		fatalx("malformed result from grey");
+	if (imsg_get_type(imsg) == IMSG_CTL_FAIL)
+		log_warnx("update table: %s", res.message);
+	else
+		log_debug("update table: %s", res.message);
+}
+
+static void
 parent_dispatch_control(struct imsg *imsg)
 {
 	enum smarthost_proc	 p;
 	uint32_t		 id = imsg_get_id(imsg);
+	char			*name;
 	int			 verbose;
 
 	switch (imsg_get_type(imsg)) {
@@ -623,7 +680,12 @@ parent_dispatch_control(struct imsg *imsg)
 		break;
 	case IMSG_CTL_RELOAD:
 		imsg_expect_size(imsg, 0);
-		parent_reload(ORIGIN_CONTROL, id);
+		parent_reload(ORIGIN_CONTROL, id, NULL);
+		break;
+	case IMSG_CTL_UPDATE_TABLE:
+		name = imsg_expect_string(imsg);
+		parent_update_table(id, name);
+		free(name);
 		break;
 	case IMSG_CTL_LOG_VERBOSE:
 		imsg_expect_size(imsg, sizeof(verbose));
@@ -708,7 +770,7 @@ parent_sig(int sig, short event, void *arg)
 		parent_shutdown(0);
 	case SIGHUP:
 		log_info("received SIGHUP, reloading %s", conffile);
-		parent_reload(ORIGIN_SIGHUP, 0);
+		parent_reload(ORIGIN_SIGHUP, 0, NULL);
 		break;
 	case SIGCHLD:
 		parent_reap();
@@ -806,8 +868,13 @@ parent_shutdown(int status)
  * ready does everybody switch; otherwise nobody does.
  */
 
+/*
+ * Reload the configuration.  update names the table of an update table
+ * request, to be named in the answer and, if it is the spf-whitelist,
+ * expanded again once the reload is in.
+ */
 static void
-parent_reload(enum conf_origin origin, uint32_t requester)
+parent_reload(enum conf_origin origin, uint32_t requester, const char *update)
 {
 	struct smarthost_config	*conf;
 	char			 first[MESSAGE_LEN - 64], msg[MESSAGE_LEN];
@@ -834,6 +901,8 @@ parent_reload(enum conf_origin origin, uint32_t requester)
 	parent_keep_restart_settings(conf);
 	parent_copy_resolv_conf(conf);
 	config_warn_unimplemented(conf);
+	(void)strlcpy(conf_update, update != NULL ? update : "",
+	    sizeof(conf_update));
 	if (parent_config_begin(conf, origin, requester) == -1 &&
 	    origin == ORIGIN_CONTROL)
 		parent_reply(requester, 0, "cannot send the configuration");
@@ -938,6 +1007,7 @@ parent_config_end(int ok, const char *reason)
 {
 	struct smarthost_config	*old;
 	enum smarthost_proc	 p;
+	char			 msg[MESSAGE_LEN];
 
 	evtimer_del(&conf_timer);
 	for (p = PROC_PARENT + 1; p < PROC_MAX; p++) {
@@ -953,6 +1023,7 @@ parent_config_end(int ok, const char *reason)
 	if (!ok) {
 		config_free(conf_pending);
 		conf_pending = NULL;
+		conf_update[0] = '\0';
 		if (conf_origin == ORIGIN_STARTUP)
 			fatalx("start-up failed: %s", reason);
 		log_warnx("reload failed: %s; keeping the running "
@@ -973,6 +1044,177 @@ parent_config_end(int ok, const char *reason)
 		    SMARTHOSTD_VERSION, conffile);
 	else
 		log_info("configuration reloaded from %s", conffile);
-	if (conf_origin == ORIGIN_CONTROL)
+	parent_lists_reset();
+	if (conf_update[0] != '\0' &&
+	    env->greylist.spf_whitelist[0] != '\0' &&
+	    strcmp(conf_update, env->greylist.spf_whitelist) == 0)
+		imsgev_compose(&children[PROC_GREY].iev, IMSG_CTL_UPDATE_TABLE,
+		    0, 0, -1, conf_update, strlen(conf_update) + 1);
+	if (conf_origin == ORIGIN_CONTROL && conf_update[0] != '\0') {
+		(void)snprintf(msg, sizeof(msg), "%s: configuration reloaded",
+		    conf_update);
+		parent_reply(conf_requester, 1, msg);
+	} else if (conf_origin == ORIGIN_CONTROL)
 		parent_reply(conf_requester, 1, "configuration reloaded");
+	conf_update[0] = '\0';
+}
+
+/*
+ * update table NAME.  A blocklist or whitelist is read again from its
+ * file; the spf-whitelist is expanded again, after a reload when its
+ * entries come from a file; any other table comes from the
+ * configuration, so the configuration is reloaded.
+ */
+static void
+parent_update_table(uint32_t id, const char *name)
+{
+	struct list_file	*lf;
+	struct table		*t;
+	const char		*spf = env->greylist.spf_whitelist;
+	char			 msg[MESSAGE_LEN], why[MESSAGE_LEN - 64];
+
+	TAILQ_FOREACH(lf, &list_files, entry) {
+		if (strcmp(lf->name, name) != 0)
+			continue;
+		if (parent_list_send(lf, 1, why, sizeof(why)) == -1) {
+			(void)snprintf(msg, sizeof(msg), "%s: %s", name, why);
+			parent_reply(id, 0, msg);
+			return;
+		}
+		(void)snprintf(msg, sizeof(msg), "%s: reloading", name);
+		parent_reply(id, 1, msg);
+		return;
+	}
+	if (spf[0] != '\0' && (strcmp(name, spf) == 0 ||
+	    strcmp(name, "spf-white") == 0)) {
+		t = table_find(env, spf);
+		if (t != NULL && t->source == TABLE_FILE) {
+			parent_reload(ORIGIN_CONTROL, id, spf);
+			return;
+		}
+		imsgev_compose(&children[PROC_GREY].iev, IMSG_CTL_UPDATE_TABLE,
+		    0, 0, -1, spf, strlen(spf) + 1);
+		(void)snprintf(msg, sizeof(msg), "%s: expanding again", spf);
+		parent_reply(id, 1, msg);
+		return;
+	}
+	if (table_find(env, name) != NULL) {
+		parent_reload(ORIGIN_CONTROL, id, name);
+		return;
+	}
+	(void)snprintf(msg, sizeof(msg), "no such table: %s", name);
+	parent_reply(id, 0, msg);
+}
+
+/*
+ * After every configuration commit: grey gets every list of the new
+ * configuration, the unchanged ones too, since it keeps only the lists
+ * its configuration names.  Then they are watched for changes.
+ */
+static void
+parent_lists_reset(void)
+{
+	struct timeval		 tv = { LIST_POLL_INTERVAL, 0 };
+	struct list_file	*lf;
+	struct blocklist	*b;
+	char			 why[MESSAGE_LEN];
+
+	while ((lf = TAILQ_FIRST(&list_files)) != NULL) {
+		TAILQ_REMOVE(&list_files, lf, entry);
+		free(lf);
+	}
+	TAILQ_FOREACH(b, &env->blocklists, entry) {
+		if ((lf = calloc(1, sizeof(*lf))) == NULL)
+			fatal("blocklist %s", b->name);
+		(void)strlcpy(lf->name, b->name, sizeof(lf->name));
+		(void)strlcpy(lf->path, b->path, sizeof(lf->path));
+		lf->white = b->white;
+		lf->state = LIST_UNSENT;
+		TAILQ_INSERT_TAIL(&list_files, lf, entry);
+		(void)parent_list_send(lf, 1, why, sizeof(why));
+	}
+	evtimer_del(&list_timer);
+	if (!TAILQ_EMPTY(&list_files))
+		evtimer_add(&list_timer, &tv);
+}
+
+/*
+ * Open a list's file and pass it to grey, or tell grey that it cannot
+ * be had (grey keeps what it has).  A file that stays missing is
+ * logged once, unless this is a reload or a request (force).  Returns
+ * -1 with the reason in why when the file could not be sent.
+ */
+static int
+parent_list_send(struct list_file *lf, int force, char *why, size_t len)
+{
+	const char	*kind = lf->white ? "whitelist" : "blocklist";
+	struct stat	 st;
+	int		 fd, error = 0;
+
+	if ((fd = open(lf->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1 ||
+	    fstat(fd, &st) == -1)
+		error = errno;
+	else if (!S_ISREG(st.st_mode))
+		error = -1;
+	if (error != 0) {
+		if (fd != -1)
+			(void)close(fd);
+		/* A long path is cut short in the answer, not in the log. */
+		if (snprintf(why, len, "%s: %s", lf->path, error == -1 ?
+		    "not a regular file" : strerror(error)) < 0)
+			(void)strlcpy(why, "cannot be read", len);
+		if (force || lf->state != LIST_MISSING) {
+			if (error == -1)
+				log_warnx("%s %s: %s: not a regular file",
+				    kind, lf->name, lf->path);
+			else {
+				errno = error;
+				log_warn("%s %s: %s", kind, lf->name,
+				    lf->path);
+			}
+			imsgev_compose(&children[PROC_GREY].iev,
+			    IMSG_GREY_LIST_MISSING, 0, 0, -1, lf->name,
+			    strlen(lf->name) + 1);
+		}
+		lf->state = LIST_MISSING;
+		return (-1);
+	}
+	log_debug("%s %s: sending %s to grey", kind, lf->name, lf->path);
+	lf->st = st;
+	lf->state = LIST_SENT;
+	if (imsgev_compose(&children[PROC_GREY].iev, IMSG_GREY_LIST_FILE, 0, 0,
+	    fd, lf->name, strlen(lf->name) + 1) == -1) {
+		(void)snprintf(why, len, "grey is not available");
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Every few seconds: a list whose file is now another file, or was
+ * written to, or has appeared, is sent again.
+ */
+static void
+parent_lists_poll(int fd, short event, void *arg)
+{
+	struct timeval		 tv = { LIST_POLL_INTERVAL, 0 };
+	struct list_file	*lf;
+	struct stat		 st;
+	char			 why[MESSAGE_LEN];
+
+	(void)fd;
+	(void)event;
+	(void)arg;
+	TAILQ_FOREACH(lf, &list_files, entry) {
+		if (stat(lf->path, &st) == 0 && lf->state == LIST_SENT &&
+		    st.st_dev == lf->st.st_dev && st.st_ino == lf->st.st_ino &&
+		    st.st_size == lf->st.st_size &&
+		    st.st_mtim.tv_sec == lf->st.st_mtim.tv_sec &&
+		    st.st_mtim.tv_nsec == lf->st.st_mtim.tv_nsec)
+			continue;
+		if (lf->state == LIST_MISSING && stat(lf->path, &st) == -1)
+			continue;
+		(void)parent_list_send(lf, 0, why, sizeof(why));
+	}
+	evtimer_add(&list_timer, &tv);
 }
