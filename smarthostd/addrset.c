@@ -104,6 +104,8 @@ static int	 range4_cmp(const void *, const void *);
 static int	 range6_cmp(const void *, const void *);
 static void	 addrset_merge4(struct addrset *);
 static void	 addrset_merge6(struct addrset *);
+static size_t	 addrset_walk_ranges(const struct addrset *, size_t, size_t,
+		    void (*)(const struct fw_addr *, void *), void *);
 static size_t	 addrset_walk_range(int, struct addr128, struct addr128,
 		    void (*)(const struct fw_addr *, void *), void *);
 static int	 addrset_load_line(struct addrset_loader *, const char *,
@@ -545,18 +547,42 @@ size_t
 addrset_walk(const struct addrset *set,
     void (*cb)(const struct fw_addr *, void *), void *arg)
 {
-	struct addr128	 s, e;
-	size_t		 i, n = 0;
+	return (addrset_walk_ranges(set, 0, set->n4 + set->n6, cb, arg));
+}
+
+/*
+ * The walk a page at a time: the blocks of up to max ranges from *pos,
+ * which starts at 0 and moves on.  Returns 1 when the set is done.
+ */
+int
+addrset_walk_part(const struct addrset *set, size_t *pos, size_t max,
+    void (*cb)(const struct fw_addr *, void *), void *arg)
+{
+	size_t	 n = set->n4 + set->n6, to;
+
+	if (*pos >= n) {
+		*pos = n;
+		return (1);
+	}
+	to = max < n - *pos ? *pos + max : n;
+	(void)addrset_walk_ranges(set, *pos, to, cb, arg);
+	*pos = to;
+	return (to == n);
+}
+
+/* The blocks of ranges [from, to), the IPv4 ones first. */
+static size_t
+addrset_walk_ranges(const struct addrset *set, size_t from, size_t to,
+    void (*cb)(const struct fw_addr *, void *), void *arg)
+{
+	size_t	 i, n = 0;
 
 	if (!set->finished)
 		fatalx("%s: set not finished", __func__);
-	for (i = 0; i < set->n4; i++) {
-		s.hi = e.hi = 0;
-		s.lo = set->v4[i].start;
-		e.lo = set->v4[i].end;
-		n += addrset_walk_range(AF_INET, s, e, cb, arg);
-	}
-	for (i = 0; i < set->n6; i++)
+	for (i = from; i < to && i < set->n4; i++)
+		n += addrset_walk_range(AF_INET, addr4(set->v4[i].start),
+		    addr4(set->v4[i].end), cb, arg);
+	for (i = from > set->n4 ? from - set->n4 : 0; i + set->n4 < to; i++)
 		n += addrset_walk_range(AF_INET6, set->v6[i].start,
 		    set->v6[i].end, cb, arg);
 	return (n);

@@ -434,7 +434,8 @@ static void
 check_walk(void)
 {
 	struct addrset		*set;
-	struct walk_text	 w;
+	struct walk_text	 w, pw;
+	size_t			 pos, pages;
 
 	set = set_of("192.0.2.1 - 192.0.2.6", NULL);
 	check("walk_ipv4_range_to_cidr", strcmp(walk_string(set, &w),
@@ -471,6 +472,27 @@ check_walk(void)
 	    w.n == 128 && strncmp(w.buf, "::1/128 ::2/127 ", 16) == 0 &&
 	    strcmp(w.buf + strlen(w.buf) - 8, "8000::/1") == 0,
 	    "%zu blocks", w.n);
+	addrset_free(set);
+
+	/* Pages of two ranges: the same blocks as one walk. */
+	set = set_of("10.0.0.1", "10.0.0.3", "10.0.0.5 - 10.0.0.6", "::1",
+	    "2001:db8::/32", NULL);
+	pos = 0;
+	memset(&pw, 0, sizeof(pw));
+	for (pages = 1; addrset_walk_part(set, &pos, 2, walk_append, &pw) == 0;
+	    pages++)
+		if (pages > 10)
+			break;
+	check("walk_in_pages", pages == 3 && pos == 5 && strcmp(pw.buf,
+	    walk_string(set, &w)) == 0 && addrset_walk_part(set, &pos, 2,
+	    walk_append, &pw) == 1 && pw.n == 6, "%zu pages, pos %zu, %s",
+	    pages, pos, pw.buf);
+	addrset_free(set);
+	set = addrset_new();
+	pos = 0;
+	check("walk_in_pages_empty", set != NULL &&
+	    addrset_walk_part(set, &pos, 2, walk_append, &pw) == 1 &&
+	    pos == 0, "not done");
 	addrset_free(set);
 
 	set = set_of("192.0.2.0/24", "2001:db8::/32", "10.0.0.0/8", NULL);
