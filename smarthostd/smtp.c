@@ -18,8 +18,8 @@
  * The smtp process: accepts client connections on the sockets the
  * parent bound, keeps the sessions, the TLS contexts built from the keys
  * the parent sent, and the per-client counters.  It asks the parent to
- * check passwords and the queue to commit messages; it opens no file
- * and binds no socket.
+ * check passwords, grey about clients and recipients, and the queue to
+ * commit messages; it opens no file and binds no socket.
  */
 
 #include <sys/types.h>
@@ -75,6 +75,7 @@ static uint32_t			 next_session_id = 1;
 static struct smtp_pkis		 pkis = TAILQ_HEAD_INITIALIZER(pkis);
 static struct smtp_auth_client	 auth_clients[SMTP_AUTH_CLIENTS];
 static int			 disk_ok = 1;
+static uint32_t			 nstuttering;	/* tarpit slots taken */
 static struct event		 accept_pause;
 static struct event		 shutdown_timer;
 
@@ -95,6 +96,8 @@ static uint32_t	 smtp_sessions_from(const struct sockaddr_storage *);
 static struct smtp_session *smtp_session_find(uint32_t);
 static void	 smtp_queue_result(struct imsg *);
 static void	 smtp_auth_result(struct imsg *);
+static void	 smtp_grey_connect_result(struct imsg *);
+static void	 smtp_grey_check_result(struct imsg *);
 static void	 smtp_ctl_stats(struct imsgev *, uint32_t);
 static void	 smtp_ctl_pause(struct imsgev *, uint32_t, int);
 static struct smtp_pki *smtp_pki_build(struct pki *, char *, size_t);
@@ -159,6 +162,16 @@ smtp_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
 				    "reserve: %s MAIL", ok ? "is back above" :
 				    "is below", ok ? "accepting" : "refusing");
 			disk_ok = ok;
+			return;
+		}
+		break;
+	case PROC_GREY:
+		switch (imsg_get_type(imsg)) {
+		case IMSG_GREY_CONNECT_RESULT:
+			smtp_grey_connect_result(imsg);
+			return;
+		case IMSG_GREY_CHECK_RESULT:
+			smtp_grey_check_result(imsg);
 			return;
 		}
 		break;
@@ -568,6 +581,136 @@ smtp_auth_result(struct imsg *imsg)
 	smtp_session_auth_result(s, ok == 1);
 }
 
+/*
+ * Grey: asked about the client before the banner, and about each
+ * recipient of an action marked greylist.  Its answers come back by
+ * session id; one for a session that has gone, or that stopped
+ * waiting, is dropped.
+ */
+
+int
+smtp_grey_wanted(void)
+{
+	return (env->greylist.enabled || !TAILQ_EMPTY(&env->blocklists) ||
+	    !TAILQ_EMPTY(&env->dnsbls));
+}
+
+/* The greylist whitelist (spamd's nospamd): grey is not asked at all. */
+int
+smtp_grey_whitelisted(const struct smtp_session *s)
+{
+	struct table	*t;
+
+	if (env->greylist.whitelist[0] == '\0' ||
+	    (t = table_find(env, env->greylist.whitelist)) == NULL)
+		return (0);
+	return (table_match_addr(t, &s->peer));
+}
+
+static int
+smtp_grey_send(struct smtp_session *s, uint32_t type, const void *req,
+    size_t len)
+{
+	struct imsgev	*grey = iev_peer[PROC_GREY];
+
+	if (grey == NULL || imsgev_compose(grey, type, s->id, 0, -1, req,
+	    len) == -1)
+		return (-1);
+	return (0);
+}
+
+int
+smtp_send_grey_connect(struct smtp_session *s)
+{
+	struct grey_connect	 req;
+
+	memset(&req, 0, sizeof(req));
+	req.client = s->peer;
+	return (smtp_grey_send(s, IMSG_GREY_CONNECT, &req, sizeof(req)));
+}
+
+int
+smtp_send_grey_check(struct smtp_session *s, const char *rcpt)
+{
+	struct grey_check	 req;
+
+	memset(&req, 0, sizeof(req));
+	req.client = s->peer;
+	if (strlcpy(req.helo, s->helo, sizeof(req.helo)) >=
+	    sizeof(req.helo) ||
+	    strlcpy(req.sender, s->sender, sizeof(req.sender)) >=
+	    sizeof(req.sender) ||
+	    strlcpy(req.rcpt, rcpt, sizeof(req.rcpt)) >= sizeof(req.rcpt))
+		return (-1);
+	return (smtp_grey_send(s, IMSG_GREY_CHECK, &req, sizeof(req)));
+}
+
+static void
+smtp_grey_connect_result(struct imsg *imsg)
+{
+	struct grey_connect_result	 res;
+	struct smtp_session		*s;
+
+	imsg_expect_size(imsg, sizeof(res));
+	(void)imsg_get_data(imsg, &res, sizeof(res));
+	if (res.client > GREY_CLIENT_TRAPPED ||
+	    memchr(res.list, '\0', sizeof(res.list)) == NULL ||
+	    memchr(res.message, '\0', sizeof(res.message)) == NULL)
+		fatalx("malformed grey connect result");
+	if ((s = smtp_session_find(imsg_get_id(imsg))) == NULL ||
+	    s->wait != SMTP_WAIT_GREY_CONNECT)
+		return;
+	smtp_session_grey_client(s, &res);
+}
+
+static void
+smtp_grey_check_result(struct imsg *imsg)
+{
+	struct grey_check_result	 res;
+	struct smtp_session		*s;
+
+	imsg_expect_size(imsg, sizeof(res));
+	(void)imsg_get_data(imsg, &res, sizeof(res));
+	if (res.verdict > GREY_TEMPFAIL ||
+	    memchr(res.reason, '\0', sizeof(res.reason)) == NULL ||
+	    memchr(res.message, '\0', sizeof(res.message)) == NULL)
+		fatalx("malformed grey check result");
+	if ((s = smtp_session_find(imsg_get_id(imsg))) == NULL)
+		return;
+	/*
+	 * The answer to a question the session gave up on: it must not be
+	 * taken for the verdict on a later recipient.
+	 */
+	if (s->grey_late > 0) {
+		s->grey_late--;
+		return;
+	}
+	if (s->wait != SMTP_WAIT_GREY)
+		return;
+	smtp_session_grey_verdict(s, &res);
+}
+
+/*
+ * The tarpit's stuttering sessions cost a timer event per byte; their
+ * number is capped, and sessions beyond the cap get the same replies
+ * at full speed.
+ */
+int
+smtp_stutter_acquire(void)
+{
+	if (env->tarpit.stutter_ms == 0 ||
+	    nstuttering >= env->tarpit.max_connections)
+		return (0);
+	nstuttering++;
+	return (1);
+}
+
+void
+smtp_stutter_release(void)
+{
+	nstuttering--;
+}
+
 static struct smtp_auth_client *
 smtp_auth_client(const char *addr, int create)
 {
@@ -649,6 +792,13 @@ smtp_ctl_stats(struct imsgev *iev, uint32_t id)
 	smtp_ctl_stat(iev, id, "rejected.syntax", s->rejected_syntax);
 	smtp_ctl_stat(iev, id, "rejected.data", s->rejected_data);
 	smtp_ctl_stat(iev, id, "tempfail.queue", s->tempfail_queue);
+	smtp_ctl_stat(iev, id, "greylisted", s->greylisted);
+	smtp_ctl_stat(iev, id, "grey_passed", s->grey_passed);
+	smtp_ctl_stat(iev, id, "grey_tempfail", s->grey_tempfail);
+	smtp_ctl_stat(iev, id, "tarpitted", s->tarpitted);
+	smtp_ctl_stat(iev, id, "tarpit.stuttering", nstuttering);
+	smtp_ctl_stat(iev, id, "trapped", s->trapped);
+	smtp_ctl_stat(iev, id, "blocked_at_connect", s->blocked_at_connect);
 	imsgev_compose(iev, IMSG_CTL_END, id, 0, -1, NULL, 0);
 }
 

@@ -33,6 +33,8 @@
 #define SMTP_AUTH_WINDOW	(15 * 60)	/* failures counted this long */
 #define SMTP_CLOSE_GRACE	10		/* to write a last reply */
 #define SMTP_QUEUE_WAIT		(5 * 60)	/* for the queue's commit */
+#define SMTP_GREY_CONNECT_WAIT	5		/* for grey's word at connect */
+#define SMTP_GREY_CHECK_WAIT	10		/* for grey's verdict at RCPT */
 /* Message bodies in memory (memfd) at once, all sessions together. */
 #define SMTP_BODY_BUDGET	(1024ULL * 1024 * 1024)
 
@@ -59,7 +61,9 @@ enum smtp_tls_state {
 enum smtp_wait {
 	SMTP_WAIT_NONE,
 	SMTP_WAIT_AUTH,		/* the parent's password check */
-	SMTP_WAIT_QUEUE		/* the queue's commit */
+	SMTP_WAIT_QUEUE,	/* the queue's commit */
+	SMTP_WAIT_GREY_CONNECT,	/* grey's word on the client: no banner yet */
+	SMTP_WAIT_GREY		/* grey's verdict on a recipient */
 };
 
 /* Why a message is refused once its final dot arrives. */
@@ -125,6 +129,22 @@ struct smtp_session {
 	char			 msgid[QUEUE_ID_LEN];
 	time_t			 transaction_started;
 
+	/* greylisting: the recipient grey is asked about */
+	char			 grey_rcpt[SMTP_ADDR_LEN];
+	char			 grey_action[NAME_MAX_LEN];
+	uint32_t		 grey_late;	/* answers after a timeout */
+
+	/*
+	 * The tarpit: every reply ends the session at RCPT, and while
+	 * stutter is set the output goes one byte per tick of the
+	 * stutter event.
+	 */
+	int			 tarpit;
+	char			 tarpit_message[BLOCK_MESSAGE_MAX];
+	int			 stutter;	/* holds one of smtp.c's slots */
+	int			 stutter_credit;	/* bytes that may go now */
+	struct event		 stutter_ev;
+
 	/* DATA */
 	int			 body_fd;
 	char			*body_buf;
@@ -154,6 +174,12 @@ struct smtp_stats {
 	uint64_t		 rejected_data;		/* bare LF, NUL, hops */
 	uint64_t		 tempfail_queue;
 	uint64_t		 timeouts;
+	uint64_t		 greylisted;		/* 451 4.7.1 by grey */
+	uint64_t		 grey_passed;
+	uint64_t		 grey_tempfail;		/* grey failed or silent */
+	uint64_t		 tarpitted;		/* sessions */
+	uint64_t		 trapped;		/* spamtrap hits at RCPT */
+	uint64_t		 blocked_at_connect;	/* blocked or trapped */
 };
 
 /* smtp.c */
@@ -170,11 +196,21 @@ int	 smtp_auth_blocked(const struct smtp_session *);
 void	 smtp_auth_failed(const struct smtp_session *);
 int	 smtp_send_auth(struct smtp_session *, const char *, const char *);
 int	 smtp_send_message(struct smtp_session *, struct envelope *);
+int	 smtp_grey_wanted(void);
+int	 smtp_grey_whitelisted(const struct smtp_session *);
+int	 smtp_send_grey_connect(struct smtp_session *);
+int	 smtp_send_grey_check(struct smtp_session *, const char *);
+int	 smtp_stutter_acquire(void);
+void	 smtp_stutter_release(void);
 
 /* smtp_session.c */
 void	 smtp_session_start(int, struct smtp_listener *,
 	    const struct sockaddr_storage *, uint32_t);
 void	 smtp_session_auth_result(struct smtp_session *, int);
+void	 smtp_session_grey_client(struct smtp_session *,
+	    const struct grey_connect_result *);
+void	 smtp_session_grey_verdict(struct smtp_session *,
+	    const struct grey_check_result *);
 void	 smtp_session_queued(struct smtp_session *,
 	    const struct queue_result *);
 void	 smtp_session_shutdown(struct smtp_session *);

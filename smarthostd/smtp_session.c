@@ -54,6 +54,8 @@ struct smtp_command {
 
 static void	 session_io(int, short, void *);
 static void	 session_timeout(int, short, void *);
+static void	 session_stutter(int, short, void *);
+static time_t	 session_stutter_time(const struct smtp_session *);
 static void	 session_handshake(struct smtp_session *);
 static void	 session_starttls(struct smtp_session *);
 static int	 session_tls_accept(struct smtp_session *);
@@ -63,7 +65,10 @@ static void	 session_continue(struct smtp_session *);
 static void	 session_update(struct smtp_session *);
 static void	 session_timer_reset(struct smtp_session *);
 static void	 session_free(struct smtp_session *);
+static void	 session_open(struct smtp_session *);
 static void	 session_greeting(struct smtp_session *);
+static void	 session_tarpit(struct smtp_session *, const char *);
+static void	 session_tarpit_refuse(struct smtp_session *);
 static void	 session_reply(struct smtp_session *, const char *, ...)
 		    __attribute__((__format__(printf, 2, 3)));
 static void	 session_error(struct smtp_session *, const char *, ...)
@@ -93,6 +98,9 @@ static int	 rcpt_alias(struct smtp_session *, char *, size_t,
 		    const struct action *);
 static void	 rcpt_accept(struct smtp_session *, const char *,
 		    const struct action *);
+static void	 rcpt_greylist(struct smtp_session *, const char *,
+		    const struct action *);
+static void	 rcpt_grey_tempfail(struct smtp_session *);
 static void	 rcpt_reject(struct smtp_session *, const char *,
 		    const struct match_rule *);
 static int	 data_start(struct smtp_session *);
@@ -142,6 +150,7 @@ smtp_session_start(int fd, struct smtp_listener *l,
 	TAILQ_INIT(&s->rcpts);
 	event_set(&s->ev, fd, EV_READ, session_io, s);
 	evtimer_set(&s->timer, session_timeout, s);
+	evtimer_set(&s->stutter_ev, session_stutter, s);
 	smtp_session_register(s);
 	log_info("session %u: connection from %s on port %u", s->id,
 	    s->peer_addr, l->conf.port);
@@ -156,15 +165,95 @@ smtp_session_start(int fd, struct smtp_listener *l,
 		session_handshake(s);
 		return;
 	}
-	session_greeting(s);
+	session_open(s);
 	session_timer_reset(s);
 	session_update(s);
+}
+
+/*
+ * The banner waits for grey's word on the client, so that a blocked
+ * client is tarpitted from its first byte.  Whatever the client sends
+ * meanwhile stays unread.
+ */
+static void
+session_open(struct smtp_session *s)
+{
+	if (smtp_grey_wanted() && !smtp_grey_whitelisted(s)) {
+		if (smtp_send_grey_connect(s) == 0) {
+			s->wait = SMTP_WAIT_GREY_CONNECT;
+			return;
+		}
+		log_warnx("session %u: grey unavailable at connect", s->id);
+	}
+	session_greeting(s);
 }
 
 static void
 session_greeting(struct smtp_session *s)
 {
 	session_reply(s, "220 %s ESMTP smarthostd", s->hostname);
+}
+
+void
+smtp_session_grey_client(struct smtp_session *s,
+    const struct grey_connect_result *res)
+{
+	char	 list[NAME_MAX_LEN], message[BLOCK_MESSAGE_MAX];
+
+	s->wait = SMTP_WAIT_NONE;
+	if (res->client != GREY_CLIENT_NONE) {
+		smtp_stats.blocked_at_connect++;
+		sanitize(list, res->list[0] != '\0' ? res->list :
+		    res->client == GREY_CLIENT_TRAPPED ? "trapped" : "blocked",
+		    sizeof(list));
+		sanitize(message, res->message, sizeof(message));
+		log_info("session %u: tarpit: %s: %s", s->id, list, message);
+		session_tarpit(s, res->message);
+	}
+	session_greeting(s);
+	session_timer_reset(s);
+	session_continue(s);
+}
+
+/*
+ * The tarpit, as spamd answers a blocklisted client: every reply goes
+ * out one byte at a time while the session holds one of the stutter
+ * slots, STARTTLS and AUTH do not exist, and the first RCPT gets the
+ * refusal with the list's message, after which the session ends.
+ */
+static void
+session_tarpit(struct smtp_session *s, const char *message)
+{
+	char	 text[BLOCK_MESSAGE_MAX];
+	int	 n;
+
+	if (s->tarpit)
+		return;
+	smtp_stats.tarpitted++;
+	s->tarpit = 1;
+	if (message[0] != '\0')
+		sanitize(s->tarpit_message, message,
+		    sizeof(s->tarpit_message));
+	else {
+		n = snprintf(text, sizeof(text), "Your address %s is not "
+		    "allowed to send mail here", s->peer_addr);
+		if (n < 0 || (size_t)n >= sizeof(text))
+			text[0] = '\0';
+		(void)strlcpy(s->tarpit_message, text,
+		    sizeof(s->tarpit_message));
+	}
+	if ((s->stutter = smtp_stutter_acquire()))
+		s->stutter_credit = 1;
+}
+
+static void
+session_tarpit_refuse(struct smtp_session *s)
+{
+	if (s->closing)
+		return;
+	session_reply(s, "%s %s", env->tarpit.reply_code == 450 ?
+	    "450 4.7.1" : "550 5.7.1", s->tarpit_message);
+	s->closing = 1;
 }
 
 /*
@@ -249,7 +338,7 @@ session_update(struct smtp_session *s)
 	if (s->tls_want != 0)
 		events = s->tls_want;
 	else {
-		if (evbuffer_get_length(s->out) > 0)
+		if (evbuffer_get_length(s->out) > 0 && !s->stutter)
 			events |= EV_WRITE;
 		if (!s->closing && !s->eof && s->wait == SMTP_WAIT_NONE &&
 		    s->tls_state != SMTP_TLS_STARTING &&
@@ -309,12 +398,26 @@ session_read(struct smtp_session *s)
 static int
 session_flush(struct smtp_session *s)
 {
-	size_t	 len;
-	ssize_t	 n;
+	struct timeval	 tick;
+	size_t		 len;
+	ssize_t		 n;
 
 	while ((len = evbuffer_get_length(s->out)) > 0) {
 		if (len > SMTP_READ_CHUNK)
 			len = SMTP_READ_CHUNK;
+		if (s->stutter) {
+			if (s->stutter_credit == 0) {
+				if (!evtimer_pending(&s->stutter_ev, NULL)) {
+					tick.tv_sec = env->tarpit.stutter_ms /
+					    1000;
+					tick.tv_usec = (env->tarpit.stutter_ms %
+					    1000) * 1000;
+					evtimer_add(&s->stutter_ev, &tick);
+				}
+				return (0);
+			}
+			len = 1;
+		}
 		if (s->tls != NULL && s->tls_state == SMTP_TLS_ON) {
 			n = tls_write(s->tls, evbuffer_pullup(s->out, len),
 			    len);
@@ -338,8 +441,41 @@ session_flush(struct smtp_session *s)
 			return (-1);
 		}
 		evbuffer_drain(s->out, n);
+		if (s->stutter)
+			s->stutter_credit = 0;
 	}
 	return (0);
+}
+
+/* One more byte of a tarpitted session's reply may go. */
+static void
+session_stutter(int fd, short event, void *arg)
+{
+	struct smtp_session	*s = arg;
+
+	(void)fd;
+	(void)event;
+	s->stutter_credit = 1;
+	if (s->tls_want == 0 && session_flush(s) == -1) {
+		session_free(s);
+		return;
+	}
+	/* The reply is out: the client's time to answer starts now. */
+	if (evbuffer_get_length(s->out) == 0 && !s->closing)
+		session_timer_reset(s);
+	session_continue(s);
+}
+
+/* How long the pending output takes to stutter out, rounded up. */
+static time_t
+session_stutter_time(const struct smtp_session *s)
+{
+	uint64_t	 ms;
+
+	if (!s->stutter)
+		return (0);
+	ms = (uint64_t)evbuffer_get_length(s->out) * env->tarpit.stutter_ms;
+	return ((time_t)((ms + 999) / 1000));
 }
 
 /*
@@ -404,7 +540,7 @@ session_handshake(struct smtp_session *s)
 	s->helo[0] = '\0';
 	s->esmtp = 0;
 	if (s->listener->conf.tls == LISTEN_SMTPS)
-		session_greeting(s);
+		session_open(s);
 	session_timer_reset(s);
 	session_continue(s);
 }
@@ -415,9 +551,22 @@ session_timer_reset(struct smtp_session *s)
 	struct timeval	 tv;
 	time_t		 timeout, left;
 
+	tv.tv_usec = 0;
+	if (s->wait == SMTP_WAIT_GREY_CONNECT || s->wait == SMTP_WAIT_GREY) {
+		tv.tv_sec = s->wait == SMTP_WAIT_GREY ? SMTP_GREY_CHECK_WAIT :
+		    SMTP_GREY_CONNECT_WAIT;
+		evtimer_add(&s->timer, &tv);
+		return;
+	}
 	timeout = s->state == SMTP_DATA ? env->smtp.data_timeout :
 	    env->smtp.command_timeout;
-	tv.tv_usec = 0;
+	/*
+	 * A stuttered reply gets the time it takes, and a little more, and
+	 * no longer: a client that stops reading does not keep the
+	 * session.
+	 */
+	if (evbuffer_get_length(s->out) > 0 && s->stutter)
+		timeout = session_stutter_time(s) + SMTP_CLOSE_GRACE;
 	if (s->in_transaction) {
 		/*
 		 * A deadline, not an idle timer: input does not move it,
@@ -450,6 +599,25 @@ session_timeout(int fd, short event, void *arg)
 		session_free(s);
 		return;
 	}
+	if (s->wait == SMTP_WAIT_GREY_CONNECT) {
+		log_warnx("session %u: no answer from grey at connect", s->id);
+		s->wait = SMTP_WAIT_NONE;
+		session_greeting(s);
+		session_timer_reset(s);
+		session_continue(s);
+		return;
+	}
+	if (s->wait == SMTP_WAIT_GREY) {
+		log_warnx("session %u: no answer from grey for <%s>", s->id,
+		    s->grey_rcpt);
+		/* Its answer, when it comes, is not this one's. */
+		s->grey_late++;
+		s->wait = SMTP_WAIT_NONE;
+		rcpt_grey_tempfail(s);
+		session_timer_reset(s);
+		session_continue(s);
+		return;
+	}
 	smtp_stats.timeouts++;
 	if (s->wait == SMTP_WAIT_QUEUE) {
 		/* A late commit is logged by smtp.c; the client retries. */
@@ -465,6 +633,7 @@ session_timeout(int fd, short event, void *arg)
 		evbuffer_drain(s->out, evbuffer_get_length(s->out));
 		session_close_with(s, "421 4.4.2 Timeout, closing connection");
 	}
+	grace.tv_sec += session_stutter_time(s);
 	evtimer_add(&s->timer, &grace);
 	session_continue(s);
 }
@@ -474,6 +643,9 @@ session_free(struct smtp_session *s)
 {
 	event_del(&s->ev);
 	evtimer_del(&s->timer);
+	evtimer_del(&s->stutter_ev);
+	if (s->stutter)
+		smtp_stutter_release();
 	session_reset(s);
 	if (s->tls != NULL) {
 		if (s->tls_state == SMTP_TLS_ON)
@@ -563,10 +735,12 @@ session_process(struct smtp_session *s)
 	char	 line[SMTP_AUTH_LINE_MAX + 1];
 	int	 n;
 
+	/* A stuttering session answers one command at a time. */
 	while (s->wait == SMTP_WAIT_NONE && !s->closing &&
 	    s->tls_state != SMTP_TLS_STARTING &&
 	    s->tls_state != SMTP_TLS_HANDSHAKE &&
-	    evbuffer_get_length(s->out) < SMTP_OUTBUF_MAX) {
+	    evbuffer_get_length(s->out) < SMTP_OUTBUF_MAX &&
+	    !(s->stutter && evbuffer_get_length(s->out) > 0)) {
 		if (s->state == SMTP_DATA) {
 			if (data_process(s) == 0)
 				break;
@@ -756,10 +930,10 @@ cmd_ehlo(struct smtp_session *s, char *arg)
 	session_reply(s, "250-8BITMIME");
 	session_reply(s, "250-ENHANCEDSTATUSCODES");
 	if (s->tls_state == SMTP_TLS_NONE && (l->tls == LISTEN_STARTTLS ||
-	    l->tls == LISTEN_TLS_REQUIRE))
+	    l->tls == LISTEN_TLS_REQUIRE) && !s->tarpit)
 		session_reply(s, "250-STARTTLS");
 	if (s->tls_state == SMTP_TLS_ON && l->auth_table[0] != '\0' &&
-	    s->auth_user[0] == '\0')
+	    s->auth_user[0] == '\0' && !s->tarpit)
 		session_reply(s, "250-AUTH PLAIN LOGIN");
 	session_reply(s, "250 HELP");
 }
@@ -769,6 +943,10 @@ cmd_starttls(struct smtp_session *s, char *arg)
 {
 	const struct listener	*l = &s->listener->conf;
 
+	if (s->tarpit) {
+		session_reply(s, "502 5.5.1 Command not implemented");
+		return;
+	}
 	if (l->tls != LISTEN_STARTTLS && l->tls != LISTEN_TLS_REQUIRE) {
 		session_error(s, "502 5.5.1 STARTTLS not available");
 		return;
@@ -803,6 +981,10 @@ cmd_auth(struct smtp_session *s, char *arg)
 	const struct listener	*l = &s->listener->conf;
 	char			*mech, *initial;
 
+	if (s->tarpit) {
+		session_reply(s, "502 5.5.1 Command not implemented");
+		return;
+	}
 	if (l->auth_table[0] == '\0') {
 		session_error(s, "503 5.5.1 AUTH not available");
 		return;
@@ -994,8 +1176,9 @@ cmd_mail(struct smtp_session *s, char *arg)
 		session_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
+	/* A tarpitted client, which cannot have TLS, gets to its RCPT. */
 	if (s->listener->conf.tls == LISTEN_TLS_REQUIRE &&
-	    s->tls_state != SMTP_TLS_ON) {
+	    s->tls_state != SMTP_TLS_ON && !s->tarpit) {
 		session_reply(s, "530 5.7.0 Must issue a STARTTLS command "
 		    "first");
 		return;
@@ -1095,6 +1278,10 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 		session_error(s, "503 5.5.1 Need MAIL before RCPT");
 		return;
 	}
+	if (s->tarpit) {
+		session_tarpit_refuse(s);
+		return;
+	}
 	if (strncasecmp(arg, "TO:", 3) != 0) {
 		session_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
@@ -1147,10 +1334,96 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 		return;
 	}
 	/*
-	 * Greylisting hooks in here: an action marked greylist will ask
-	 * grey for the tuple's verdict before the recipient is accepted.
+	 * Our own networks and authenticated users match actions without
+	 * greylist; AUTH is checked again all the same.
 	 */
+	if ((a->flags & ACTION_GREYLIST) && s->auth_user[0] == '\0' &&
+	    !smtp_grey_whitelisted(s)) {
+		rcpt_greylist(s, addr, a);
+		return;
+	}
 	rcpt_accept(s, addr, a);
+}
+
+/*
+ * Grey decides on the tuple; no other command is read until it has, or
+ * until SMTP_GREY_CHECK_WAIT has passed.  A session that gave up on an
+ * answer asks nothing more until that answer has come, so that it is
+ * never taken for the verdict on another recipient.
+ */
+static void
+rcpt_greylist(struct smtp_session *s, const char *addr,
+    const struct action *a)
+{
+	(void)strlcpy(s->grey_rcpt, addr, sizeof(s->grey_rcpt));
+	(void)strlcpy(s->grey_action, a->name, sizeof(s->grey_action));
+	if (s->grey_late > 0) {
+		log_info("session %u: <%s> not checked: grey has not answered "
+		    "for an earlier recipient", s->id, addr);
+		rcpt_grey_tempfail(s);
+		return;
+	}
+	if (smtp_send_grey_check(s, addr) == -1) {
+		log_warnx("session %u: grey unavailable for <%s>", s->id,
+		    addr);
+		rcpt_grey_tempfail(s);
+		return;
+	}
+	s->wait = SMTP_WAIT_GREY;
+}
+
+static void
+rcpt_grey_tempfail(struct smtp_session *s)
+{
+	smtp_stats.grey_tempfail++;
+	session_reply(s, "451 4.7.1 Temporary failure, please try again "
+	    "later");
+}
+
+void
+smtp_session_grey_verdict(struct smtp_session *s,
+    const struct grey_check_result *res)
+{
+	const struct action	*a;
+	char			 reason[sizeof(res->reason)];
+
+	s->wait = SMTP_WAIT_NONE;
+	sanitize(reason, res->reason, sizeof(reason));
+	switch (res->verdict) {
+	case GREY_PASS:
+		if ((a = action_find(env, s->grey_action)) == NULL) {
+			log_warnx("session %u: action %s is gone", s->id,
+			    s->grey_action);
+			session_reply(s, "451 4.3.0 Configuration changing, "
+			    "try again later");
+			break;
+		}
+		smtp_stats.grey_passed++;
+		log_debug("session %u: <%s> passed greylisting (%s)", s->id,
+		    s->grey_rcpt, reason);
+		rcpt_accept(s, s->grey_rcpt, a);
+		break;
+	case GREY_GREYLISTED:
+		smtp_stats.greylisted++;
+		log_info("session %u: greylisted <%s> from <%s> (%s)", s->id,
+		    s->grey_rcpt, s->sender, reason);
+		session_reply(s, "451 4.7.1 Temporary failure, please try "
+		    "again later");
+		break;
+	case GREY_TRAPPED:
+		smtp_stats.trapped++;
+		log_info("session %u: trapped by <%s>", s->id, s->grey_rcpt);
+		session_tarpit(s, res->message);
+		session_tarpit_refuse(s);
+		break;
+	case GREY_TEMPFAIL:
+		log_info("session %u: grey could not decide on <%s> from <%s> "
+		    "(%s)", s->id, s->grey_rcpt, s->sender, reason);
+		rcpt_grey_tempfail(s);
+		break;
+	}
+	session_timer_reset(s);
+	session_continue(s);
 }
 
 /*
