@@ -1007,6 +1007,8 @@ struct addrset *addrset_subtract(const struct addrset *,
 	    const struct addrset *);
 size_t	 addrset_walk(const struct addrset *, void (*)(const struct fw_addr *,
 	    void *), void *);
+int	 addrset_walk_part(const struct addrset *, size_t *, size_t,
+	    void (*)(const struct fw_addr *, void *), void *);
 struct addrset_loader *addrset_load_start(int, const char *);
 int	 addrset_load_step(struct addrset_loader *, size_t);
 struct addrset *addrset_load_finish(struct addrset_loader *, size_t *,
