@@ -130,6 +130,8 @@ static void	 sched_job_done(struct relay_job *);
 static void	 sched_maildir(struct sched_run *, const struct action *,
 		    uint32_t);
 static void	 sched_finish(struct sched_run *);
+static void	 sched_learn(const struct envelope *,
+		    const struct envelope_rcpt *);
 static void	 sched_apply(struct sched_run *, time_t);
 static int	 sched_bounce(struct sched_run *, int, struct envelope *,
 		    unsigned char **, size_t *);
@@ -812,6 +814,7 @@ sched_apply(struct sched_run *r, time_t now)
 			case RELAY_DELIVERED:
 				rcpt->state = RCPT_DELIVERED;
 				stats.delivered++;
+				sched_learn(&r->env, rcpt);
 				break;
 			case RELAY_FAILED:
 				rcpt->state = RCPT_FAILED;
@@ -841,6 +844,31 @@ sched_apply(struct sched_run *r, time_t now)
 			log_info("%s: to=<%s> expired", r->env.id, rcpt->addr);
 		}
 	}
+}
+
+/*
+ * spamlogd's job: a message our users sent (only their mail is relayed
+ * by MX) reached a remote domain, so replies from that domain's SPF-
+ * authorised hosts need not be greylisted.  Our own DSNs teach nothing.
+ */
+static void
+sched_learn(const struct envelope *e, const struct envelope_rcpt *rcpt)
+{
+	const struct action	*a;
+	const char		*domain;
+
+	if (!env->greylist.enabled || iev_peer[PROC_GREY] == NULL ||
+	    (e->flags & ENVELOPE_BOUNCE) || e->sender[0] == '\0')
+		return;
+	if ((a = action_find(env, rcpt->action)) == NULL ||
+	    (a->flags & ACTION_MAILDIR) || a->relay_host[0] != '\0')
+		return;
+	if ((domain = mailaddr_domain(rcpt->addr)) == NULL ||
+	    domain[0] == '[')
+		return;
+	if (imsgev_compose(iev_peer[PROC_GREY], IMSG_GREY_LEARN, 0, 0, -1,
+	    domain, strlen(domain) + 1) == -1)
+		log_warnx("cannot tell grey about %s", domain);
 }
 
 /*
