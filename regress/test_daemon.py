@@ -77,14 +77,15 @@ def test_missing_user_is_a_clear_fatal_error():
 
 
 def test_configured_features_not_in_effect_are_named_once():
-    # Match rules, actions and the resolver are in effect.
+    # Match rules, actions, the resolver and greylisting are in effect.
     d = Daemon(extra_config="greylist {\n passtime 2s\n}\n"
+               "scan {\n spam tag 3.0 reject 10.0\n}\n"
                "firewall none\n"
                "action \"out\" relay\n"
                "match from local for any action \"out\"\n")
     with d:
         warning = ("configured but not in effect in this version: "
-                   "greylist, firewall\n")
+                   "scan, firewall\n")
         d.wait_log(warning)
         assert d.logtext().count("not in effect") == 1, d.logtext()
 
@@ -172,12 +173,12 @@ def test_start_with_bad_config_fails_with_file_and_line():
 def test_reload_with_good_config_switches():
     with Daemon() as d:
         before = d.status()["config_loaded"]
-        d.write_config(base_config(d.tmp, "greylist {\n passtime 5m\n}\n"))
+        d.write_config(base_config(d.tmp, "firewall none\n"))
         r = d.ctl("reload")
         assert r.stdout.strip() == "configuration reloaded", r.stdout
         assert d.status()["config_loaded"] >= before
         d.wait_log("configuration reloaded from")
-        d.wait_log("not in effect in this version: greylist")
+        d.wait_log("not in effect in this version: firewall")
         for name in CHILDREN:
             assert "%s: configuration committed" % name in d.logtext()
 
