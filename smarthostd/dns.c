@@ -17,7 +17,9 @@
 /*
  * Asynchronous DNS for the outbound SMTP client: the addresses to try
  * for a mail domain (MX, RFC 5321 section 5.1) or for a fixed relay
- * host, on c-ares driven from the process's libevent loop.
+ * host, on c-ares driven from the process's libevent loop.  For SPF and
+ * DNSBL lookups, dns_query() asks one question of one type and returns
+ * its records as text.
  *
  * c-ares tells us through its socket state callback which descriptors
  * to watch; a timer set from ares_timeout() drives its retransmissions.
@@ -66,15 +68,20 @@
 #define DNS_MX_MAX		16	/* MX hosts looked up per domain */
 #define DNS_SMTP_PORT		25
 #define DNS_REASON_LEN		(HOSTNAME_LEN + 64)
+#define DNS_QUERY_RR_MAX	64	/* records in one dns_query answer */
+#define DNS_QUERY_TXT_MAX	4096	/* one TXT record, strings joined */
+#define DNS_QUERY_TEXT_MAX	65536	/* the text of all its records */
 
 enum dns_kind {
 	DNS_KIND_MX,
-	DNS_KIND_HOST
+	DNS_KIND_HOST,
+	DNS_KIND_QUERY
 };
 
 enum dns_state {
 	DNS_STATE_NEW,		/* nothing asked yet */
 	DNS_STATE_MX,		/* the MX query is out */
+	DNS_STATE_QUERY,	/* the dns_query() question is out */
 	DNS_STATE_TARGETS,	/* MX hosts (or the domain) known */
 	DNS_STATE_ADDRS,	/* A and AAAA queries of the targets are out */
 	DNS_STATE_FINISHED	/* status, reason and addresses set */
@@ -108,7 +115,10 @@ struct dns_req {
 	in_port_t		 port;		/* host byte order */
 	void			(*cb)(void *, int, const struct dns_addr *,
 				    size_t);
+	void			(*qcb)(void *, const struct dns_answer *);
 	void			*arg;
+	int			 qtype;		/* DNS_KIND_QUERY */
+	struct dns_answer	 answer;
 	struct dns_target	*targets;
 	size_t			 ntargets;
 	int			 status;	/* DNS_* */
@@ -149,6 +159,15 @@ static const char		*reason_now;	/* during a callback */
 static int	 dns_submit(enum dns_kind, const char *, in_port_t,
 		    void (*)(void *, int, const struct dns_addr *, size_t),
 		    void *);
+static struct dns_req *dns_req_new(enum dns_kind, const char *, void *);
+static int	 dns_enqueue(struct dns_req *);
+static void	 dns_query_answer(void *, int, int, unsigned char *, int);
+static const char *dns_query_parse(struct dns_req *, const unsigned char *,
+		    int);
+static int	 dns_query_record(struct dns_req *, const unsigned char *,
+		    int, const unsigned char *, int, size_t *);
+static void	 dns_answer_free(struct dns_answer *);
+static const char *dns_type_name(int);
 static void	 dns_run(int, short, void *);
 static void	 dns_wake(void);
 static void	 dns_step(struct dns_req *);
@@ -256,6 +275,35 @@ dns_resolve_host(const char *host, in_port_t port,
 	return (dns_submit(DNS_KIND_HOST, host, port, cb, arg));
 }
 
+/*
+ * One question: the records of type (ns_t_a, ns_t_aaaa, ns_t_txt,
+ * ns_t_mx or ns_t_ptr) that name has, as text, after the resolver has
+ * followed any CNAME.  -1 with errno EINVAL for a name that is not a
+ * host name or a type not listed, EAGAIN when too many requests wait;
+ * otherwise cb will be called, from the event loop.
+ */
+int
+dns_query(const char *name, int type,
+    void (*cb)(void *, const struct dns_answer *), void *arg)
+{
+	struct dns_req	*req;
+
+	if (cb == NULL || dns_type_name(type) == NULL) {
+		errno = EINVAL;
+		return (-1);
+	}
+	if ((req = dns_req_new(DNS_KIND_QUERY, name, arg)) == NULL)
+		return (-1);
+	if (!dns_name_valid(name)) {
+		dns_req_free(req);
+		errno = EINVAL;
+		return (-1);
+	}
+	req->qtype = type;
+	req->qcb = cb;
+	return (dns_enqueue(req));
+}
+
 /* arg goes away: none of its callbacks may be called any more. */
 void
 dns_cancel(void *arg)
@@ -281,6 +329,7 @@ dns_cancel(void *arg)
 			continue;
 		req->cancelled = 1;
 		req->cb = NULL;
+		req->qcb = NULL;
 		req->arg = NULL;
 		if (req->pending == 0)
 			dns_wake();
@@ -302,25 +351,15 @@ dns_submit(enum dns_kind kind, const char *name, in_port_t port,
     void (*cb)(void *, int, const struct dns_addr *, size_t), void *arg)
 {
 	struct dns_req	*req;
-	size_t		 len;
 
-	if (!dns_initialized)
-		fatalx("dns: lookup before dns_init");
-	if (cb == NULL || name == NULL) {
+	if (cb == NULL) {
 		errno = EINVAL;
 		return (-1);
 	}
-	if ((len = strlen(name)) == 0 || len >= HOSTNAME_LEN) {
-		errno = EINVAL;
+	if ((req = dns_req_new(kind, name, arg)) == NULL)
 		return (-1);
-	}
-	if ((req = calloc(1, sizeof(*req))) == NULL)
-		return (-1);
-	(void)strlcpy(req->name, name, sizeof(req->name));
-	req->kind = kind;
 	req->port = port;
 	req->cb = cb;
-	req->arg = arg;
 
 	/* Answers that need no DNS go straight to the done list. */
 	if ((kind == DNS_KIND_MX && name[0] == '[') ||
@@ -345,7 +384,34 @@ dns_submit(enum dns_kind kind, const char *name, in_port_t port,
 		errno = EINVAL;
 		return (-1);
 	}
+	return (dns_enqueue(req));
+}
 
+/* A request for name, not queued yet; NULL with errno set. */
+static struct dns_req *
+dns_req_new(enum dns_kind kind, const char *name, void *arg)
+{
+	struct dns_req	*req;
+	size_t		 len;
+
+	if (!dns_initialized)
+		fatalx("dns: lookup before dns_init");
+	if (name == NULL || (len = strlen(name)) == 0 || len >= HOSTNAME_LEN) {
+		errno = EINVAL;
+		return (NULL);
+	}
+	if ((req = calloc(1, sizeof(*req))) == NULL)
+		return (NULL);
+	(void)strlcpy(req->name, name, sizeof(req->name));
+	req->kind = kind;
+	req->arg = arg;
+	return (req);
+}
+
+/* A new request on the waiting list, or the done list when answered. */
+static int
+dns_enqueue(struct dns_req *req)
+{
 	if (req->state == DNS_STATE_FINISHED) {
 		req->seq = ++done_seq;
 		TAILQ_INSERT_TAIL(&done, req, entry);
@@ -402,6 +468,22 @@ dns_run(int fd, short event, void *arg)
 	last = done_seq;
 	while ((req = TAILQ_FIRST(&done)) != NULL && req->seq <= last) {
 		TAILQ_REMOVE(&done, req, entry);
+		if (req->kind == DNS_KIND_QUERY) {
+			if (req->status == DNS_OK)
+				log_debug("dns: %s %s: %zu record%s",
+				    dns_type_name(req->qtype), req->name,
+				    req->answer.count,
+				    req->answer.count == 1 ? "" : "s");
+			else
+				log_debug("dns: %s %s: %s",
+				    dns_type_name(req->qtype), req->name,
+				    req->reason);
+			reason_now = req->reason;
+			req->qcb(req->arg, &req->answer);
+			reason_now = NULL;
+			dns_req_free(req);
+			continue;
+		}
 		if (req->status == DNS_OK)
 			log_debug("dns: %s %s: %zu address%s",
 			    req->kind == DNS_KIND_MX ? "MX" : "host",
@@ -442,6 +524,14 @@ dns_step(struct dns_req *req)
 			dns_start_mx(req);
 			break;
 		}
+		if (req->kind == DNS_KIND_QUERY) {
+			/* The answer may come back before ares_query(). */
+			req->state = DNS_STATE_QUERY;
+			req->pending++;
+			ares_query(channel, req->name, C_IN, req->qtype,
+			    dns_query_answer, req);
+			break;
+		}
 		if ((req->targets = calloc(1, sizeof(*req->targets))) ==
 		    NULL) {
 			dns_finish(req, DNS_TEMPFAIL, "out of memory");
@@ -459,6 +549,7 @@ dns_step(struct dns_req *req)
 		dns_collect(req);
 		break;
 	case DNS_STATE_MX:
+	case DNS_STATE_QUERY:
 	case DNS_STATE_FINISHED:
 		break;
 	}
@@ -507,6 +598,219 @@ dns_start_addrs(struct dns_req *req)
 			ares_getaddrinfo(channel, t->host, NULL, &hints,
 			    dns_addr_answer, &t->fam[f]);
 		}
+	}
+}
+
+static void
+dns_query_answer(void *arg, int status, int timeouts, unsigned char *abuf,
+    int alen)
+{
+	struct dns_req	*req = arg;
+	const char	*why;
+
+	(void)timeouts;
+	req->pending--;
+	dns_wake();
+	if (req->cancelled)
+		return;
+
+	switch (status) {
+	case ARES_SUCCESS:
+		if ((why = dns_query_parse(req, abuf, alen)) != NULL) {
+			dns_answer_free(&req->answer);
+			dns_finish(req, DNS_TEMPFAIL, "%s lookup for %s: %s",
+			    dns_type_name(req->qtype), req->name, why);
+		} else
+			dns_finish(req, DNS_OK, "%s", "");
+		break;
+	case ARES_ENODATA:
+		/* NOERROR without records of the type: NODATA. */
+		dns_finish(req, DNS_OK, "%s", "");
+		break;
+	case ARES_ENOTFOUND:
+		req->answer.nxdomain = 1;
+		dns_finish(req, DNS_PERMFAIL, "%s does not exist", req->name);
+		break;
+	default:
+		dns_finish(req, DNS_TEMPFAIL, "%s lookup for %s: %s",
+		    dns_type_name(req->qtype), req->name,
+		    ares_strerror(status));
+		break;
+	}
+	req->answer.status = req->status;
+}
+
+/*
+ * The records of the type asked for in the answer section, and their
+ * smallest TTL; NULL, or why the answer cannot be used.  c-ares has
+ * checked the header and the question against ours.
+ */
+static const char *
+dns_query_parse(struct dns_req *req, const unsigned char *abuf, int alen)
+{
+	const unsigned char	*p = abuf, *end = abuf + alen;
+	char			*owner;
+	long			 len;
+	unsigned int		 qdcount, ancount, i, type, class, rdlen;
+	uint32_t		 ttl;
+	size_t			 text = 0;
+	int			 rc;
+
+	if (alen < HFIXEDSZ)
+		return ("short answer");
+	qdcount = (abuf[4] << 8) | abuf[5];
+	ancount = (abuf[6] << 8) | abuf[7];
+	p += HFIXEDSZ;
+	for (i = 0; i < qdcount; i++) {
+		if (ares_expand_name(p, abuf, alen, &owner, &len) !=
+		    ARES_SUCCESS)
+			return ("malformed question");
+		ares_free_string(owner);
+		if (len < 0 || end - p < len + QFIXEDSZ)
+			return ("malformed question");
+		p += len + QFIXEDSZ;
+	}
+	for (i = 0; i < ancount; i++) {
+		if (ares_expand_name(p, abuf, alen, &owner, &len) !=
+		    ARES_SUCCESS)
+			return ("malformed record");
+		ares_free_string(owner);
+		if (len < 0 || end - p < len + RRFIXEDSZ)
+			return ("malformed record");
+		p += len;
+		type = (p[0] << 8) | p[1];
+		class = (p[2] << 8) | p[3];
+		ttl = ((uint32_t)p[4] << 24) | ((uint32_t)p[5] << 16) |
+		    ((uint32_t)p[6] << 8) | p[7];
+		rdlen = (p[8] << 8) | p[9];
+		p += RRFIXEDSZ;
+		if (end - p < (long)rdlen)
+			return ("malformed record");
+		/* CNAMEs on the way to the name are left out. */
+		if (type == (unsigned int)req->qtype && class == C_IN) {
+			if (req->answer.count >= DNS_QUERY_RR_MAX)
+				return ("too many records");
+			rc = dns_query_record(req, abuf, alen, p, rdlen, &text);
+			if (rc == -1)
+				return ("malformed record");
+			if (text > DNS_QUERY_TEXT_MAX)
+				return ("answer too large");
+			if (rc == 1 && (req->answer.count == 1 ||
+			    ttl < req->answer.ttl))
+				req->answer.ttl = ttl;
+		}
+		p += rdlen;
+	}
+	return (NULL);
+}
+
+/*
+ * One record's data as text, appended to the answer: 1 when added, 0
+ * when skipped (a TXT record over DNS_QUERY_TXT_MAX), -1 when it is
+ * malformed or memory is short.  *text counts the bytes kept.
+ */
+static int
+dns_query_record(struct dns_req *req, const unsigned char *abuf, int alen,
+    const unsigned char *rdata, int rdlen, size_t *text)
+{
+	char		 buf[DNS_QUERY_TXT_MAX + 1], *name, *s;
+	long		 len;
+	int		 off, n, slen, rc;
+
+	switch (req->qtype) {
+	case ns_t_a:
+		if (rdlen != 4 || inet_ntop(AF_INET, rdata, buf,
+		    sizeof(buf)) == NULL)
+			return (-1);
+		break;
+	case ns_t_aaaa:
+		if (rdlen != 16 || inet_ntop(AF_INET6, rdata, buf,
+		    sizeof(buf)) == NULL)
+			return (-1);
+		break;
+	case ns_t_txt:
+		/* RFC 7208 3.3: the strings of a record are joined. */
+		for (off = 0, n = 0; off < rdlen; off += 1 + slen) {
+			slen = rdata[off];
+			if (off + 1 + slen > rdlen)
+				return (-1);
+			if (n + slen > DNS_QUERY_TXT_MAX) {
+				log_debug("dns: TXT %s: skipping a record "
+				    "over %d bytes", req->name,
+				    DNS_QUERY_TXT_MAX);
+				return (0);
+			}
+			memcpy(buf + n, rdata + off + 1, slen);
+			n += slen;
+		}
+		buf[n] = '\0';
+		/* A NUL would cut the string short: no such record. */
+		if (memchr(buf, '\0', n) != NULL)
+			return (0);
+		break;
+	case ns_t_mx:
+	case ns_t_ptr:
+		off = req->qtype == ns_t_mx ? 2 : 0;
+		if (rdlen < off + 1 || ares_expand_name(rdata + off, abuf,
+		    alen, &name, &len) != ARES_SUCCESS)
+			return (-1);
+		if (len > rdlen - off) {
+			ares_free_string(name);
+			return (-1);
+		}
+		if (req->qtype == ns_t_mx)
+			rc = snprintf(buf, sizeof(buf), "%u %s",
+			    (unsigned int)((rdata[0] << 8) | rdata[1]),
+			    name[0] != '\0' ? name : ".");
+		else
+			rc = snprintf(buf, sizeof(buf), "%s",
+			    name[0] != '\0' ? name : ".");
+		ares_free_string(name);
+		if (rc < 0 || (size_t)rc >= sizeof(buf))
+			return (-1);
+		break;
+	default:
+		return (-1);
+	}
+
+	if (req->answer.records == NULL && (req->answer.records =
+	    calloc(DNS_QUERY_RR_MAX, sizeof(*req->answer.records))) == NULL)
+		return (-1);
+	if ((s = strdup(buf)) == NULL)
+		return (-1);
+	req->answer.records[req->answer.count++] = s;
+	*text += strlen(s);
+	return (1);
+}
+
+static void
+dns_answer_free(struct dns_answer *answer)
+{
+	size_t	 i;
+
+	for (i = 0; i < answer->count; i++)
+		free(answer->records[i]);
+	free(answer->records);
+	memset(answer, 0, sizeof(*answer));
+}
+
+/* The types dns_query() answers, by name; NULL for the others. */
+static const char *
+dns_type_name(int type)
+{
+	switch (type) {
+	case ns_t_a:
+		return ("A");
+	case ns_t_aaaa:
+		return ("AAAA");
+	case ns_t_txt:
+		return ("TXT");
+	case ns_t_mx:
+		return ("MX");
+	case ns_t_ptr:
+		return ("PTR");
+	default:
+		return (NULL);
 	}
 }
 
@@ -908,6 +1212,7 @@ dns_req_reset(struct dns_req *req)
 	req->naddrs = 0;
 	req->pending = 0;
 	req->implicit_mx = 0;
+	dns_answer_free(&req->answer);
 	req->status = DNS_OK;
 	req->reason[0] = '\0';
 	req->state = DNS_STATE_NEW;
