@@ -13,7 +13,8 @@ import time
 
 from lib import (CHILDREN, CONTROL_VERSION, Daemon, IMSG_CTL_VERSION,
                  SMARTHOSTCTL,
-                 control_connect, imsg_pack, imsg_recv, socket_closed)
+                 control_connect, imsg_pack, imsg_recv, socket_closed,
+                 wait_for)
 
 
 def test_show_status_text_names_version_config_and_processes():
@@ -443,3 +444,101 @@ def test_control_refuses_malformed_grey_requests():
         s.sendall(imsg_pack(T["IMSG_CTL_EXPLAIN"], b"1.2.3.4"))
         assert socket_closed(s)
         assert len(d.pids()) == 7
+
+
+# Against the real grey process.
+
+GREY_CONFIG = "greylist {\n passtime 2s\n}\n"
+
+
+def _handshake(path):
+    s = control_connect(path)
+    s.sendall(imsg_pack(IMSG_CTL_VERSION,
+                        struct.pack("=I", CONTROL_VERSION)))
+    assert imsg_recv(s)[0] == IMSG_CTL_VERSION
+    return s
+
+
+def test_grey_answers_reach_the_client_that_asked():
+    with Daemon(extra_config=GREY_CONFIG) as d:
+        # Two clients ask grey at once; each gets its own answer.
+        a, b = _handshake(d.sock), _handshake(d.sock)
+        a.sendall(imsg_pack(T["IMSG_CTL_SHOW_TABLES"]))
+        b.sendall(imsg_pack(T["IMSG_CTL_GREY_WHITE"], b"127.0.0.77\0"))
+        answer = imsg_recv(b)
+        assert answer[0] == T["IMSG_CTL_OK"], answer
+        while True:
+            answer = imsg_recv(a)
+            if answer[0] == T["IMSG_CTL_END"]:
+                break
+            assert answer[0] == T["IMSG_CTL_TABLE_INFO"], answer
+        a.close()
+        b.close()
+
+        out = d.ctl("show", "greylist", "white").stdout
+        line = [l for l in out.splitlines() if "|127.0.0.77|" in l]
+        assert len(line) == 1, out
+        f = line[0].split("|")
+        assert f[:4] == ["WHITE", "127.0.0.77", "", ""], f
+        assert len(f) == 9 and int(f[6]) > time.time(), f
+        js = json.loads(d.ctl("-j", "show", "greylist", "white").stdout)
+        assert {"type": "WHITE", "key": "127.0.0.77"}.items() <= \
+            [e for e in js if e["key"] == "127.0.0.77"][0].items(), js
+        assert "127.0.0.77" in d.ctl("explain", "127.0.0.77").stdout
+        lines = json.loads(d.ctl("-j", "explain", "127.0.0.77").stdout)
+        assert any("127.0.0.77" in l for l in lines["lines"]), lines
+        d.ctl("greylist", "delete", "127.0.0.77")
+        assert "127.0.0.77" not in d.ctl("show", "greylist").stdout
+
+        d.ctl("trap", "add", "honey@example.org")
+        assert "SPAMTRAP|honey@example.org" in \
+            d.ctl("show", "greylist", "trap").stdout.splitlines()
+        d.ctl("trap", "delete", "honey@example.org")
+        assert "honey@example.org" not in d.ctl("show", "greylist").stdout
+        out = d.ctl("show", "tables").stdout.splitlines()
+        assert out[0].split() == ["NAME", "KIND", "COUNT", "LOADED",
+                                  "SOURCE"], out
+        d.wait_log("greylist white 127.0.0.77 requested by uid")
+
+
+def test_blocklist_file_that_appears_later_is_loaded():
+    tmp = tempfile.mkdtemp(prefix="smarthostd-list-")
+    path = os.path.join(tmp, "late.txt")
+    with Daemon(extra_config=GREY_CONFIG + 'blocklist "late" file "%s" '
+                'message "%%A is late"\n' % path) as d:
+        d.wait_log("blocklist late: %s: No such file or directory" % path)
+        r = d.ctl("update", "table", "late", check=False)
+        assert r.returncode == 1, r
+        assert "late: %s: No such file or directory" % path in r.stderr, r
+        with open(path, "w") as f:
+            f.write("192.0.2.0/24\n198.51.100.7\n")
+
+        def count():
+            for t in json.loads(d.ctl("-j", "show", "tables").stdout):
+                if t["name"] == "late":
+                    return t["count"] == 2 and t["source"] == path
+            return False
+        wait_for(count, 12, "the late list to be loaded")
+        blocks = json.loads(d.ctl("-j", "show", "greylist", "block").stdout)
+        assert {"type": "BLOCK", "network": "192.0.2.0/24",
+                "list": "late"} in blocks, blocks
+
+
+def test_update_table_of_spf_whitelist():
+    tmp = tempfile.mkdtemp(prefix="smarthostd-list-")
+    path = os.path.join(tmp, "common")
+    with open(path, "w") as f:
+        f.write("example.com\n")
+    inline = "table common { example.com }\n"
+    spf = "greylist {\n passtime 2s\n spf-whitelist <common>\n}\n"
+    with Daemon(extra_config=inline + spf) as d:
+        r = d.ctl("update", "table", "spf-white")
+        assert r.stdout.strip() == "common: expanding again", r.stdout
+        r = d.ctl("update", "table", "common")
+        assert r.stdout.strip() == "common: expanding again", r.stdout
+        assert "configuration reloaded from" not in d.logtext()
+    fromfile = 'table common file "%s"\n' % path
+    with Daemon(extra_config=fromfile + spf) as d:
+        r = d.ctl("update", "table", "spf-white")
+        assert r.stdout.strip() == "common: configuration reloaded", r.stdout
+        d.wait_log("configuration reloaded from")
