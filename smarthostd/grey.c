@@ -1027,8 +1027,8 @@ grey_list_step(int fd, short event, void *arg)
 		set = addrset_load_finish(l->loader, &bad, err, sizeof(err));
 		l->loader = NULL;
 		if (set == NULL) {
-			log_warnx("list %s: %s: %s; keeping what it had",
-			    l->name, l->path, err);
+			log_warnx("list %s: %s; keeping what it had",
+			    l->name, err);
 			continue;
 		}
 		addrset_free(l->set);
