@@ -504,3 +504,20 @@ def test_show_greylist_block_prints_networks_and_their_list():
     # the whole listing holds them too, with the database's entries
     every = d.ctl("show", "greylist").stdout.splitlines()
     assert "BLOCK|127.0.1.0/24|local" in every, every
+
+
+def grey_stats(d):
+    return json.loads(d.ctl("-j", "show", "stats").stdout)
+
+
+def test_show_stats_counts_grey_decisions():
+    d = shared()
+    before = grey_stats(d)
+    greylisted_rcpt(d, "127.0.0.60")
+    tarpitted_rcpt(d, "127.0.0.61", TRAP_TEXT % "127.0.0.61",
+                   rcpt="trap@example.org")
+    after = grey_stats(d)
+    assert after["grey.greylisted"] == before["grey.greylisted"] + 1, after
+    assert after["grey.trapped"] == before["grey.trapped"] + 1, after
+    assert after["grey.checks"] == before["grey.checks"] + 2, after
+    assert after["grey.trapped_clients"] >= 1, after

@@ -164,7 +164,8 @@ control_relay(enum smarthost_proc from, struct imsg *imsg)
 		free(imsg_expect_string(imsg));
 		break;
 	case IMSG_CTL_STAT:
-		ok = from == PROC_SMTP || from == PROC_QUEUE;
+		ok = from == PROC_SMTP || from == PROC_QUEUE ||
+		    from == PROC_GREY;
 		imsg_expect_size(imsg, sizeof(struct ctl_stat));
 		break;
 	case IMSG_CTL_GREY_ENTRY:
@@ -477,7 +478,7 @@ control_client_request(struct ctl_client *c, struct imsg *imsg)
 		if (imsg_get_len(imsg) != 0)
 			break;
 		return (control_client_forward(c, 1U << PROC_SMTP |
-		    1U << PROC_QUEUE, type, NULL, 0));
+		    1U << PROC_GREY | 1U << PROC_QUEUE, type, NULL, 0));
 	case IMSG_CTL_PAUSE_SMTP:
 	case IMSG_CTL_RESUME_SMTP:
 	case IMSG_CTL_PAUSE_RELAY:

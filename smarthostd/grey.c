@@ -223,6 +223,8 @@ static void	 grey_white(uint32_t, const char *);
 static void	 grey_delete(uint32_t, const char *);
 static void	 grey_trap_set(uint32_t, const char *, int);
 static void	 grey_tables(uint32_t);
+static void	 grey_stat(uint32_t, const char *, uint64_t);
+static void	 grey_stats(uint32_t);
 static void	 grey_table_info(uint32_t, const char *, const char *,
 		    const char *, uint64_t, time_t);
 static void	 grey_explain(uint32_t, const char *);
@@ -1288,6 +1290,10 @@ grey_dispatch_control(struct imsg *imsg)
 		imsg_expect_size(imsg, 0);
 		grey_tables(client);
 		return;
+	case IMSG_CTL_SHOW_STATS:
+		imsg_expect_size(imsg, 0);
+		grey_stats(client);
+		return;
 	default:
 		break;
 	}
@@ -1590,6 +1596,38 @@ grey_tables(uint32_t client)
 	grey_table_info(client, "learned", "learned", "grey.mdb",
 	    greydb_count("learned"), 0);
 	(void)pending;
+	grey_ctl_send(client, IMSG_CTL_END, NULL, 0);
+}
+
+static void
+grey_stat(uint32_t client, const char *name, uint64_t value)
+{
+	struct ctl_stat	 st;
+
+	memset(&st, 0, sizeof(st));
+	(void)snprintf(st.name, sizeof(st.name), "grey.%s", name);
+	st.value = value;
+	grey_ctl_send(client, IMSG_CTL_STAT, &st, sizeof(st));
+}
+
+/* show stats: grey's decisions since start, and grey.mdb's sizes. */
+static void
+grey_stats(uint32_t client)
+{
+	grey_stat(client, "connects", stats.connects);
+	grey_stat(client, "blocked", stats.blocked);
+	grey_stat(client, "trapped_connects", stats.trapped_connects);
+	grey_stat(client, "checks", stats.checks);
+	grey_stat(client, "passed", stats.passed);
+	grey_stat(client, "greylisted", stats.greylisted);
+	grey_stat(client, "trapped", stats.trapped);
+	grey_stat(client, "tempfail", stats.tempfail);
+	grey_stat(client, "tuples", greydb_count("grey"));
+	grey_stat(client, "white", greydb_count("white"));
+	grey_stat(client, "trapped_clients", greydb_count("trap"));
+	grey_stat(client, "spamtraps", greydb_count("spamtrap"));
+	grey_stat(client, "learned", greydb_count("learned"));
+	grey_stat(client, "dnsbl_cached", dnsbl_cache_count);
 	grey_ctl_send(client, IMSG_CTL_END, NULL, 0);
 }
 
