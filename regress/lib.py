@@ -955,3 +955,24 @@ def _has_user(name):
         return True
     except KeyError:
         return False
+
+
+class LogOnFailure:
+    """with LogOnFailure(d, tail): a failure inside the block is raised
+    again as an AssertionError that ends with tail(d), the end of the
+    daemon's log as the test wants it shown."""
+
+    def __init__(self, daemon, tail):
+        self.daemon = daemon
+        self.tail = tail
+
+    def __enter__(self):
+        return self.daemon
+
+    def __exit__(self, typ, e, tb):
+        if e is None or not isinstance(e, Exception):
+            return False
+        what = str(e) if isinstance(e, AssertionError) else \
+            "%s: %s" % (typ.__name__, e)
+        raise AssertionError("%s\n-- smarthostd log:\n%s" % (
+            what, self.tail(self.daemon))) from e
