@@ -50,11 +50,12 @@ GREY_451 = "4.7.1 Temporary failure, please try again later"
 INCLUDES = ["i%d.many.test" % i for i in range(1, 12)]
 
 
-def zone():
+def zone(port=None, changed=()):
     """dnsmasq with the records the tests share: pool.test's SPF covers
     127.0.0.2 and 127.0.0.3; big.test's spf-whitelist chain; many.test
     with 11 includes; remote.test for learning.  Other names under
-    .test are NXDOMAIN (no SPF)."""
+    .test are NXDOMAIN (no SPF).  changed: (name, record) pairs that
+    replace a name's TXT record."""
     txt = [("pool.test", "v=spf1 ip4:127.0.0.2 ip4:127.0.0.3 -all"),
            ("big.test", "v=spf1 include:_a.big.test a mx -all"),
            ("_a.big.test", "v=spf1 include:_b.big.test ip4:192.0.2.0/24"),
@@ -65,7 +66,10 @@ def zone():
            ("remote.test", "v=spf1 mx ip4:127.0.0.21 -all")]
     txt += [(name, "v=spf1 ip4:10.%d.0.1" % (n + 1))
             for n, name in enumerate(INCLUDES)]
+    new = dict(changed)
+    txt = [(name, new.get(name, text)) for name, text in txt]
     return Dnsmasq(
+        port=port,
         txt=txt,
         mx=[("big.test", "mx.big.test", 10),
             ("remote.test", "mx.remote.test", 10)],
@@ -309,6 +313,45 @@ def test_grey_spf_whitelist_networks_survive_a_restart_without_dns():
         d.start()
         assert tables(d)["spf-white"]["count"] == count, tables(d)
         passes(d, "127.0.0.9", "x@elsewhere.test")
+
+
+def spf_white_changes(d, dns, refresh):
+    """Serve _b.big.test with 127.0.0.24/30 instead of 127.0.0.8/30 and
+    wait, refresh() having been called, for the networks to follow."""
+    passes(d, "127.0.0.9", "x@elsewhere.test")
+    dns.stop()
+    with zone(port=dns.port, changed=[
+            ("_b.big.test", "v=spf1 ip4:127.0.0.24/30 "
+             "ip6:2001:db8:b::/48 ?all")]):
+        logged = d.logtext().count("spf-whitelist big.test: 5 networks")
+        refresh()
+        wait_for(lambda: d.logtext().count(
+            "spf-whitelist big.test: 5 networks") > logged, 10,
+            "big.test expanded again")
+        passes(d, "127.0.0.25", "x@elsewhere.test")
+        greylisted(d, "127.0.0.9", "x@elsewhere.test")
+
+
+def test_grey_spf_whitelist_update_table_expands_again():
+    with zone() as dns, \
+            greyd(grey="\tspf-whitelist <common-domains> refresh 1h\n",
+                  extra="table common-domains { big.test }\n",
+                  dns=dns) as d:
+        wait_for(lambda: spf_logged(d, "big.test"), 15, "the expansion")
+
+        def update():
+            r = d.ctl("update", "table", "common-domains")
+            assert "expanding again" in r.stdout, r.stdout
+        spf_white_changes(d, dns, update)
+
+
+def test_grey_spf_whitelist_refreshes_every_refresh_interval():
+    with zone() as dns, \
+            greyd(grey="\tspf-whitelist <common-domains> refresh 2s\n",
+                  extra="table common-domains { big.test }\n",
+                  dns=dns) as d:
+        wait_for(lambda: spf_logged(d, "big.test"), 15, "the expansion")
+        spf_white_changes(d, dns, lambda: None)
 
 
 def test_grey_BUG_show_greylist_lists_spfwhite_networks():
