@@ -29,7 +29,7 @@ import time
 from lib import (Dnsmasq, Daemon, LogOnFailure, PostfixSmtpSink,
                  base_config, ipv6_loopback, wait_for)
 from test_relay import log_tail
-from test_smtp import (AUTH_TLS, Client, auth_plain, free_ports,
+from test_smtp import (AUTH_TLS, PASSWORDS, Client, auth_plain, free_ports,
                        need_users, password_hashes, tls_context, write_pki)
 
 PASSTIME, GREYEXP, WHITEEXP = 2, 8, 10
@@ -255,7 +255,16 @@ def test_grey_pool_retry_from_another_spf_authorised_address_passes():
 # ---------------------------------------------------------------------
 # 3. spf-whitelist.
 
-SPF_WHITE = ("table common-domains { big.test, many.test }\n")
+@contextlib.contextmanager
+def spf_greyd(domains=("big.test",), refresh="1h"):
+    """dnsmasq (d.dns) and the daemon with the domains in the
+    spf-whitelist, once grey has expanded each of them."""
+    with greyd(grey="\tspf-whitelist <common-domains> refresh %s\n" %
+               refresh, extra="table common-domains { %s }\n" %
+               ", ".join(domains)) as d:
+        wait_for(lambda: all(spf_logged(d, x) for x in domains), 15,
+                 "the expansion of %s" % ", ".join(domains))
+        yield d
 
 
 def spf_logged(d, domain):
@@ -271,10 +280,7 @@ def spf_logged(d, domain):
 
 
 def test_grey_spf_whitelist_expands_include_chains_and_stops_at_limit():
-    with greyd(grey="\tspf-whitelist <common-domains> refresh 1h\n",
-               extra=SPF_WHITE) as d:
-        wait_for(lambda: spf_logged(d, "big.test") and
-                 spf_logged(d, "many.test"), 15, "both expansions")
+    with spf_greyd(("big.test", "many.test")) as d:
         nbig, big = spf_logged(d, "big.test")
         nmany, many = spf_logged(d, "many.test")
         # 127.0.0.8/30, 192.0.2.0/24, 2001:db8:b::/48 through two
@@ -301,26 +307,22 @@ def test_grey_spf_whitelist_expands_include_chains_and_stops_at_limit():
 def test_grey_spf_whitelist_networks_survive_a_restart_without_dns():
     """grey.mdb keeps what each domain expanded to: after a restart the
     networks are there before (here: without) any DNS answer."""
-    with zone() as dns, \
-            greyd(grey="\tspf-whitelist <common-domains> refresh 1h\n",
-                  extra=SPF_WHITE, dns=dns) as d:
-        wait_for(lambda: spf_logged(d, "big.test") and
-                 spf_logged(d, "many.test"), 15, "both expansions")
+    with spf_greyd(("big.test", "many.test")) as d:
         count = tables(d)["spf-white"]["count"]
         assert count == 16, tables(d)["spf-white"]
         d.stop()
-        dns.stop()
+        d.dns.stop()
         d.start()
         assert tables(d)["spf-white"]["count"] == count, tables(d)
         passes(d, "127.0.0.9", "x@elsewhere.test")
 
 
-def spf_white_changes(d, dns, refresh):
+def spf_white_changes(d, refresh):
     """Serve _b.big.test with 127.0.0.24/30 instead of 127.0.0.8/30 and
     wait, refresh() having been called, for the networks to follow."""
     passes(d, "127.0.0.9", "x@elsewhere.test")
-    dns.stop()
-    with zone(port=dns.port, changed=[
+    d.dns.stop()
+    with zone(port=d.dns.port, changed=[
             ("_b.big.test", "v=spf1 ip4:127.0.0.24/30 "
              "ip6:2001:db8:b::/48 ?all")]):
         logged = d.logtext().count("spf-whitelist big.test: 5 networks")
@@ -333,25 +335,16 @@ def spf_white_changes(d, dns, refresh):
 
 
 def test_grey_spf_whitelist_update_table_expands_again():
-    with zone() as dns, \
-            greyd(grey="\tspf-whitelist <common-domains> refresh 1h\n",
-                  extra="table common-domains { big.test }\n",
-                  dns=dns) as d:
-        wait_for(lambda: spf_logged(d, "big.test"), 15, "the expansion")
-
+    with spf_greyd() as d:
         def update():
             r = d.ctl("update", "table", "common-domains")
             assert "expanding again" in r.stdout, r.stdout
-        spf_white_changes(d, dns, update)
+        spf_white_changes(d, update)
 
 
 def test_grey_spf_whitelist_refreshes_every_refresh_interval():
-    with zone() as dns, \
-            greyd(grey="\tspf-whitelist <common-domains> refresh 2s\n",
-                  extra="table common-domains { big.test }\n",
-                  dns=dns) as d:
-        wait_for(lambda: spf_logged(d, "big.test"), 15, "the expansion")
-        spf_white_changes(d, dns, lambda: None)
+    with spf_greyd(refresh="2s") as d:
+        spf_white_changes(d, lambda: None)
 
 
 def test_grey_BUG_show_greylist_lists_spfwhite_networks():
@@ -359,9 +352,7 @@ def test_grey_BUG_show_greylist_lists_spfwhite_networks():
     greylist (and smarthostctl prints them), but grey.c's listing
     (grey_walk_start/grey_walk_run) walks only grey.mdb and the
     blocklists: the spf-white networks are never listed."""
-    with greyd(grey="\tspf-whitelist <common-domains> refresh 1h\n",
-               extra="table common-domains { big.test }\n") as d:
-        wait_for(lambda: spf_logged(d, "big.test"), 15, "the expansion")
+    with spf_greyd() as d:
         spf = [(e["network"], e["domain"])
                for e in show(d) if e["type"] == "SPFWHITE"]
         assert ("127.0.0.8/30", "big.test") in spf and len(spf) == 5, \
@@ -435,25 +426,22 @@ def test_grey_ipv6_client_keyed_by_64_follows_the_timeline():
 def test_grey_our_nets_and_auth_are_never_greylisted():
     if not need_users("alice"):
         return
-    with contextlib.ExitStack() as stack:
-        tmp = tempfile.mkdtemp(prefix="smarthostd-grey-")
-        cert, key = write_pki(tmp)
-        passwd = os.path.join(tmp, "passwd")
-        with open(passwd, "w") as f:
-            f.write("alice %s\n" % password_hashes()["alice"])
-        os.chmod(passwd, 0o600)
-        extra = ('pki "mx.test" cert "%s"\npki "mx.test" key "%s"\n'
-                 'table passwd file "%s"\n' % (cert, key, passwd))
-        dns = stack.enter_context(zone())
-        d = stack.enter_context(greyd(extra=extra, rules=AUTH_RULES,
-                                      listen=AUTH_TLS, dns=dns))
+    tmp = tempfile.mkdtemp(prefix="smarthostd-grey-")
+    cert, key = write_pki(tmp)
+    passwd = os.path.join(tmp, "passwd")
+    with open(passwd, "w") as f:
+        f.write("alice %s\n" % password_hashes()["alice"])
+    os.chmod(passwd, 0o600)
+    extra = ('pki "mx.test" cert "%s"\npki "mx.test" key "%s"\n'
+             'table passwd file "%s"\n' % (cert, key, passwd))
+    with greyd(extra=extra, rules=AUTH_RULES, listen=AUTH_TLS) as d:
         passes(d, "127.0.0.1", "alice@example.org")
         passes(d, "127.0.0.1", "alice@example.org", "carol@example.org")
         with Client(d.port, src="127.0.0.7") as c:
             c.ehlo()
             c.starttls(tls_context())
             c.ehlo()
-            auth_plain(c, "alice", "alice-secret-1")
+            auth_plain(c, "alice", PASSWORDS["alice"])
             c.cmd("MAIL FROM:<alice@sender.test>", 250, "2.1.0")
             c.cmd("RCPT TO:<bob@example.org>", 250, "2.1.5")
             c.cmd("RCPT TO:<carol@example.org>", 250, "2.1.5")
