@@ -347,7 +347,7 @@ def test_grey_spf_whitelist_refreshes_every_refresh_interval():
         spf_white_changes(d, lambda: None)
 
 
-def test_grey_BUG_show_greylist_lists_spfwhite_networks():
+def test_grey_show_greylist_lists_spfwhite_networks():
     """smarthostctl.8 documents SPFWHITE|network|domain entries in show
     greylist (and smarthostctl prints them), but grey.c's listing
     (grey_walk_start/grey_walk_run) walks only grey.mdb and the

@@ -137,13 +137,21 @@ struct spf_recent {
 	time_t			 when;
 };
 
+enum grey_walk_phase {
+	WALK_DB,		/* grey.mdb */
+	WALK_BLOCK,		/* the blocklists */
+	WALK_SPF,		/* the spf-whitelist networks */
+	WALK_DONE
+};
+
 struct grey_walk_req {
 	TAILQ_ENTRY(grey_walk_req) entry;
 	uint32_t		 client;
+	enum grey_walk_phase	 phase;
 	struct greydb_walk	 walk;
-	int			 db_done;
 	struct grey_list	*list;		/* BLOCK: the list walked */
 	size_t			 pos;
+	char			 domain[HOSTNAME_LEN];	/* SPF: done to here */
 };
 TAILQ_HEAD(grey_walk_reqs, grey_walk_req);
 
@@ -217,6 +225,7 @@ static void	 grey_ctl_text(uint32_t, const char *, ...)
 static void	 grey_walk_start(uint32_t, enum grey_list_kind);
 static void	 grey_walk_run(int, short, void *);
 static int	 grey_walk_block(struct grey_walk_req *);
+static int	 grey_walk_spf(struct grey_walk_req *);
 static void	 grey_walk_entry(const struct ctl_grey_entry *, void *);
 static void	 grey_walk_block_entry(const struct fw_addr *, void *);
 static void	 grey_white(uint32_t, const char *);
@@ -1369,21 +1378,25 @@ grey_walk_start(uint32_t client, enum grey_list_kind kind)
 		fatal("show greylist");
 	w->client = client;
 	w->walk.kind = kind;
-	w->db_done = kind == GREY_LIST_BLOCK;
-	w->list = kind == GREY_LIST_ALL || kind == GREY_LIST_BLOCK ?
-	    TAILQ_FIRST(&lists) : NULL;
+	w->phase = kind == GREY_LIST_BLOCK ? WALK_BLOCK : WALK_DB;
+	w->list = TAILQ_FIRST(&lists);
 	TAILQ_INSERT_TAIL(&walks, w, entry);
 	if (!evtimer_pending(&ev_walk, NULL))
 		evtimer_add(&ev_walk, &now);
 }
 
-/* One page of each listing per loop turn, taking turns. */
+/*
+ * One page of each listing per loop turn, taking turns.  A listing
+ * goes through grey.mdb, then the blocklists (all, block), then the
+ * spf-whitelist networks (all, white).
+ */
 static void
 grey_walk_run(int fd, short event, void *arg)
 {
 	struct grey_walk_req	*w;
 	struct timeval		 now = { 0, 0 };
-	int			 done;
+	enum grey_list_kind	 kind;
+	int			 done = 0;
 
 	(void)fd;
 	(void)event;
@@ -1391,19 +1404,69 @@ grey_walk_run(int fd, short event, void *arg)
 	if ((w = TAILQ_FIRST(&walks)) == NULL)
 		return;
 	TAILQ_REMOVE(&walks, w, entry);
-	if (!w->db_done) {
-		w->db_done = greydb_walk_page(&w->walk, GREY_WALK_PAGE,
+	kind = w->walk.kind;
+	switch (w->phase) {
+	case WALK_DB:
+		done = greydb_walk_page(&w->walk, GREY_WALK_PAGE,
 		    grey_walk_entry, w);
-		done = 0;
-	} else
-		done = grey_walk_block(w);
-	if (done) {
+		break;
+	case WALK_BLOCK:
+		done = kind != GREY_LIST_ALL && kind != GREY_LIST_BLOCK ? 1 :
+		    grey_walk_block(w);
+		break;
+	case WALK_SPF:
+		done = kind != GREY_LIST_ALL && kind != GREY_LIST_WHITE ? 1 :
+		    grey_walk_spf(w);
+		break;
+	case WALK_DONE:
+		break;
+	}
+	if (done)
+		w->phase++;
+	if (w->phase == WALK_DONE) {
 		grey_ctl_send(w->client, IMSG_CTL_END, NULL, 0);
 		free(w);
 	} else
 		TAILQ_INSERT_TAIL(&walks, w, entry);
 	if (!TAILQ_EMPTY(&walks))
 		evtimer_add(&ev_walk, &now);
+}
+
+/*
+ * The spf-whitelist networks, one domain per turn: after w->domain,
+ * in the order of the list.  Returns 1 when done.
+ */
+static int
+grey_walk_spf(struct grey_walk_req *w)
+{
+	struct spf_domain	*d;
+	struct ctl_grey_entry	 e;
+	const char		*p, *nl;
+	size_t			 len;
+
+	d = TAILQ_FIRST(&spf_domains);
+	if (w->domain[0] != '\0') {
+		while (d != NULL && strcmp(d->name, w->domain) != 0)
+			d = TAILQ_NEXT(d, entry);
+		if (d == NULL)
+			return (1);
+		d = TAILQ_NEXT(d, entry);
+	}
+	if (d == NULL)
+		return (1);
+	(void)strlcpy(w->domain, d->name, sizeof(w->domain));
+	for (p = d->nets; p != NULL && *p != '\0'; p = nl + 1) {
+		if ((nl = strchr(p, '\n')) == NULL)
+			break;
+		memset(&e, 0, sizeof(e));
+		(void)strlcpy(e.type, "SPFWHITE", sizeof(e.type));
+		len = (size_t)(nl - p) < sizeof(e.key) ? (size_t)(nl - p) :
+		    sizeof(e.key) - 1;
+		memcpy(e.key, p, len);
+		(void)strlcpy(e.list, d->name, sizeof(e.list));
+		grey_ctl_send(w->client, IMSG_CTL_GREY_ENTRY, &e, sizeof(e));
+	}
+	return (TAILQ_NEXT(d, entry) == NULL);
 }
 
 /*

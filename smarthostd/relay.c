@@ -774,7 +774,11 @@ job_all(struct relay_job *job, enum relay_status status, int code,
 static void
 job_finish(struct relay_job *job, struct relay_dest *dest)
 {
-	static const char	*names[] = { "delivered", "deferred", "failed" };
+	static const char	*names[] = {
+		[RELAY_DEFERRED] =	"deferred",
+		[RELAY_DELIVERED] =	"delivered",
+		[RELAY_FAILED] =	"failed"
+	};
 	struct relay_result	*r;
 	size_t			 i;
 
