@@ -13,10 +13,7 @@ smarthostctl -j show greylist and show tables.
 
 Timers: passtime 2s, greyexp 8s, whiteexp 10s; grey expires entries
 once a second, so a wait for an expiry allows a few seconds more, and
-a test that expects one not to have happened yet allows one less.
-
-Tests named grey_BUG_* show a bug found in the daemon (run them with
--k BUG); each says where it is."""
+a test that expects one not to have happened yet allows one less."""
 
 import contextlib
 import json
