@@ -7,18 +7,24 @@
 # at the greylisting decision: connect, banner, EHLO, MAIL FROM, RCPT TO
 # (the decision: 4xx for a tuple never seen), QUIT.  Every session has a
 # new tuple (a pseudo-random sender and recipient) and comes from one of
-# NADDRS loopback addresses (127.0.0.2 on).  Two targets, each with a
-# greylist database preloaded with PRELOAD tuples:
+# NADDRS loopback addresses (127.0.0.2 on).  Three targets:
 #
+#   sink        Postfix's smtp-sink: 250 to everything, no database (the
+#               ceiling of these sessions on this machine, greyload and
+#               the kernel's TCP included)
 #   smarthostd  ./smarthostd/smarthostd -d with a scratch config: a
 #               greylist { } block (spamd's timers, max-entries and
 #               map-size above the preload), an action marked greylist
-#               for the bench's recipient domain; its resolver is a
-#               closed loopback port, so each SPF check of the sender
-#               domain ends at once in temperror and the tuple is keyed
-#               by the client address.  grey.mdb is filled beforehand
-#               by bench/grey-preload.c through the daemon's own
-#               greydb.c.
+#               for the bench's recipient domain.  Its resolver is a
+#               dnsmasq on loopback that knows no records and answers
+#               NXDOMAIN for bench.example, so the SPF check of each
+#               sender domain (1000 of them) gives none, from the
+#               daemon's SPF cache after the first query, and the tuple
+#               is keyed by the client address (RESOLVER=closed: a
+#               closed loopback port instead, every SPF check a
+#               temperror that is not cached, a query each time).
+#               grey.mdb is filled beforehand by bench/grey-preload.c
+#               through the daemon's own greydb.c.
 #   postfix     a private Postfix instance (config and queue under the
 #               scratch directory) with smtpd_recipient_restrictions =
 #               check_policy_service to postgrey (Debian's package, run
@@ -28,6 +34,8 @@
 #               per decision).  Its postgrey.db is filled beforehand by
 #               a small Perl script through the BerkeleyDB module and
 #               the environment flags postgrey itself uses.
+#
+# Both greylisting targets start with PRELOAD tuples in their database.
 #
 # For each run (RUNS, interleaved so that drift hits both alike):
 #
@@ -42,17 +50,18 @@
 #               when the target is not saturated.
 #
 # It prints medians and smarthostd/Postfix ratios.  It exits 1 when a
-# target does not start, a session fails, or any RCPT gets something
-# other than a 4xx (greylisting did not decide); never on speed.
-# Everything runs inside a new network namespace (unshare --net, only
+# target does not start, a session fails, or any RCPT to a greylisting
+# target gets something other than a 4xx (greylisting did not decide);
+# never on speed.  Everything runs inside a new network namespace (unshare --net, only
 # lo up), every wait is bounded, and everything it started is stopped
 # on exit.  Run as root (it installs Debian packages by name when
 # missing, and smarthostd drops privileges).
 #
 # Knobs (environment): CONNS=64 DURATION=15 RUNS=3 PRELOAD=1000000
 #   NADDRS=16 WARMUP=2 (seconds) LAT_RATE=200 LAT_CONNS=8 LAT_SECONDS=8
-#   (LAT_SECONDS=0: no latency runs) TARGETS="smarthostd postfix"
-#   MAX_ENTRIES=4000000 MAP_SIZE_MB=4096 PORT=14525 (first port tried)
+#   (LAT_SECONDS=0: no latency runs) TARGETS="sink smarthostd postfix"
+#   MAX_ENTRIES=4000000 MAP_SIZE_MB=4096 RESOLVER=dnsmasq|closed
+#   PORT=14525 (first port tried)
 #   BENCH_TMPDIR=/var/tmp KEEP=1 (keep the scratch directory)
 
 set -eu
@@ -68,9 +77,10 @@ WARMUP=${WARMUP:-2}
 LAT_RATE=${LAT_RATE:-200}
 LAT_CONNS=${LAT_CONNS:-8}
 LAT_SECONDS=${LAT_SECONDS:-8}
-TARGETS=${TARGETS:-smarthostd postfix}
+TARGETS=${TARGETS:-sink smarthostd postfix}
 MAX_ENTRIES=${MAX_ENTRIES:-4000000}
 MAP_SIZE_MB=${MAP_SIZE_MB:-4096}
+RESOLVER=${RESOLVER:-dnsmasq}
 PORT=${PORT:-14525}
 BENCH_TMPDIR=${BENCH_TMPDIR:-/var/tmp}
 KEEP=${KEEP:-0}
@@ -93,6 +103,7 @@ esac
 [ "$RUNS" -ge 1 ] && [ "$RUNS" -le 10 ] || die "RUNS must be 1..10"
 [ "$NADDRS" -ge 1 ] && [ "$NADDRS" -le 250 ] || die "NADDRS must be 1..250"
 [ "$PRELOAD" -le "$MAX_ENTRIES" ] || die "PRELOAD above MAX_ENTRIES"
+case $RESOLVER in dnsmasq|closed) ;; *) die "RESOLVER: dnsmasq or closed" ;; esac
 
 # ---------------------------------------------------------------- namespace
 
@@ -129,6 +140,20 @@ BENCH_CFLAGS="-std=gnu99 -O2 -D_GNU_SOURCE -Wall -Wextra"
 log "building greyload"
 $CC $BENCH_CFLAGS -o "$WORK/greyload" \
     "$REPO/bench/greyload.c" || die "greyload does not build"
+
+# ---------------------------------------------------------------- sink
+
+SINK_PID=""
+if want sink; then
+	[ -x "$SMTP_SINK" ] || die "$SMTP_SINK missing"
+	SINK_PORT=$(next_port)
+	# -u: smtp-sink refuses to run as root; 5000 is its listen backlog.
+	"$SMTP_SINK" -u nobody 127.0.0.1:"$SINK_PORT" 5000 \
+	    >"$WORK/sink.log" 2>&1 &
+	SINK_PID=$!
+	PIDS_TO_STOP="$PIDS_TO_STOP $SINK_PID"
+	wait_port "$SINK_PORT" 10 || die "smtp-sink did not listen"
+fi
 
 # ---------------------------------------------------------------- postfix + postgrey
 
@@ -217,11 +242,23 @@ fi
 
 SHD_PORT=""
 if want smarthostd; then
+	# next_port finds the first port nothing listens on: start what
+	# holds one before asking for the next.
+	DNS_PORT=1	# closed
+	if [ "$RESOLVER" = dnsmasq ]; then
+		DNS_PORT=$(next_port)
+		/usr/sbin/dnsmasq -k -p "$DNS_PORT" --listen-address=127.0.0.1 \
+		    --bind-interfaces --no-resolv --no-hosts \
+		    --conf-file=/dev/null --pid-file= --user=root \
+		    --local=/bench.example/ >"$WORK/dnsmasq.log" 2>&1 &
+		PIDS_TO_STOP="$PIDS_TO_STOP $!"
+		wait_port "$DNS_PORT" 10 || die "dnsmasq did not listen"
+	fi
 	shd_setup
 	{
 		shd_config_head "greylist every recipient of" \
-		    "grey.bench.example; SPF ends in temperror at once" \
-		    "(closed resolver port)."
+		    "grey.bench.example; SPF: $RESOLVER resolver." |
+		    sed "s/^resolver .*/resolver 127.0.0.1 port $DNS_PORT/"
 		cat <<EOF
 listen on 127.0.0.1 port $SHD_PORT
 
@@ -262,18 +299,25 @@ EOF
 	log "grey.mdb: $PRELOAD tuples in $(($(date +%s) - t0))s," \
 	    "$(du -sm "$SHD/state" | cut -f1) MB"
 	shd_start
+	# Its port opens before grey has its configuration; a session in
+	# that moment stops grey ("request before the configuration").
+	sleep 2
+	kill -0 "$SHD_PID" 2>/dev/null ||
+	    { tail -20 "$SHD/log" >&2; die "smarthostd exited"; }
 fi
 
 # ---------------------------------------------------------------- runs
 
 target_port() {
 	case $1 in
+	sink) echo "$SINK_PORT" ;;
 	postfix) echo "$PF_PORT" ;;
 	smarthostd) echo "$SHD_PORT" ;;
 	esac
 }
 target_ticks() {	# CPU ticks so far of every process of the target
 	case $1 in
+	sink) tree_ticks "$SINK_PID" ;;
 	postfix) echo $(($(tree_ticks "$PF_PID") + $(tree_ticks "$PG_PID"))) ;;
 	smarthostd) tree_ticks "$SHD_PID" ;;
 	esac
@@ -292,7 +336,7 @@ load_run() {	# target label greyload-args...: prints greyload's line
 		exit 1
 	fi
 	# Every decision must be a 4xx: a 250 means nothing greylisted.
-	if tail -1 "$out" | tr ' ' '\n' | grep -q '^[^4][0-9][0-9]:'; then
+	if [ "$t" != sink ] && tail -1 "$out" | tr ' ' '\n' | grep -q '^[^4][0-9][0-9]:'; then
 		log "$t ($label): a RCPT got something other than 4xx:"
 		tail -1 "$out" >&2
 		exit 1
@@ -351,6 +395,7 @@ median() { echo "$@" | tr ' ' '\n' | grep . | sort -g |
 
 label() {
 	case $1 in
+	sink) echo "smtp-sink (250, no database)" ;;
 	postfix) echo "Postfix $(postconf -d -h mail_version 2>/dev/null)" \
 	    "+ postgrey $(dpkg-query -W -f='${Version}' postgrey 2>/dev/null |
 	    sed 's/-.*//')" ;;
@@ -359,7 +404,8 @@ label() {
 }
 
 echo
-echo "grey.sh: $(nproc) cores, $(uname -r), $PRELOAD tuples preloaded"
+echo "grey.sh: $(nproc) cores, $(uname -r), $PRELOAD tuples preloaded," \
+    "smarthostd's resolver: $RESOLVER"
 echo "greyload -c $CONNS for ${DURATION}s from $NADDRS addresses," \
     "a new tuple per session, median of $RUNS, ${WARMUP}s warm-up;" \
     "latency at $LAT_RATE sessions/s over $LAT_CONNS connections"
