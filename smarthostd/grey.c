@@ -1157,7 +1157,8 @@ spf_white_done(void *arg, int status, const char *const *nets, size_t n,
 
 	d->pending = 0;
 	if (status == DNS_TEMPFAIL) {
-		d->next = now + GREY_SPF_RETRY;
+		d->next = now + (env->greylist.spf_refresh < GREY_SPF_RETRY ?
+		    env->greylist.spf_refresh : GREY_SPF_RETRY);
 		(void)snprintf(d->status, sizeof(d->status), "temporary "
 		    "failure: %s", reason != NULL ? reason : "DNS");
 		log_warnx("spf-whitelist %s: %s", d->name, d->status);
