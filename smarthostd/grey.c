@@ -173,6 +173,7 @@ static void	 grey_shutdown(void);
 static void	 grey_open(void);
 static void	 grey_tick(int, short, void *);
 
+static void	 grey_not_ready(struct imsgev *, struct imsg *);
 static void	 grey_connect(uint32_t, const struct grey_connect *);
 static int	 grey_blocked(const struct sockaddr_storage *,
 		    struct grey_connect_result *);
@@ -393,8 +394,10 @@ grey_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
 	struct grey_connect	 gc;
 	struct grey_check	 chk;
 
-	if (!grey_opened)
-		fatalx("request before the configuration");
+	if (!grey_opened) {
+		grey_not_ready(iev, imsg);
+		return;
+	}
 	switch (iev->peer) {
 	case PROC_SMTP:
 		switch (imsg_get_type(imsg)) {
@@ -431,6 +434,35 @@ grey_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
 		fatalx("unexpected imsg %u from %s", imsg_get_type(imsg),
 		    proc_name(iev->peer));
 	}
+}
+
+/*
+ * smtp may take a connection before the first configuration reached
+ * us: the client is served as one we know nothing about, its RCPT gets
+ * a 451, and control and queue are told nothing yet.
+ */
+static void
+grey_not_ready(struct imsgev *iev, struct imsg *imsg)
+{
+	struct grey_connect_result	 res;
+
+	memset(&res, 0, sizeof(res));
+	if (iev->peer == PROC_SMTP &&
+	    imsg_get_type(imsg) == IMSG_GREY_CONNECT)
+		grey_ctl_send(imsg_get_id(imsg), IMSG_GREY_CONNECT_RESULT,
+		    &res, sizeof(res));
+	else if (iev->peer == PROC_SMTP &&
+	    imsg_get_type(imsg) == IMSG_GREY_CHECK)
+		grey_check_answer(imsg_get_id(imsg), GREY_TEMPFAIL,
+		    "not configured yet", NULL);
+	else if (iev->peer == PROC_CONTROL &&
+	    imsg_get_type(imsg) == IMSG_CTL_SHOW_STATS)
+		grey_ctl_send(imsg_get_id(imsg), IMSG_CTL_END, NULL, 0);
+	else if (iev->peer == PROC_CONTROL)
+		grey_ctl_result(imsg_get_id(imsg), 0, "grey is starting");
+	else
+		log_debug("imsg %u from %s before the configuration",
+		    imsg_get_type(imsg), proc_name(iev->peer));
 }
 
 /*

@@ -68,6 +68,7 @@
 #define SPF_TTL_MIN		60
 #define SPF_TTL_MAX		86400
 #define SPF_TTL_NEGATIVE	300	/* NXDOMAIN and NODATA */
+#define SPF_TTL_TEMPFAIL	30	/* a server failure (RFC 2308 7.1) */
 #define SPF_ROUNDS_MAX		30	/* evaluations of one check */
 #define SPF_MISSES_MAX		128	/* names asked for per round */
 #define SPF_JOBS_MAX		4096	/* checks and expansions at once */
@@ -851,8 +852,9 @@ spf_cache_find(const char *name, int type)
 
 /*
  * An answer for SPF_TTL_MIN to SPF_TTL_MAX seconds, NXDOMAIN and NODATA
- * for SPF_TTL_NEGATIVE; a temporary failure expires at once, and only
- * the checks running now use it.  The oldest entry makes room.
+ * for SPF_TTL_NEGATIVE, a temporary failure for SPF_TTL_TEMPFAIL: a
+ * resolver that is down is not asked again for every RCPT.  The oldest
+ * entry makes room.
  */
 static void
 spf_cache_store(const char *name, int type, int status, int nxdomain,
@@ -883,7 +885,7 @@ spf_cache_store(const char *name, int type, int status, int nxdomain,
 			ttl = SPF_TTL_MAX;
 		e->expires = now + ttl;
 	} else if (status == DNS_TEMPFAIL)
-		e->expires = now;
+		e->expires = now + SPF_TTL_TEMPFAIL;
 	else
 		e->expires = now + SPF_TTL_NEGATIVE;
 	e->stored = ++spf_stored;
