@@ -59,6 +59,7 @@
 #define GREYDB_KEY_HASHED	(GREYDB_KEY_MAX - 17)
 #define GREYDB_DIRTY_MAX	20000	/* writes before a forced commit */
 #define GREYDB_SPF_NETS_MAX	(256 * 1024)
+#define GREYDB_MAP_NEW_PCT	85	/* new tuples only below this use */
 
 enum greydb_kind {
 	KIND_GREY = 1,
@@ -103,6 +104,7 @@ static void	 greydb_entry(enum greydb_kind, const MDB_val *,
 static size_t	 greydb_walk_dbi(int, struct greydb_walk *, size_t,
 		    void (*)(const struct ctl_grey_entry *, void *), void *);
 static size_t	 greydb_delete_tuples(const char *, size_t);
+static int	 greydb_room_for_new(void);
 
 int
 greydb_open(const char *dir, uint64_t map_size)
@@ -429,7 +431,7 @@ greydb_check(const struct greylist_config *conf, const struct grey_tuple *t,
 			(void)greydb_failed("stat", rc);
 			return (GREY_TEMPFAIL);
 		}
-		if (st.ms_entries >= conf->max_entries)
+		if (st.ms_entries >= conf->max_entries || !greydb_room_for_new())
 			return (GREY_TEMPFAIL);
 	}
 	memset(&rec, 0, sizeof(rec));
@@ -441,6 +443,33 @@ greydb_check(const struct greylist_config *conf, const struct grey_tuple *t,
 	if (greydb_put(KIND_GREY, key, len, &rec, found ? &old : NULL) == -1)
 		return (GREY_TEMPFAIL);
 	return (GREY_GREYLISTED);
+}
+
+/*
+ * New tuples stop well before the map is full: a full LMDB map cannot
+ * even delete (pages are copied on write), so the rest is kept for
+ * retries that pass, white refreshes and expiry.
+ */
+static int
+greydb_room_for_new(void)
+{
+	MDB_envinfo	 info;
+	MDB_stat	 st;
+	MDB_dbi		 dbis[] = { dbi_grey, dbi_white, dbi_trap, dbi_spamtrap,
+			    dbi_learned, dbi_spfnets, dbi_expiry };
+	size_t		 i, used = 0, total;
+
+	if (mdb_env_info(grey_env, &info) != 0 ||
+	    mdb_env_stat(grey_env, &st) != 0 || st.ms_psize == 0)
+		return (0);
+	total = info.me_mapsize / st.ms_psize;
+	for (i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {
+		if (mdb_stat(grey_txn, dbis[i], &st) != 0)
+			return (0);
+		used += st.ms_branch_pages + st.ms_leaf_pages +
+		    st.ms_overflow_pages;
+	}
+	return (used < total / 100 * GREYDB_MAP_NEW_PCT);
 }
 
 /*

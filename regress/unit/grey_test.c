@@ -323,6 +323,49 @@ test_persistence(void)
 	    "lost");
 }
 
+/*
+ * A map too small for the tuples: new ones get GREY_TEMPFAIL (451),
+ * never a crash, and what was committed before stays usable.
+ */
+static void
+test_map_full(void)
+{
+	char			 small_dir[] = "/tmp/grey_test_full.XXXXXX";
+	char			 to[64], path[PATH_MAX];
+	struct grey_tuple	 t;
+	enum grey_verdict	 v = GREY_GREYLISTED;
+	int			 i;
+
+	greydb_close();
+	if (mkdtemp(small_dir) == NULL ||
+	    greydb_open(small_dir, 2 * 1024 * 1024) == -1) {
+		check(0, "map_full_open", "cannot open a small grey.mdb");
+		return;
+	}
+	tuple(&t, "192.0.2.12", "h", "a@example.org", "first@example.com");
+	(void)greydb_check(&conf, &t, "192.0.2.12", T0);
+	(void)greydb_commit();
+	for (i = 0; i < 100000 && v != GREY_TEMPFAIL; i++) {
+		(void)snprintf(to, sizeof(to), "full%d@example.com", i);
+		tuple(&t, "192.0.2.13", "h", "a@example.org", to);
+		v = greydb_check(&conf, &t, "192.0.2.13", T0);
+		if (i % 50 == 0)
+			(void)greydb_commit();
+	}
+	check(v == GREY_TEMPFAIL, "map_full_gives_tempfail", "never full");
+	tuple(&t, "192.0.2.12", "h", "a@example.org", "first@example.com");
+	check(greydb_check(&conf, &t, "192.0.2.12", T0 + conf.passtime) ==
+	    GREY_PASS, "map_full_committed_tuple_still_passes", "lost");
+	greydb_close();
+	(void)snprintf(path, sizeof(path), "%s/grey.mdb", small_dir);
+	(void)unlink(path);
+	(void)snprintf(path, sizeof(path), "%s/grey.mdb-lock", small_dir);
+	(void)unlink(path);
+	(void)rmdir(small_dir);
+	check(greydb_open(dir, 16 * 1024 * 1024) == 0, "map_full_reopen",
+	    "cannot reopen");
+}
+
 static void
 test_client_key(void)
 {
@@ -379,6 +422,7 @@ main(void)
 	test_walk_pages();
 	test_expire();
 	test_persistence();
+	test_map_full();
 	test_client_key();
 	greydb_close();
 	(void)snprintf(path, sizeof(path), "%s/grey.mdb", dir);
