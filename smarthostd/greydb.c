@@ -57,6 +57,7 @@
 #define GREYDB_VERSION		1
 #define GREYDB_KEY_MAX		480	/* LMDB's limit is 511 */
 #define GREYDB_KEY_HASHED	(GREYDB_KEY_MAX - 17)
+#define GREYDB_TUPLE_MAX	(HOSTNAME_LEN * 2 + SMTP_ADDR_LEN * 2 + 4)
 #define GREYDB_DIRTY_MAX	20000	/* writes before a forced commit */
 #define GREYDB_SPF_NETS_MAX	(256 * 1024)
 #define GREYDB_MAP_NEW_PCT	85	/* new tuples only below this use */
@@ -98,6 +99,7 @@ static int	 greydb_del(enum greydb_kind, char *, size_t,
 static int	 greydb_index(enum greydb_kind, const char *, size_t, int64_t,
 		    int);
 static size_t	 greydb_tuple_key(const struct grey_tuple *, char *, size_t);
+static size_t	 greydb_long_key(const char *, char *, size_t);
 static size_t	 greydb_lower_key(const char *, char *, size_t);
 static void	 greydb_entry(enum greydb_kind, const MDB_val *,
 		    const struct greydb_record *, struct ctl_grey_entry *);
@@ -105,6 +107,8 @@ static size_t	 greydb_walk_dbi(int, struct greydb_walk *, size_t,
 		    void (*)(const struct ctl_grey_entry *, void *), void *);
 static size_t	 greydb_delete_tuples(const char *, size_t);
 static int	 greydb_room_for_new(void);
+static int	 greydb_touch(enum greydb_kind, const char *, time_t, time_t,
+		    uint32_t, uint32_t);
 
 int
 greydb_open(const char *dir, uint64_t map_size)
@@ -341,46 +345,58 @@ greydb_index(enum greydb_kind kind, const char *key, size_t len,
 }
 
 /*
- * A tuple's key, lower-cased.  One longer than LMDB takes keeps its
- * first part and a hash of the whole, so that distinct long tuples
- * stay distinct.
+ * A tuple's key, lower-cased: its fields joined by newlines, which no
+ * field can hold.
  */
 static size_t
 greydb_tuple_key(const struct grey_tuple *t, char *buf, size_t size)
 {
-	char		 full[HOSTNAME_LEN * 2 + SMTP_ADDR_LEN * 2 + 4];
-	uint64_t	 h = 14695981039346656037ULL;
-	size_t		 len, i;
-	int		 n;
+	char	 full[GREYDB_TUPLE_MAX];
+	int	 n;
 
 	n = snprintf(full, sizeof(full), "%s\n%s\n%s\n%s", t->client,
 	    t->helo, t->sender, t->rcpt);
 	if (n < 0 || (size_t)n >= sizeof(full))
 		fatalx("greydb_tuple_key");
-	len = greydb_lower_key(full, full, sizeof(full));
-	if (len <= GREYDB_KEY_MAX && len < size) {
-		memcpy(buf, full, len);
-		return (len);
-	}
-	for (i = 0; i < len; i++) {
-		h ^= (unsigned char)full[i];
+	return (greydb_long_key(full, buf, size));
+}
+
+/*
+ * A key lower-cased into buf.  One longer than LMDB takes keeps its
+ * first part and a hash of the whole, so that distinct long tuples
+ * (a 255-character HELO and long addresses) stay distinct.
+ */
+static size_t
+greydb_long_key(const char *s, char *buf, size_t size)
+{
+	uint64_t	 h = 14695981039346656037ULL;
+	size_t		 len, i;
+
+	if (size <= GREYDB_KEY_MAX)
+		fatalx("greydb_long_key: buffer too small");
+	for (len = 0; s[len] != '\0'; len++) {
+		h ^= (unsigned char)tolower((unsigned char)s[len]);
 		h *= 1099511628211ULL;
 	}
-	memcpy(buf, full, GREYDB_KEY_HASHED);
+	if (len <= GREYDB_KEY_MAX)
+		return (greydb_lower_key(s, buf, size));
+	for (i = 0; i < GREYDB_KEY_HASHED; i++)
+		buf[i] = (char)tolower((unsigned char)s[i]);
 	(void)snprintf(buf + GREYDB_KEY_HASHED, size - GREYDB_KEY_HASHED,
 	    "#%016llx", (unsigned long long)h);
 	return (GREYDB_KEY_HASHED + 17);
 }
 
+/* A short key (a client, an address, a domain) lower-cased into buf. */
 static size_t
 greydb_lower_key(const char *s, char *buf, size_t size)
 {
 	size_t	 i;
 
-	for (i = 0; s[i] != '\0' && i + 1 < size; i++)
+	for (i = 0; s[i] != '\0' && i + 1 < size && i < GREYDB_KEY_MAX; i++)
 		buf[i] = (char)tolower((unsigned char)s[i]);
 	buf[i] = '\0';
-	return (i < GREYDB_KEY_MAX ? i : GREYDB_KEY_MAX);
+	return (i);
 }
 
 /*
@@ -499,13 +515,25 @@ int
 greydb_white_add(const struct greylist_config *conf, const char *client,
     time_t now)
 {
+	return (greydb_touch(KIND_WHITE, client, now, now + conf->whiteexp,
+	    0, 0));
+}
+
+/*
+ * Create or renew a white, trap or learned entry so that it lasts until
+ * expire, adding to its counts.
+ */
+static int
+greydb_touch(enum greydb_kind kind, const char *name, time_t now,
+    time_t expire, uint32_t passed, uint32_t blocked)
+{
 	struct greydb_record	 rec, old;
 	char			 key[GREYDB_KEY_MAX + 1];
 	size_t			 len;
 	int			 found;
 
-	len = greydb_lower_key(client, key, sizeof(key));
-	if ((found = greydb_get(KIND_WHITE, key, len, &old)) == -1)
+	len = greydb_lower_key(name, key, sizeof(key));
+	if ((found = greydb_get(kind, key, len, &old)) == -1)
 		return (-1);
 	memset(&rec, 0, sizeof(rec));
 	if (found)
@@ -515,8 +543,10 @@ greydb_white_add(const struct greylist_config *conf, const char *client,
 		rec.pass = now;
 	}
 	rec.version = GREYDB_VERSION;
-	rec.expire = now + conf->whiteexp;
-	return (greydb_put(KIND_WHITE, key, len, &rec, found ? &old : NULL));
+	rec.passed += passed;
+	rec.blocked += blocked;
+	rec.expire = expire;
+	return (greydb_put(kind, key, len, &rec, found ? &old : NULL));
 }
 
 /* Is the client trapped?  1 with its expiry time, or 0. */
@@ -540,7 +570,7 @@ int
 greydb_trap_client(const struct greylist_config *conf, const char *client,
     time_t now)
 {
-	struct greydb_record	 rec, old;
+	struct greydb_record	 old;
 	char			 key[GREYDB_KEY_MAX + 1];
 	size_t			 len;
 	int			 found;
@@ -550,14 +580,8 @@ greydb_trap_client(const struct greylist_config *conf, const char *client,
 		return (-1);
 	if (found && greydb_del(KIND_WHITE, key, len, &old) == -1)
 		return (-1);
-	if ((found = greydb_get(KIND_TRAP, key, len, &old)) == -1)
-		return (-1);
-	memset(&rec, 0, sizeof(rec));
-	rec.version = GREYDB_VERSION;
-	rec.first = found ? old.first : now;
-	rec.blocked = found ? old.blocked + 1 : 1;
-	rec.expire = now + conf->trapexp;
-	return (greydb_put(KIND_TRAP, key, len, &rec, found ? &old : NULL));
+	return (greydb_touch(KIND_TRAP, client, now, now + conf->trapexp, 0,
+	    1));
 }
 
 /* Is the address a spamtrap added at run time?  1 or 0. */
@@ -607,21 +631,8 @@ int
 greydb_learn(const struct greylist_config *conf, const char *domain,
     time_t now)
 {
-	struct greydb_record	 rec, old;
-	char			 key[GREYDB_KEY_MAX + 1];
-	size_t			 len;
-	int			 found;
-
-	len = greydb_lower_key(domain, key, sizeof(key));
-	if ((found = greydb_get(KIND_LEARNED, key, len, &old)) == -1)
-		return (-1);
-	memset(&rec, 0, sizeof(rec));
-	rec.version = GREYDB_VERSION;
-	rec.first = found ? old.first : now;
-	rec.passed = found ? old.passed + 1 : 1;
-	rec.pass = now;
-	rec.expire = now + conf->whiteexp;
-	return (greydb_put(KIND_LEARNED, key, len, &rec, found ? &old : NULL));
+	return (greydb_touch(KIND_LEARNED, domain, now, now + conf->whiteexp,
+	    1, 0));
 }
 
 int
@@ -646,22 +657,26 @@ greydb_delete(const char *what)
 {
 	struct greydb_record	 old;
 	char			 key[GREYDB_KEY_MAX + 1];
+	char			 tuple[GREYDB_TUPLE_MAX];
 	size_t			 len, i, n = 0;
 	int			 found;
 	enum greydb_kind	 kinds[] = { KIND_WHITE, KIND_TRAP,
 				    KIND_LEARNED };
 
-	len = greydb_lower_key(what, key, sizeof(key));
-	if (strchr(key, '|') != NULL) {
-		for (i = 0; i < len; i++)
-			if (key[i] == '|')
-				key[i] = '\n';
+	if (strchr(what, '|') != NULL) {
+		if (strlcpy(tuple, what, sizeof(tuple)) >= sizeof(tuple))
+			return (0);
+		for (i = 0; tuple[i] != '\0'; i++)
+			if (tuple[i] == '|')
+				tuple[i] = '\n';
+		len = greydb_long_key(tuple, key, sizeof(key));
 		if ((found = greydb_get(KIND_GREY, key, len, &old)) == -1)
 			return (-1);
 		if (found && greydb_del(KIND_GREY, key, len, &old) == -1)
 			return (-1);
 		return (found);
 	}
+	len = greydb_lower_key(what, key, sizeof(key));
 	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		if ((found = greydb_get(kinds[i], key, len, &old)) == -1)
 			return (-1);

@@ -35,6 +35,7 @@
 #include "smarthostd.h"
 
 #define T0	1800000000	/* the injected clock starts here */
+#define GREYDB_TEST_TUPLE	(HOSTNAME_LEN * 2 + SMTP_ADDR_LEN * 2 + 4)
 
 static int			 failures;
 static struct greylist_config	 conf;
@@ -158,16 +159,25 @@ static void
 test_long_keys(void)
 {
 	struct grey_tuple	 t, u;
-	char			 helo[HOSTNAME_LEN];
+	char			 helo[HOSTNAME_LEN], from[SMTP_ADDR_LEN];
+	char			 text[GREYDB_TEST_TUPLE];
 
+	/* A 255-character HELO and a 250-character sender. */
 	memset(helo, 'h', sizeof(helo) - 1);
 	helo[sizeof(helo) - 1] = '\0';
-	tuple(&t, "192.0.2.4", helo, "a@example.org", "x1@example.com");
-	tuple(&u, "192.0.2.4", helo, "a@example.org", "x2@example.com");
+	memset(from, 'd', 250);
+	memcpy(from, "someone@", 8);
+	from[250] = '\0';
+	tuple(&t, "192.0.2.4", helo, from, "x1@example.com");
+	tuple(&u, "192.0.2.4", helo, from, "x2@example.com");
 	check(greydb_check(&conf, &t, "192.0.2.4", T0) == GREY_GREYLISTED,
 	    "long_tuple_recorded", "not greylisted");
 	check(greydb_check(&conf, &u, "192.0.2.4", T0 + conf.passtime) ==
 	    GREY_GREYLISTED, "long_tuples_stay_distinct", "collided");
+	(void)snprintf(text, sizeof(text), "192.0.2.4|%s|%s|x2@example.com",
+	    helo, from);
+	check(greydb_delete(text) == 1, "long_tuple_deleted_by_its_text",
+	    "not found");
 	check(greydb_check(&conf, &t, "192.0.2.4", T0 + conf.passtime) ==
 	    GREY_PASS, "long_tuple_passes", "not passed");
 }
