@@ -54,6 +54,7 @@
 #define GREY_LOAD_LINES		20000	/* list file lines per loop turn */
 #define GREY_WALK_PAGE		256	/* show greylist entries per turn */
 #define GREY_BLOCK_PAGE		64	/* blocklist ranges per turn */
+#define GREY_WALK_QUEUED_MAX	1024	/* messages waiting for control */
 #define GREY_DNSBL_CACHE_MAX	65536
 #define GREY_DNSBL_TTL_MIN	60
 #define GREY_DNSBL_TTL_MAX	86400
@@ -111,6 +112,7 @@ struct grey_check_req {
 	uint32_t		 session;
 	struct grey_check	 check;
 	char			 key[HOSTNAME_LEN];
+	int			 canary;	/* SPF of a TEST-NET address */
 	struct event		 timer;
 };
 TAILQ_HEAD(grey_check_reqs, grey_check_req);
@@ -192,7 +194,11 @@ static int	 dnsbl_score(const struct sockaddr_storage *, char *, size_t);
 int		 dnsbl_cached_cmp(struct dnsbl_cached *, struct dnsbl_cached *);
 
 static void	 grey_check(uint32_t, const struct grey_check *);
+static void	 grey_check_trap(uint32_t, const struct grey_check *,
+		    const char *, time_t);
 static void	 grey_check_spf(void *, enum spf_verdict, const char *);
+static const struct sockaddr_storage *grey_spf_canary(
+		    const struct sockaddr_storage *);
 static void	 grey_check_timeout(int, short, void *);
 static void	 grey_check_decide(struct grey_check_req *, const char *);
 static void	 grey_check_answer(uint32_t, enum grey_verdict, const char *,
@@ -261,6 +267,7 @@ static struct spf_domains	 spf_domains =
 				    TAILQ_HEAD_INITIALIZER(spf_domains);
 static struct addrset		*spf_white;
 static time_t			 spf_white_built;
+static int			 spf_white_dirty;
 static struct dnsbl_cache	 dnsbl_cache = RB_INITIALIZER(&dnsbl_cache);
 static size_t			 dnsbl_cache_count;
 static struct grey_connect_reqs	 connect_reqs =
@@ -336,7 +343,8 @@ grey_shutdown(void)
 
 /*
  * Once a second: expire what is due (a bounded number), start the
- * spf-whitelist expansions that are due, and commit.
+ * spf-whitelist expansions that are due, rebuild the spf-white set if
+ * expansions finished, and commit.
  */
 static void
 grey_tick(int fd, short event, void *arg)
@@ -352,6 +360,8 @@ grey_tick(int fd, short event, void *arg)
 	TAILQ_FOREACH(d, &spf_domains, entry)
 		if (!d->pending && d->next <= now)
 			spf_white_start(d);
+	if (spf_white_dirty)
+		spf_white_rebuild();
 	(void)greydb_commit();
 	evtimer_add(&ev_tick, &tv);
 }
@@ -786,17 +796,16 @@ dnsbl_score(const struct sockaddr_storage *ss, char *zones, size_t len)
 
 /*
  * At RCPT, for an action marked greylist.  The order: the whitelist
- * table, spamtraps, white clients, spf-whitelist networks, a DNSWL
- * score, then the tuple, keyed by the sender's domain when its SPF
- * passes for the client.
+ * table, trapped clients, white clients, spf-whitelist networks, a
+ * DNSWL score, spamtraps, then the tuple, keyed by the sender's domain
+ * when its SPF passes for the client.
  */
 static void
 grey_check(uint32_t session, const struct grey_check *chk)
 {
 	struct grey_check_req	*req;
 	struct timeval		 tv = { GREY_SPF_WAIT, 0 };
-	char			 key[HOSTNAME_LEN], addr[INET6_ADDRSTRLEN];
-	char			 msg[MESSAGE_LEN];
+	char			 key[HOSTNAME_LEN];
 	time_t			 now = time(NULL);
 
 	stats.checks++;
@@ -810,12 +819,8 @@ grey_check(uint32_t session, const struct grey_check *chk)
 		grey_check_answer(session, GREY_PASS, "whitelist", NULL);
 		return;
 	}
-	if (grey_is_spamtrap(chk->rcpt) || greydb_trapped(key, now, NULL)) {
-		(void)greydb_trap_client(&env->greylist, key, now);
-		grey_message(GREY_TRAP_MESSAGE, addr_string(&chk->client, addr,
-		    sizeof(addr)), msg, sizeof(msg));
-		log_info("trapped %s by <%s>", key, chk->rcpt);
-		grey_check_answer(session, GREY_TRAPPED, "spamtrap", msg);
+	if (greydb_trapped(key, now, NULL)) {
+		grey_check_trap(session, chk, key, now);
 		return;
 	}
 	if (greydb_white_check(&env->greylist, key, now)) {
@@ -829,6 +834,11 @@ grey_check(uint32_t session, const struct grey_check *chk)
 	if (!TAILQ_EMPTY(&env->dnsbls) &&
 	    dnsbl_score(&chk->client, NULL, 0) < 0) {
 		grey_check_answer(session, GREY_PASS, "dnswl", NULL);
+		return;
+	}
+	/* As with spamd, a spamtrap catches only who would be greylisted. */
+	if (grey_is_spamtrap(chk->rcpt)) {
+		grey_check_trap(session, chk, key, now);
 		return;
 	}
 
@@ -846,6 +856,19 @@ grey_check(uint32_t session, const struct grey_check *chk)
 }
 
 static void
+grey_check_trap(uint32_t session, const struct grey_check *chk,
+    const char *key, time_t now)
+{
+	char	 addr[INET6_ADDRSTRLEN], msg[MESSAGE_LEN];
+
+	(void)greydb_trap_client(&env->greylist, key, now);
+	grey_message(GREY_TRAP_MESSAGE, addr_string(&chk->client, addr,
+	    sizeof(addr)), msg, sizeof(msg));
+	log_info("trapped %s by <%s>", key, chk->rcpt);
+	grey_check_answer(session, GREY_TRAPPED, "spamtrap", msg);
+}
+
+static void
 grey_check_spf(void *arg, enum spf_verdict verdict, const char *reason)
 {
 	struct grey_check_req	*req = arg;
@@ -855,9 +878,49 @@ grey_check_spf(void *arg, enum spf_verdict verdict, const char *reason)
 	(void)reason;
 	if (req->check.sender[0] != '\0')
 		domain = mailaddr_domain(req->check.sender);
+	if (req->canary) {
+		/* A record that lets TEST-NET pass lets anybody pass. */
+		if (verdict == SPF_VERDICT_PASS)
+			log_debug("session %u: SPF of %s passes any address; "
+			    "keying by address", req->session, domain);
+		grey_check_decide(req, verdict == SPF_VERDICT_PASS ? NULL :
+		    domain);
+		return;
+	}
 	grey_spf_remember(addr_string(&req->check.client, addr, sizeof(addr)),
 	    domain != NULL ? domain : req->check.helo, verdict);
-	grey_check_decide(req, verdict == SPF_VERDICT_PASS ? domain : NULL);
+	if (verdict != SPF_VERDICT_PASS || domain == NULL) {
+		grey_check_decide(req, NULL);
+		return;
+	}
+	req->canary = 1;
+	if (spf_check(grey_spf_canary(&req->check.client), req->check.helo,
+	    req->check.sender, grey_check_spf, req) == -1)
+		grey_check_decide(req, NULL);
+}
+
+/*
+ * An address no SPF record has reason to authorise (RFC 5737, 3849):
+ * if the sender's record passes it too ("+all", 0.0.0.0/0), a tuple
+ * keyed by that domain would let a botnet through greylisting, one bot
+ * retrying another's attempt.
+ */
+static const struct sockaddr_storage *
+grey_spf_canary(const struct sockaddr_storage *client)
+{
+	static struct sockaddr_storage	 ss;
+	struct sockaddr_in		*sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6		*sin6 = (struct sockaddr_in6 *)&ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (client->ss_family == AF_INET6) {
+		sin6->sin6_family = AF_INET6;
+		(void)inet_pton(AF_INET6, "2001:db8::5", &sin6->sin6_addr);
+	} else {
+		sin->sin_family = AF_INET;
+		(void)inet_pton(AF_INET, "192.0.2.5", &sin->sin_addr);
+	}
+	return (&ss);
 }
 
 static void
@@ -1182,7 +1245,7 @@ static void
 spf_white_done(void *arg, int status, const char *const *nets, size_t n,
     const char *reason)
 {
-	struct spf_domain	*d = arg;
+	struct spf_domain	*d = arg, *other;
 	char			*text;
 	size_t			 i, len = 0, off = 0;
 	time_t			 now = time(NULL);
@@ -1218,7 +1281,17 @@ spf_white_done(void *arg, int status, const char *const *nets, size_t n,
 		(void)snprintf(d->status, sizeof(d->status), "%zu networks; "
 		    "%s", n, reason != NULL ? reason : "incomplete");
 	log_info("spf-whitelist %s: %s", d->name, d->status);
-	(void)greydb_spf_nets_save(d->name, d->nets, d->nets_len, now);
+	if (greydb_spf_nets_save(d->name, d->nets, d->nets_len, now) == -1)
+		log_warnx("spf-whitelist %s: networks not kept in grey.mdb",
+		    d->name);
+	/*
+	 * Many domains finish together: the last of them rebuilds the
+	 * set, or the tick does while a slow one is still out.
+	 */
+	spf_white_dirty = 1;
+	TAILQ_FOREACH(other, &spf_domains, entry)
+		if (other->pending)
+			return;
 	spf_white_rebuild();
 }
 
@@ -1253,6 +1326,7 @@ spf_white_rebuild(void)
 	addrset_free(spf_white);
 	spf_white = set;
 	spf_white_built = time(NULL);
+	spf_white_dirty = 0;
 	grey_pf_send(FW_SPF_WHITE, spf_white);
 }
 
@@ -1301,11 +1375,12 @@ grey_learn(struct imsg *imsg)
 	domain = imsg_expect_string(imsg);
 	for (i = 0; domain[i] != '\0'; i++)
 		if (!isalnum((unsigned char)domain[i]) &&
-		    domain[i] != '-' && domain[i] != '.')
-			fatalx("queue sent a malformed domain");
-	if (i == 0 || i >= HOSTNAME_LEN)
-		fatalx("queue sent a malformed domain");
-	if (greydb_learn(&env->greylist, domain, time(NULL)) == 0)
+		    domain[i] != '-' && domain[i] != '.' && domain[i] != '_')
+			break;
+	if (domain[i] != '\0' || i == 0 || i >= HOSTNAME_LEN)
+		log_warnx("not learning from a delivery to \"%.64s\": not a "
+		    "domain name", domain);
+	else if (greydb_learn(&env->greylist, domain, time(NULL)) == 0)
 		log_debug("learned %s", domain);
 	free(domain);
 }
@@ -1427,7 +1502,7 @@ static void
 grey_walk_run(int fd, short event, void *arg)
 {
 	struct grey_walk_req	*w;
-	struct timeval		 now = { 0, 0 };
+	struct timeval		 now = { 0, 0 }, later = { 0, 10000 };
 	enum grey_list_kind	 kind;
 	int			 done = 0;
 
@@ -1436,6 +1511,13 @@ grey_walk_run(int fd, short event, void *arg)
 	(void)arg;
 	if ((w = TAILQ_FIRST(&walks)) == NULL)
 		return;
+	/* Control has not taken the last pages yet: wait for it. */
+	if (iev_peer[PROC_CONTROL] != NULL &&
+	    imsgbuf_queuelen(&iev_peer[PROC_CONTROL]->ibuf) >
+	    GREY_WALK_QUEUED_MAX) {
+		evtimer_add(&ev_walk, &later);
+		return;
+	}
 	TAILQ_REMOVE(&walks, w, entry);
 	kind = w->walk.kind;
 	switch (w->phase) {
@@ -1664,8 +1746,6 @@ grey_tables(uint32_t client)
 {
 	struct table		*t;
 	struct grey_list	*l;
-	struct spf_domain	*d;
-	size_t			 pending = 0;
 
 	TAILQ_FOREACH(t, &env->tables, entry)
 		grey_table_info(client, t->name, "table",
@@ -1675,8 +1755,6 @@ grey_tables(uint32_t client)
 		grey_table_info(client, l->name, l->white ? "whitelist" :
 		    "blocklist", l->path, l->set != NULL ?
 		    addrset_count(l->set) : 0, l->loaded);
-	TAILQ_FOREACH(d, &spf_domains, entry)
-		pending += d->nets == NULL;
 	if (env->greylist.spf_whitelist[0] != '\0')
 		grey_table_info(client, "spf-white", "spf-white",
 		    env->greylist.spf_whitelist, spf_white != NULL ?
@@ -1691,7 +1769,6 @@ grey_tables(uint32_t client)
 	    greydb_count("spamtrap"), 0);
 	grey_table_info(client, "learned", "learned", "grey.mdb",
 	    greydb_count("learned"), 0);
-	(void)pending;
 	grey_ctl_send(client, IMSG_CTL_END, NULL, 0);
 }
 
