@@ -34,6 +34,8 @@
 #include "smarthostd.h"
 
 #define CONTROL_MAX_CLIENTS	64
+/* Answers waiting for a client that does not read: then it goes. */
+#define CONTROL_CLIENT_QUEUED_MAX	65536
 
 /* The longest string argument: a greylist tuple "client|helo|from|to". */
 #define CONTROL_ARG_MAX		(2 * HOSTNAME_LEN + 2 * SMTP_ADDR_LEN)
@@ -206,6 +208,10 @@ control_relay(enum smarthost_proc from, struct imsg *imsg)
 			return;		/* the others' answers are to come */
 	}
 	text = len > 0 ? imsg->data : NULL;
+	if (imsgbuf_queuelen(&c->ibuf) >= CONTROL_CLIENT_QUEUED_MAX) {
+		control_client_close(c, "does not read its answers");
+		return;
+	}
 	if (imsg_compose(&c->ibuf, type, 0, 0, -1, text, len) == -1) {
 		control_client_close(c, "cannot queue answer");
 		return;
