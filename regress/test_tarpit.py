@@ -10,10 +10,12 @@ Clients connect from 127.0.0.x; the list holds 127.0.0.5 and 127.0.0.6.
 import contextlib
 import gzip
 import os
+import tempfile
 import time
 
 from lib import Daemon, base_config
-from test_smtp import HOST, TLS, Client, free_ports, tls_context, write_pki
+from test_smtp import (HOST, TLS, Client, free_ports, password_hashes,
+                       tls_context, write_pki)
 
 STUTTER_MS = 20
 BLOCKED = "127.0.0.5"
@@ -182,3 +184,31 @@ def test_spamtrap_after_starttls_gets_a_stuttered_550_over_tls_and_close():
             "%r in %.2fs: not stuttered" % (lines[0], took))
         assert c.closed(), "the session stayed open after the trap"
         d.wait_log("session 1: trapped by <trap@example.org>")
+
+
+def test_blocklisted_client_on_an_auth_listener_is_not_tarpitted():
+    """A listener with AUTH serves our own users, who may write from a
+    listed address: grey is not asked at connect there."""
+    auth_port = free_ports(1)[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "passwd")
+        with open(path, "w") as f:
+            for user, h in password_hashes().items():
+                f.write("%s %s\n" % (user, h))
+        os.chmod(path, 0o600)
+        extra = ('table passwd file "%s"\n' % path +
+                 'listen on %s port %d %s auth <passwd>\n' %
+                 (HOST, auth_port, TLS))
+        with tarpitd(extra=extra) as d:
+            c = Client(auth_port, src=BLOCKED, timeout=30, greeting=False)
+            chunks, seconds = read_banner(c)
+            assert_not_stuttered(chunks, seconds, len(BANNER))
+            ehlo = c.ehlo()
+            assert "STARTTLS" in ehlo, ehlo
+            c.cmd("QUIT", 221, "2.0.0")
+            c.close()
+            # the same client on the port without AUTH is tarpitted
+            c = connect(d, BLOCKED)
+            chunks, seconds = read_banner(c)
+            assert_stuttered(chunks, seconds, len(BANNER))
+            c.close()

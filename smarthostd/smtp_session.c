@@ -173,12 +173,15 @@ smtp_session_start(int fd, struct smtp_listener *l,
 /*
  * The banner waits for grey's word on the client, so that a blocked
  * client is tarpitted from its first byte.  Whatever the client sends
- * meanwhile stays unread.
+ * meanwhile stays unread.  A listener with AUTH is for our own users,
+ * who may well write from an address some DNSBL lists: it is not asked
+ * about, and its sessions that do not authenticate are greylisted.
  */
 static void
 session_open(struct smtp_session *s)
 {
-	if (smtp_grey_wanted() && !smtp_grey_whitelisted(s)) {
+	if (smtp_grey_wanted() && s->listener->conf.auth_table[0] == '\0' &&
+	    !smtp_grey_whitelisted(s)) {
 		if (smtp_send_grey_connect(s) == 0) {
 			s->wait = SMTP_WAIT_GREY_CONNECT;
 			return;
