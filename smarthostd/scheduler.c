@@ -849,7 +849,9 @@ sched_apply(struct sched_run *r, time_t now)
 /*
  * spamlogd's job: a message our users sent (only their mail is relayed
  * by MX) reached a remote domain, so replies from that domain's SPF-
- * authorised hosts need not be greylisted.  Our own DSNs teach nothing.
+ * authorised hosts need not be greylisted.  Our own DSNs teach nothing,
+ * nor does an action marked greylist (a backup MX relaying strangers'
+ * mail by MX).
  */
 static void
 sched_learn(const struct envelope *e, const struct envelope_rcpt *rcpt)
@@ -861,7 +863,8 @@ sched_learn(const struct envelope *e, const struct envelope_rcpt *rcpt)
 	    (e->flags & ENVELOPE_BOUNCE) || e->sender[0] == '\0')
 		return;
 	if ((a = action_find(env, rcpt->action)) == NULL ||
-	    (a->flags & ACTION_MAILDIR) || a->relay_host[0] != '\0')
+	    (a->flags & (ACTION_MAILDIR | ACTION_GREYLIST)) ||
+	    a->relay_host[0] != '\0')
 		return;
 	if ((domain = mailaddr_domain(rcpt->addr)) == NULL ||
 	    domain[0] == '[')
