@@ -60,7 +60,8 @@ def zone(port=None, changed=()):
             "ip6:2001:db8:b::/48 ?all"),
            ("many.test", "v=spf1 ip4:127.0.0.14 " +
             " ".join("include:" + i for i in INCLUDES) + " -all"),
-           ("remote.test", "v=spf1 mx ip4:127.0.0.21 -all")]
+           ("remote.test", "v=spf1 mx ip4:127.0.0.21 -all"),
+           ("open.test", "v=spf1 +all")]
     txt += [(name, "v=spf1 ip4:10.%d.0.1" % (n + 1))
             for n, name in enumerate(INCLUDES)]
     new = dict(changed)
@@ -238,11 +239,16 @@ def test_grey_pool_retry_from_another_spf_authorised_address_passes():
         # keyed by the domain, without the HELO that differs in a pool
         assert (grey[0]["helo"], grey[0]["from"]) == ("", "a@pool.test"), \
             grey
-        # the control: no SPF, another address of the "pool"
+        # the controls: no SPF, another address of the "pool"; and a
+        # record that passes anybody, which must not let one bot retry
+        # another's attempt
         greylisted(d, "127.0.0.4", "a@nospf.test", helo="out1.nospf.test")
+        greylisted(d, "127.0.0.6", "a@open.test", helo="bot1.example")
+        assert entries(d, "grey", key="127.0.0.6"), show(d)
         time.sleep(max(0, t0 + AFTER_PASSTIME - time.monotonic()))
         passes(d, "127.0.0.3", "a@pool.test", helo="out2.pool.test")
         greylisted(d, "127.0.0.5", "a@nospf.test", helo="out1.nospf.test")
+        greylisted(d, "127.0.0.7", "a@open.test", helo="bot1.example")
         # the address that passed is the one made white
         white = [e["key"] for e in entries(d, "white")]
         assert white == ["127.0.0.3"], show(d)

@@ -521,3 +521,20 @@ def test_show_stats_counts_grey_decisions():
     assert after["grey.trapped"] == before["grey.trapped"] + 1, after
     assert after["grey.checks"] == before["grey.checks"] + 2, after
     assert after["grey.trapped_clients"] >= 1, after
+
+
+def test_white_client_is_not_trapped_by_a_spamtrap():
+    """As spamd never saw its white clients, a spamtrap catches only
+    clients that would be greylisted: a white server's typo is
+    delivered, not punished."""
+    d = shared()
+    white = "127.0.0.62"
+    d.ctl("greylist", "white", white)
+    with Client(d.port, src=white, timeout=20) as c:
+        c.ehlo()
+        c.cmd("MAIL FROM:<a@b.example>", 250, "2.1.0")
+        c.cmd("RCPT TO:<trap@example.org>", 250, "2.1.5")
+        c.cmd("QUIT", 221, "2.0.0")
+    trapped = [e for e in greylist_entries(d, "trap")
+               if e.get("key") == white]
+    assert not trapped, trapped
