@@ -254,10 +254,6 @@ for r in $(seq "$RUNS"); do
 	done
 done
 
-median() { echo "$@" | tr ' ' '\n' | grep . | sort -g |
-    awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2];
-    else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-
 # ---------------------------------------------------------------- checks
 
 status=0

@@ -1,5 +1,5 @@
-# bench/common.sh -- what bench/accept.sh and bench/relay.sh share,
-# sourced by both once their knobs are set (they set BENCH, their name
+# bench/common.sh -- what bench/accept.sh, relay.sh and grey.sh share,
+# sourced by each once their knobs are set (they set BENCH, their name
 # for log lines, and REPO first): tool paths, logging, Debian packages
 # and the smarthostd build, the scratch directory and the cleanup of
 # everything started (smarthostd, the private Postfix, PIDS_TO_STOP) on
@@ -309,4 +309,10 @@ try:
 except ValueError:
     v = None
 print(v if isinstance(v, int) else "?")' "$2"
+}
+
+median() {	# numbers...: their median; "nan" (a run with no result) skipped
+	echo "$@" | tr ' ' '\n' | grep -v '^nan$' | grep . | sort -g |
+	    awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2];
+	    else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
