@@ -690,13 +690,8 @@ config_send(struct imsgev *iev, struct smarthost_config *conf,
 	g.greylist = conf->greylist;
 	g.tarpit = conf->tarpit;
 	g.dnsbl_threshold = conf->dnsbl_threshold;
-	g.scan_enabled = conf->scan.enabled;
-	(void)strlcpy(g.scan_user, conf->scan.user, sizeof(g.scan_user));
-	(void)strlcpy(g.clamav_db, conf->scan.clamav_db,
-	    sizeof(g.clamav_db));
-	g.spam_set = conf->scan.spam_set;
-	g.spam_tag = conf->scan.spam_tag;
-	g.spam_reject = conf->scan.spam_reject;
+	g.scan = conf->scan;
+	memset(&g.scan.banned_files, 0, sizeof(g.scan.banned_files));
 	g.firewall = conf->firewall;
 	g.smtp = conf->smtp;
 	g.queue = conf->queue;
@@ -739,8 +734,10 @@ config_recv_globals(struct smarthost_config *conf, struct imsg *imsg)
 	CHECK_STRING(g.greylist.whitelist);
 	CHECK_STRING(g.greylist.spf_whitelist);
 	CHECK_STRING(g.greylist.trap_table);
-	CHECK_STRING(g.scan_user);
-	CHECK_STRING(g.clamav_db);
+	CHECK_STRING(g.scan.user);
+	CHECK_STRING(g.scan.clamav_db);
+	CHECK_STRING(g.scan.spam.subject);
+	CHECK_STRING(g.scan.spamassassin);
 	CHECK_STRING(g.firewall.nft_table);
 	for (i = 0; i < FW_TABLE_MAX; i++)
 		CHECK_STRING(g.firewall.tables[i]);
@@ -776,13 +773,8 @@ config_recv_globals(struct smarthost_config *conf, struct imsg *imsg)
 	conf->greylist = g.greylist;
 	conf->tarpit = g.tarpit;
 	conf->dnsbl_threshold = g.dnsbl_threshold;
-	conf->scan.enabled = g.scan_enabled;
-	(void)strlcpy(conf->scan.user, g.scan_user, sizeof(conf->scan.user));
-	(void)strlcpy(conf->scan.clamav_db, g.clamav_db,
-	    sizeof(conf->scan.clamav_db));
-	conf->scan.spam_set = g.spam_set;
-	conf->scan.spam_tag = g.spam_tag;
-	conf->scan.spam_reject = g.spam_reject;
+	g.scan.banned_files = conf->scan.banned_files;
+	conf->scan = g.scan;
 	conf->firewall = g.firewall;
 	conf->smtp = g.smtp;
 	conf->queue = g.queue;

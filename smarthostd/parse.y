@@ -1003,9 +1003,9 @@ scanopt		: CLAMAV DATABASE STRING	{
 			if ($5 <= $3)
 				yyerror("spam reject level must be higher "
 				    "than the tag level");
-			conf->scan.spam_set = 1;
-			conf->scan.spam_tag = $3;
-			conf->scan.spam_reject = $5;
+			conf->scan.spam.set = 1;
+			conf->scan.spam.tag = $3;
+			conf->scan.spam.reject = $5;
 		}
 		| BANNEDFILES stringlist	{
 			struct string_entry	*s;

@@ -508,11 +508,11 @@ print_scan(FILE *fp, struct smarthost_config *conf)
 		print_string(fp, s->clamav_db);
 		(void)fputc('\n', fp);
 	}
-	if (s->spam_set) {
+	if (s->spam.set) {
 		(void)fputs("\tspam tag ", fp);
-		print_decimal(fp, s->spam_tag);
+		print_decimal(fp, s->spam.tag);
 		(void)fputs(" reject ", fp);
-		print_decimal(fp, s->spam_reject);
+		print_decimal(fp, s->spam.reject);
 		(void)fputc('\n', fp);
 	}
 	if (!TAILQ_EMPTY(&s->banned_files)) {

@@ -114,6 +114,9 @@ enum imsg_type {
 	IMSG_CTL_UPDATE_TABLE,		/* string: table or list name */
 	IMSG_CTL_EXPLAIN,		/* string: address */
 	IMSG_CTL_TEXT,			/* string: one line of output */
+	IMSG_CTL_SHOW_QUARANTINE,	/* answered as SHOW_QUEUE is */
+	IMSG_CTL_QUARANTINE_RELEASE,	/* string: message id */
+	IMSG_CTL_QUARANTINE_DELETE,	/* string: message id */
 
 	/* Process plumbing. */
 	IMSG_PROC_PEER = 100,
@@ -145,6 +148,13 @@ enum imsg_type {
 	IMSG_GREY_LIST_FILE,
 	/* parent -> grey: string name: that list's file cannot be opened */
 	IMSG_GREY_LIST_MISSING,
+	/* smtp -> grey at DATA: struct grey_check, rcpt empty; id = session */
+	IMSG_GREY_FACTS,
+	IMSG_GREY_FACTS_RESULT,		/* struct grey_facts */
+
+	/* smtp -> scan: struct scan_request with the body's fd; id = session */
+	IMSG_SCAN_MESSAGE = 196,
+	IMSG_SCAN_RESULT,		/* struct scan_result */
 
 	/* grey -> pf: one table's whole contents, in parts */
 	IMSG_PF_TABLE_START = 190,	/* int enum firewall_table */
@@ -284,13 +294,54 @@ struct string_entry {
 };
 TAILQ_HEAD(string_list, string_entry);
 
+/* What a scan does when it cannot give a verdict. */
+enum scan_fallback {
+	SCAN_FALLBACK_TEMPFAIL,		/* 451 4.3.0: the default */
+	SCAN_FALLBACK_ACCEPT,		/* as if clean, with a header saying so */
+	SCAN_FALLBACK_REJECT		/* 554 5.7.1 (limits only) */
+};
+
+/* spam tag N reject M [quarantine Q] [subject "..."] */
+struct spam_levels {
+	int			 set;		/* scoring is on */
+	double			 tag;
+	double			 reject;
+	double			 quarantine;	/* 0: none */
+	char			 subject[64];	/* "" for none */
+};
+
+/* The built-in spam rules, each with a score (score NAME N). */
+enum scan_rule {
+	RULE_SPF_FAIL,		/* SPF fail for the sender's domain */
+	RULE_SPF_SOFTFAIL,
+	RULE_SPF_PERMERROR,
+	RULE_DNSBL,		/* per positive-weight zone that lists it */
+	RULE_NO_RDNS,		/* no PTR record */
+	RULE_RDNS_MISMATCH,	/* PTR name does not resolve back */
+	RULE_HELO_LITERAL,	/* HELO an address literal, not the client's */
+	RULE_HELO_BARE,		/* HELO not a dotted name */
+	RULE_BAD_HEADER,	/* per bad-header finding */
+	RULE_MAX
+};
+
 struct scan_config {
 	int			 enabled;
 	char			 user[USERNAME_LEN];
 	char			 clamav_db[PATH_MAX];
-	int			 spam_set;
-	double			 spam_tag;
-	double			 spam_reject;
+	uint32_t		 threads;	/* scanning threads, 2 */
+	/* libclamav's limits */
+	uint64_t		 max_filesize;	/* 25M */
+	uint64_t		 max_scansize;	/* 100M */
+	uint32_t		 max_recursion;	/* 16 */
+	uint32_t		 max_files;	/* 10000 */
+	time_t			 max_scantime;	/* 120s */
+	enum scan_fallback	 on_limit;	/* a limit was hit */
+	enum scan_fallback	 on_error;	/* no engine, a failure */
+	struct spam_levels	 spam;
+	char			 spamassassin[PATH_MAX];  /* unix:/p, host:port */
+	time_t			 spamassassin_timeout;	/* 30s */
+	int			 bad_headers_reject;	/* else they score */
+	double			 scores[RULE_MAX];
 	struct string_list	 banned_files;
 };
 
@@ -340,6 +391,9 @@ struct action {
 	char			 alias_table[NAME_MAX_LEN];
 	char			 maildir[PATH_MAX];
 	char			 ca_file[PATH_MAX];	/* tls verify ca; "": system */
+	/* scan [virus-only | spam tag N reject M ...]: this action's */
+	int			 scan_virus_only;
+	struct spam_levels	 spam;		/* set: instead of scan's */
 	/* The CA bundle, read by the parent, sent to the queue only. */
 	char			*ca_pem;
 	size_t			 ca_len;
@@ -443,12 +497,7 @@ struct config_globals {
 	struct greylist_config	 greylist;
 	struct tarpit_config	 tarpit;
 	int			 dnsbl_threshold;
-	int			 scan_enabled;
-	char			 scan_user[USERNAME_LEN];
-	char			 clamav_db[PATH_MAX];
-	int			 spam_set;
-	double			 spam_tag;
-	double			 spam_reject;
+	struct scan_config	 scan;		/* banned_files travel apart */
 	struct firewall_config	 firewall;
 	struct smtp_limits	 smtp;
 	struct queue_config	 queue;
@@ -487,6 +536,7 @@ struct envelope_rcpt {
 #define ENVELOPE_AUTH		0x04
 #define ENVELOPE_BOUNCE		0x08	/* a DSN we made: never bounced */
 #define ENVELOPE_DELAY_WARNED	0x10	/* the delay DSN has gone out */
+#define ENVELOPE_QUARANTINE	0x20	/* held: not relayed until released */
 
 /*
  * A message's envelope.  On disk and across imsg it is a versioned,
@@ -567,6 +617,68 @@ struct grey_check_result {
 	enum grey_verdict	 verdict;
 	char			 reason[64];	/* for the log: "white", ... */
 	char			 message[MESSAGE_LEN];	/* GREY_TRAPPED */
+};
+
+/* What grey knows of a client at DATA, for scoring and headers. */
+enum rdns_status {
+	RDNS_UNKNOWN,		/* not looked up, or no answer in time */
+	RDNS_NONE,		/* no PTR record */
+	RDNS_MISMATCH,		/* the PTR name does not resolve back */
+	RDNS_OK			/* forward-confirmed */
+};
+
+struct grey_facts {
+	int			 spf;		/* enum spf_verdict */
+	char			 spf_domain[HOSTNAME_LEN];	/* checked */
+	int			 dnsbl_score;
+	int			 dnsbl_hits;	/* positive zones listing it */
+	char			 dnsbl_zones[256];
+	enum rdns_status	 rdns;
+	char			 rdns_name[HOSTNAME_LEN];
+};
+
+/*
+ * smtp -> scan at the end of DATA.  The body (CRLF lines, our Received
+ * header first) is the fd that comes with it: scan reads it, never
+ * writes it.
+ */
+struct scan_request {
+	uint64_t		 size;
+	struct sockaddr_storage	 client;
+	char			 helo[HOSTNAME_LEN];
+	char			 sender[SMTP_ADDR_LEN];	/* "" for <> */
+	uint32_t		 nrcpt;
+	uint32_t		 flags;		/* ENVELOPE_TLS, ENVELOPE_AUTH */
+	int			 virus_only;	/* no spam scoring */
+	struct spam_levels	 spam;		/* the action's levels */
+	int			 facts_known;
+	struct grey_facts	 facts;
+	uint64_t		 received_len;	/* our Received header's bytes */
+};
+
+enum scan_verdict {
+	SCAN_PASS,		/* deliver, headers added (tagged or not) */
+	SCAN_QUARANTINE,	/* 250, but held in the quarantine */
+	SCAN_VIRUS,		/* 554 5.7.1 */
+	SCAN_BANNED,		/* 554 5.7.1 */
+	SCAN_SPAM,		/* 550 5.7.1 */
+	SCAN_BAD_HEADER,	/* 554 5.6.0, with bad-headers reject */
+	SCAN_LIMIT,		/* 554 5.7.1, with on-limit reject */
+	SCAN_TEMPFAIL		/* 451 4.3.0 */
+};
+
+#define SCAN_HEADERS_MAX	4096
+
+/* scan -> smtp, imsg id = the session. */
+struct scan_result {
+	enum scan_verdict	 verdict;
+	double			 score;
+	int			 tagged;	/* at or over the tag level */
+	char			 reason[MESSAGE_LEN];	/* printable ASCII */
+	/* Header lines to add after our Received, each ending in CRLF. */
+	char			 headers[SCAN_HEADERS_MAX];
+	char			 subject_prefix[64];	/* "" for none */
+	int			 strip_spam_headers;	/* incoming X-Spam-* */
 };
 
 /* grey -> pf: one address or network of a table. */
