@@ -12,7 +12,7 @@ PKG_CONFIG ?=	pkg-config
 PYTHON ?=	python3
 
 # Libraries, by pkg-config name; grown as the daemon grows.
-PKGS =		libevent libbsd-overlay lmdb libtls libcrypt libcares
+PKGS =		libevent libbsd-overlay lmdb libtls libcrypt libcares libclamav
 
 WARNINGS =	-Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes \
 		-Wmissing-declarations -Wshadow -Wpointer-arith -Wcast-qual \
@@ -34,7 +34,8 @@ endif
 DEBIAN_PACKAGES = gcc make pkg-config byacc mandoc libevent-dev libbsd-dev \
 		liblmdb-dev libtls-dev libcrypt-dev python3 iproute2 \
 		util-linux procps passwd swaks openssl libc-ares-dev \
-		dnsmasq-base postfix libspf2-dev zlib1g-dev
+		dnsmasq-base postfix libspf2-dev zlib1g-dev libclamav-dev \
+		spamassassin
 
 COMPAT_SRCS =	compat/compat.c compat/imsg.c
 DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
@@ -45,7 +46,8 @@ DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
 		smarthostd/envelope.c smarthostd/smtp_session.c \
 		smarthostd/mailaddr.c smarthostd/ruleset.c smarthostd/dns.c \
 		smarthostd/bounce.c smarthostd/scheduler.c smarthostd/relay.c \
-		smarthostd/spf.c smarthostd/addrset.c smarthostd/greydb.c
+		smarthostd/spf.c smarthostd/addrset.c smarthostd/greydb.c \
+		smarthostd/message.c smarthostd/scan_score.c
 CTL_SRCS =	smarthostctl/smarthostctl.c smarthostctl/parser.c
 
 DAEMON_OBJS =	$(DAEMON_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
