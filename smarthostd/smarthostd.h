@@ -40,7 +40,7 @@
  * The control protocol version.  smarthostctl sends it first; any change
  * to an IMSG_CTL_* payload bumps it.
  */
-#define CONTROL_VERSION		4
+#define CONTROL_VERSION		5
 
 #define SMARTHOSTD_CONF		"/etc/smarthostd.conf"
 #define SMARTHOSTD_STATE	"/var/smarthostd"
@@ -733,6 +733,7 @@ struct ctl_queue_message {
 	uint64_t		 size;
 	char			 sender[SMTP_ADDR_LEN];
 	uint32_t		 nrcpt;
+	uint32_t		 flags;		/* ENVELOPE_* */
 };
 
 /* One recipient of the message sent just before it. */
@@ -933,6 +934,7 @@ int	 queue_delivery_commit(const struct envelope *, int,
 void	 scheduler_init(void);
 void	 scheduler_config_changed(void);
 void	 scheduler_add(const char *);
+void	 scheduler_hold(const char *);
 void	 scheduler_forget(const char *);
 size_t	 scheduler_schedule(const char *);
 int	 scheduler_pause(int);
