@@ -444,6 +444,8 @@ proc_child_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
 		log_debug("lost connection to %s; waiting for the parent",
 		    proc_name(iev->peer));
 		imsgev_clear(iev);
+		if (child_handlers->peer_lost != NULL)
+			child_handlers->peer_lost(iev->peer);
 		return;
 	}
 	if (child_handlers->peer == NULL)

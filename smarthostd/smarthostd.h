@@ -859,6 +859,8 @@ struct proc_handlers {
 	 * proc_exit_deferred, in which case it calls exit() itself.
 	 */
 	void	(*shutdown)(void);
+	/* a peer child's socket closed: it died (may be NULL) */
+	void	(*peer_lost)(enum smarthost_proc);
 };
 
 const char *proc_name(enum smarthost_proc);
