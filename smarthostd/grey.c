@@ -64,6 +64,10 @@
 #define GREY_PF_CHUNK		2048	/* fw_addr per imsg */
 #define GREY_TRAP_MESSAGE	"Your address %A has mailed to spamtraps here"
 #define GREY_DNSBL_ZONES_LEN	256
+#define GREY_FACTS_WAIT		5	/* seconds for SPF and rDNS at DATA */
+#define GREY_RDNS_CACHE_MAX	16384
+#define GREY_RDNS_TTL		3600
+#define GREY_RDNS_TTL_FAIL	60	/* after a temporary failure */
 
 struct grey_list {
 	TAILQ_ENTRY(grey_list)	 entry;
@@ -131,6 +135,37 @@ struct spf_domain {
 };
 TAILQ_HEAD(spf_domains, spf_domain);
 
+struct grey_facts_req;
+
+/*
+ * A client's reverse DNS: its PTR name, and whether that name resolves
+ * back to it.  Looked up at connect, cached an hour; facts requests
+ * that come while it is out wait for it.
+ */
+struct rdns_cached {
+	RB_ENTRY(rdns_cached)	 entry;
+	char			 addr[INET6_ADDRSTRLEN];
+	struct sockaddr_storage	 client;
+	enum rdns_status	 status;
+	char			 name[HOSTNAME_LEN];
+	int			 pending;
+	time_t			 expire;
+	TAILQ_HEAD(, grey_facts_req) waiters;
+};
+RB_HEAD(rdns_cache, rdns_cached);
+
+struct grey_facts_req {
+	TAILQ_ENTRY(grey_facts_req) entry;	/* all of them */
+	TAILQ_ENTRY(grey_facts_req) waiting;	/* on an rdns entry */
+	uint32_t		 session;
+	struct grey_check	 check;
+	struct grey_facts	 facts;
+	int			 spf_pending;
+	struct rdns_cached	*rdns;		/* waited on, or NULL */
+	struct event		 timer;
+};
+TAILQ_HEAD(grey_facts_reqs, grey_facts_req);
+
 /* A recent SPF result, for explain. */
 struct spf_recent {
 	char			 client[INET6_ADDRSTRLEN];
@@ -191,6 +226,7 @@ static void	 dnsbl_cache_put(const char *, int, uint32_t);
 static void	 dnsbl_answer(void *, const struct dns_answer *);
 static int	 dnsbl_listed_addr(const char *);
 static int	 dnsbl_score(const struct sockaddr_storage *, char *, size_t);
+static int	 dnsbl_hits(const struct sockaddr_storage *);
 int		 dnsbl_cached_cmp(struct dnsbl_cached *, struct dnsbl_cached *);
 
 static void	 grey_check(uint32_t, const struct grey_check *);
@@ -222,6 +258,16 @@ static void	 spf_white_rebuild(void);
 static void	 grey_pf_send(enum firewall_table, const struct addrset *);
 static void	 grey_pf_addr(const struct fw_addr *, void *);
 
+static void	 grey_facts(uint32_t, const struct grey_check *);
+static void	 grey_facts_spf(void *, enum spf_verdict, const char *);
+static void	 grey_facts_timeout(int, short, void *);
+static void	 grey_facts_done(struct grey_facts_req *);
+static struct rdns_cached *rdns_lookup(const struct sockaddr_storage *,
+		    struct grey_facts_req *);
+static void	 rdns_ptr_answer(void *, const struct dns_answer *);
+static void	 rdns_forward_answer(void *, const struct dns_answer *);
+static void	 rdns_finish(struct rdns_cached *, enum rdns_status);
+int		 rdns_cached_cmp(struct rdns_cached *, struct rdns_cached *);
 static void	 grey_learn(struct imsg *);
 static void	 grey_dispatch_control(struct imsg *);
 static void	 grey_ctl_send(uint32_t, uint32_t, const void *, size_t);
@@ -249,6 +295,8 @@ static int	 grey_parse_addr(const char *, struct sockaddr_storage *);
 static const char *grey_time(int64_t, char *, size_t);
 
 RB_PROTOTYPE(dnsbl_cache, dnsbl_cached, entry, dnsbl_cached_cmp);
+RB_PROTOTYPE(rdns_cache, rdns_cached, entry, rdns_cached_cmp);
+RB_GENERATE(rdns_cache, rdns_cached, entry, rdns_cached_cmp);
 RB_GENERATE(dnsbl_cache, dnsbl_cached, entry, dnsbl_cached_cmp);
 
 static const struct proc_handlers grey_handlers = {
@@ -275,6 +323,10 @@ static struct grey_connect_reqs	 connect_reqs =
 static struct grey_check_reqs	 check_reqs =
 				    TAILQ_HEAD_INITIALIZER(check_reqs);
 static struct grey_walk_reqs	 walks = TAILQ_HEAD_INITIALIZER(walks);
+static struct grey_facts_reqs	 facts_reqs =
+				    TAILQ_HEAD_INITIALIZER(facts_reqs);
+static struct rdns_cache	 rdns_cache = RB_INITIALIZER(&rdns_cache);
+static size_t			 rdns_cache_count;
 static struct spf_recent	 spf_recent[GREY_SPF_RECENT];
 static size_t			 spf_recent_next;
 static struct grey_stats	 stats;
@@ -417,6 +469,7 @@ grey_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
 			grey_connect(imsg_get_id(imsg), &gc);
 			break;
 		case IMSG_GREY_CHECK:
+		case IMSG_GREY_FACTS:
 			imsg_expect_size(imsg, sizeof(chk));
 			(void)imsg_get_data(imsg, &chk, sizeof(chk));
 			if (memchr(chk.helo, '\0', sizeof(chk.helo)) == NULL ||
@@ -424,7 +477,10 @@ grey_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
 			    NULL || memchr(chk.rcpt, '\0', sizeof(chk.rcpt)) ==
 			    NULL)
 				fatalx("smtp sent a malformed check");
-			grey_check(imsg_get_id(imsg), &chk);
+			if (imsg_get_type(imsg) == IMSG_GREY_CHECK)
+				grey_check(imsg_get_id(imsg), &chk);
+			else
+				grey_facts(imsg_get_id(imsg), &chk);
 			break;
 		default:
 			fatalx("unexpected imsg %u from smtp",
@@ -465,6 +521,15 @@ grey_not_ready(struct imsgev *iev, struct imsg *imsg)
 	    imsg_get_type(imsg) == IMSG_GREY_CHECK)
 		grey_check_answer(imsg_get_id(imsg), GREY_TEMPFAIL,
 		    "not configured yet", NULL);
+	else if (iev->peer == PROC_SMTP &&
+	    imsg_get_type(imsg) == IMSG_GREY_FACTS) {
+		struct grey_facts	 facts;
+
+		memset(&facts, 0, sizeof(facts));
+		facts.spf = SPF_VERDICT_NONE;
+		grey_ctl_send(imsg_get_id(imsg), IMSG_GREY_FACTS_RESULT,
+		    &facts, sizeof(facts));
+	}
 	else if (iev->peer == PROC_CONTROL &&
 	    imsg_get_type(imsg) == IMSG_CTL_SHOW_STATS)
 		grey_ctl_send(imsg_get_id(imsg), IMSG_CTL_END, NULL, 0);
@@ -492,6 +557,8 @@ grey_connect(uint32_t session, const struct grey_connect *gc)
 	size_t				 n = 0;
 
 	stats.connects++;
+	if (env->scan.enabled)
+		(void)rdns_lookup(&gc->client, NULL);	/* for scoring */
 	memset(&res, 0, sizeof(res));
 	if (grey_whitelisted(&gc->client) || grey_blocked(&gc->client, &res) ||
 	    TAILQ_EMPTY(&env->dnsbls)) {
@@ -792,6 +859,24 @@ dnsbl_score(const struct sockaddr_storage *ss, char *zones, size_t len)
 		}
 	}
 	return (score);
+}
+
+/* How many zones of positive weight list the client (from the cache). */
+static int
+dnsbl_hits(const struct sockaddr_storage *ss)
+{
+	struct dnsbl		*z;
+	struct dnsbl_cached	*c;
+	char			 name[HOSTNAME_LEN];
+	time_t			 now = time(NULL);
+	int			 hits = 0;
+
+	TAILQ_FOREACH(z, &env->dnsbls, entry)
+		if (z->weight > 0 && dnsbl_name(ss, z->zone, name,
+		    sizeof(name)) == 0 &&
+		    (c = dnsbl_cache_get(name, now)) != NULL && c->listed)
+			hits++;
+	return (hits);
 }
 
 /*
@@ -1365,6 +1450,221 @@ grey_pf_addr(const struct fw_addr *a, void *arg)
 	pf_chunk_len = 0;
 }
 
+/*
+ * At DATA, for scoring and the Authentication-Results header: the
+ * sender's SPF verdict, the client's DNSBL hits from the cache and its
+ * reverse DNS.  The answer waits GREY_FACTS_WAIT at most and says what
+ * it has then.
+ */
+static void
+grey_facts(uint32_t session, const struct grey_check *chk)
+{
+	struct grey_facts_req	*req;
+	struct timeval		 tv = { GREY_FACTS_WAIT, 0 };
+	const char		*domain;
+
+	if ((req = calloc(1, sizeof(*req))) == NULL)
+		fatal("grey_facts");
+	req->session = session;
+	req->check = *chk;
+	req->facts.spf = SPF_VERDICT_NONE;
+	req->facts.rdns = RDNS_UNKNOWN;
+	domain = chk->sender[0] != '\0' ? mailaddr_domain(chk->sender) :
+	    chk->helo;
+	if (domain != NULL)
+		(void)strlcpy(req->facts.spf_domain, domain,
+		    sizeof(req->facts.spf_domain));
+	req->facts.dnsbl_score = dnsbl_score(&chk->client,
+	    req->facts.dnsbl_zones, sizeof(req->facts.dnsbl_zones));
+	req->facts.dnsbl_hits = dnsbl_hits(&chk->client);
+	TAILQ_INSERT_TAIL(&facts_reqs, req, entry);
+	evtimer_set(&req->timer, grey_facts_timeout, req);
+	evtimer_add(&req->timer, &tv);
+	req->spf_pending = 1;
+	if (spf_check(&chk->client, chk->helo, chk->sender, grey_facts_spf,
+	    req) == -1) {
+		req->spf_pending = 0;
+		req->facts.spf = SPF_VERDICT_TEMPERROR;
+	}
+	(void)rdns_lookup(&chk->client, req);
+	grey_facts_done(req);
+}
+
+static void
+grey_facts_spf(void *arg, enum spf_verdict verdict, const char *reason)
+{
+	struct grey_facts_req	*req = arg;
+
+	(void)reason;
+	req->spf_pending = 0;
+	req->facts.spf = verdict;
+	grey_facts_done(req);
+}
+
+static void
+grey_facts_timeout(int fd, short event, void *arg)
+{
+	struct grey_facts_req	*req = arg;
+
+	(void)fd;
+	(void)event;
+	if (req->spf_pending) {
+		spf_cancel(req);
+		req->spf_pending = 0;
+		req->facts.spf = SPF_VERDICT_TEMPERROR;
+	}
+	if (req->rdns != NULL) {
+		TAILQ_REMOVE(&req->rdns->waiters, req, waiting);
+		req->rdns = NULL;
+	}
+	grey_facts_done(req);
+}
+
+/* Answer once nothing is out any more. */
+static void
+grey_facts_done(struct grey_facts_req *req)
+{
+	if (req->spf_pending || req->rdns != NULL)
+		return;
+	evtimer_del(&req->timer);
+	TAILQ_REMOVE(&facts_reqs, req, entry);
+	grey_ctl_send(req->session, IMSG_GREY_FACTS_RESULT, &req->facts,
+	    sizeof(req->facts));
+	free(req);
+}
+
+int
+rdns_cached_cmp(struct rdns_cached *a, struct rdns_cached *b)
+{
+	return (strcmp(a->addr, b->addr));
+}
+
+/*
+ * The client's reverse DNS, from the cache or looked up now.  With a
+ * request, its facts get the answer: at once when cached, else when
+ * the lookup ends (the request then waits on the entry).
+ */
+static struct rdns_cached *
+rdns_lookup(const struct sockaddr_storage *ss, struct grey_facts_req *req)
+{
+	struct rdns_cached	 find, *c, *next;
+	char			 name[HOSTNAME_LEN];
+	time_t			 now = time(NULL);
+
+	(void)addr_string(ss, find.addr, sizeof(find.addr));
+	if ((c = RB_FIND(rdns_cache, &rdns_cache, &find)) != NULL &&
+	    !c->pending && c->expire <= now) {
+		RB_REMOVE(rdns_cache, &rdns_cache, c);
+		rdns_cache_count--;
+		free(c);
+		c = NULL;
+	}
+	if (c == NULL) {
+		if (rdns_cache_count >= GREY_RDNS_CACHE_MAX)
+			RB_FOREACH_SAFE(c, rdns_cache, &rdns_cache, next)
+				if (!c->pending && c->expire <= now) {
+					RB_REMOVE(rdns_cache, &rdns_cache, c);
+					rdns_cache_count--;
+					free(c);
+				}
+		if (rdns_cache_count >= GREY_RDNS_CACHE_MAX ||
+		    dnsbl_name(ss, ss->ss_family == AF_INET6 &&
+		    !IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)
+		    ss)->sin6_addr) ? "ip6.arpa" : "in-addr.arpa", name,
+		    sizeof(name)) == -1)
+			return (NULL);
+		if ((c = calloc(1, sizeof(*c))) == NULL)
+			fatal("rdns");
+		(void)strlcpy(c->addr, find.addr, sizeof(c->addr));
+		c->client = *ss;
+		c->pending = 1;
+		TAILQ_INIT(&c->waiters);
+		if (dns_query(name, ns_t_ptr, rdns_ptr_answer, c) == -1) {
+			free(c);
+			return (NULL);
+		}
+		RB_INSERT(rdns_cache, &rdns_cache, c);
+		rdns_cache_count++;
+	}
+	if (req == NULL)
+		return (c);
+	if (c->pending) {
+		req->rdns = c;
+		TAILQ_INSERT_TAIL(&c->waiters, req, waiting);
+	} else {
+		req->facts.rdns = c->status;
+		(void)strlcpy(req->facts.rdns_name, c->name,
+		    sizeof(req->facts.rdns_name));
+	}
+	return (c);
+}
+
+static void
+rdns_ptr_answer(void *arg, const struct dns_answer *ans)
+{
+	struct rdns_cached	*c = arg;
+	int			 type;
+
+	if (ans->status == DNS_TEMPFAIL) {
+		rdns_finish(c, RDNS_UNKNOWN);
+		return;
+	}
+	if (ans->status != DNS_OK || ans->count == 0) {
+		rdns_finish(c, RDNS_NONE);
+		return;
+	}
+	(void)strlcpy(c->name, ans->records[0], sizeof(c->name));
+	type = c->client.ss_family == AF_INET6 &&
+	    !IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&c->client)->
+	    sin6_addr) ? ns_t_aaaa : ns_t_a;
+	if (dns_query(c->name, type, rdns_forward_answer, c) == -1)
+		rdns_finish(c, RDNS_MISMATCH);
+}
+
+/* Forward-confirmed: the PTR name has the client's address. */
+static void
+rdns_forward_answer(void *arg, const struct dns_answer *ans)
+{
+	struct rdns_cached	*c = arg;
+	struct sockaddr_storage	 ss;
+	char			 text[INET6_ADDRSTRLEN];
+	size_t			 i;
+
+	if (ans->status == DNS_TEMPFAIL) {
+		rdns_finish(c, RDNS_UNKNOWN);
+		return;
+	}
+	for (i = 0; ans->status == DNS_OK && i < ans->count; i++) {
+		if (grey_parse_addr(ans->records[i], &ss) == -1)
+			continue;
+		if (strcmp(addr_string(&ss, text, sizeof(text)),
+		    c->addr) == 0) {
+			rdns_finish(c, RDNS_OK);
+			return;
+		}
+	}
+	rdns_finish(c, RDNS_MISMATCH);
+}
+
+static void
+rdns_finish(struct rdns_cached *c, enum rdns_status status)
+{
+	struct grey_facts_req	*req;
+
+	c->pending = 0;
+	c->status = status;
+	c->expire = time(NULL) + (status == RDNS_UNKNOWN ?
+	    GREY_RDNS_TTL_FAIL : GREY_RDNS_TTL);
+	while ((req = TAILQ_FIRST(&c->waiters)) != NULL) {
+		TAILQ_REMOVE(&c->waiters, req, waiting);
+		req->rdns = NULL;
+		req->facts.rdns = status;
+		(void)strlcpy(req->facts.rdns_name, c->name,
+		    sizeof(req->facts.rdns_name));
+		grey_facts_done(req);
+	}
+}
+
 /* spamlogd's job: the relay delivered to this domain by MX. */
 static void
 grey_learn(struct imsg *imsg)
@@ -1442,7 +1742,8 @@ grey_ctl_send(uint32_t id, uint32_t type, const void *data, size_t len)
 {
 	enum smarthost_proc	 to = PROC_CONTROL;
 
-	if (type == IMSG_GREY_CONNECT_RESULT)
+	if (type == IMSG_GREY_CONNECT_RESULT ||
+	    type == IMSG_GREY_FACTS_RESULT)
 		to = PROC_SMTP;
 	if (iev_peer[to] == NULL || imsgev_compose(iev_peer[to], type, id, 0,
 	    -1, data, len) == -1)
@@ -1828,6 +2129,7 @@ grey_explain(uint32_t client, const char *text)
 	struct dnsbl		*z;
 	struct dnsbl_cached	*c;
 	struct spf_recent	*r;
+	struct rdns_cached	 find, *rd;
 	char			 key[HOSTNAME_LEN], name[HOSTNAME_LEN];
 	char			 addr[INET6_ADDRSTRLEN], when[32];
 	int64_t			 expire;
@@ -1872,6 +2174,14 @@ grey_explain(uint32_t client, const char *text)
 	if (!TAILQ_EMPTY(&env->dnsbls))
 		grey_ctl_text(client, "dnsbl score %d, threshold %d",
 		    dnsbl_score(&ss, NULL, 0), env->dnsbl_threshold);
+	(void)strlcpy(find.addr, addr, sizeof(find.addr));
+	if ((rd = RB_FIND(rdns_cache, &rdns_cache, &find)) != NULL)
+		grey_ctl_text(client, "reverse DNS: %s%s%s", rd->pending ?
+		    "being looked up" : rd->status == RDNS_OK ? "ok" :
+		    rd->status == RDNS_NONE ? "no PTR record" :
+		    rd->status == RDNS_MISMATCH ? "does not resolve back" :
+		    "unknown (lookup failed)", rd->name[0] != '\0' ? ", " : "",
+		    rd->name);
 	for (i = 0; i < GREY_SPF_RECENT; i++) {
 		r = &spf_recent[(spf_recent_next + i) % GREY_SPF_RECENT];
 		if (r->when != 0 && strcmp(r->client, addr) == 0)
