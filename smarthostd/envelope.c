@@ -58,7 +58,7 @@
 #define ENVELOPE_RCPT_MAX	10000
 #define ENVELOPE_FLAGS		(ENVELOPE_8BITMIME | ENVELOPE_TLS | \
 				    ENVELOPE_AUTH | ENVELOPE_BOUNCE | \
-				    ENVELOPE_DELAY_WARNED)
+				    ENVELOPE_DELAY_WARNED | ENVELOPE_QUARANTINE)
 /* Far above any message size limit; a bigger value is corruption. */
 #define ENVELOPE_BODY_MAX	((uint64_t)1 << 32)
 
