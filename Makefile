@@ -57,7 +57,8 @@ UNIT_TESTS =	regress/unit/imsg_test regress/unit/envelope_test \
 		regress/unit/mailaddr_test \
 		regress/unit/dns_lookup regress/unit/bounce_test \
 		regress/unit/relay_send regress/unit/addrset_test \
-		regress/unit/grey_test regress/unit/spf_check
+		regress/unit/grey_test regress/unit/spf_check \
+		regress/unit/message_test
 
 MANPAGES =	man/smarthostd.8 man/smarthostd.conf.5 man/smarthostctl.8
 
@@ -127,7 +128,15 @@ regress/unit/bounce_test: regress/unit/bounce_test.c smarthostd/bounce.o \
 	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ regress/unit/bounce_test.c \
 	    smarthostd/bounce.o smarthostd/envelope.o $(LDLIBS)
 
-smarthostd/smtp.o smarthostd/smtp_session.o: smarthostd/smtp.h
+# The scanner's header edits, on memfds.
+regress/unit/message_test: regress/unit/message_test.c smarthostd/message.o \
+    $(COMPAT_SRCS:.c=.o)
+	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ \
+	    regress/unit/message_test.c smarthostd/message.o \
+	    $(COMPAT_SRCS:.c=.o) $(LDLIBS)
+
+smarthostd/smtp.o smarthostd/smtp_session.o smarthostd/message.o: \
+    smarthostd/smtp.h
 
 # Install missing Debian packages, by name; a no-op when all are present.
 deps:

@@ -25,7 +25,7 @@ import traceback
 REGRESS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(REGRESS)
 UNIT_TESTS = ["imsg_test", "envelope_test", "mailaddr_test",
-              "bounce_test", "addrset_test", "grey_test"]
+              "bounce_test", "addrset_test", "grey_test", "message_test"]
 
 
 def enter_network_namespace():

@@ -418,11 +418,13 @@ proc_child_peer_fd(struct imsg *imsg)
 		fatal(NULL);
 	imsgev_init(iev, fd, peer, proc_child_dispatch_peer);
 	/*
-	 * Message bodies reach the queue as descriptors, and only there;
-	 * their envelopes, with up to 10000 recipients, may be larger
-	 * than any other message between our processes.
+	 * Message bodies reach the scan process and the queue as
+	 * descriptors, and only there; their envelopes, with up to 10000
+	 * recipients, may be larger than any other message between our
+	 * processes.
 	 */
-	if (smarthost_process == PROC_QUEUE && peer == PROC_SMTP)
+	if ((smarthost_process == PROC_QUEUE ||
+	    smarthost_process == PROC_SCAN) && peer == PROC_SMTP)
 		imsgbuf_allow_fdpass(&iev->ibuf);
 	if ((smarthost_process == PROC_QUEUE && peer == PROC_SMTP) ||
 	    (smarthost_process == PROC_SMTP && peer == PROC_QUEUE))

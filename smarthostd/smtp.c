@@ -18,8 +18,9 @@
  * The smtp process: accepts client connections on the sockets the
  * parent bound, keeps the sessions, the TLS contexts built from the keys
  * the parent sent, and the per-client counters.  It asks the parent to
- * check passwords, grey about clients and recipients, and the queue to
- * commit messages; it opens no file and binds no socket.
+ * check passwords, grey about clients and recipients, the scan process
+ * for its verdict on messages, and the queue to commit them; it opens
+ * no file and binds no socket.
  */
 
 #include <sys/types.h>
@@ -98,6 +99,9 @@ static void	 smtp_queue_result(struct imsg *);
 static void	 smtp_auth_result(struct imsg *);
 static void	 smtp_grey_connect_result(struct imsg *);
 static void	 smtp_grey_check_result(struct imsg *);
+static void	 smtp_grey_facts_result(struct imsg *);
+static void	 smtp_scan_result(struct imsg *);
+static void	 smtp_peer_lost(enum smarthost_proc);
 static void	 smtp_ctl_stats(struct imsgev *, uint32_t);
 static void	 smtp_ctl_pause(struct imsgev *, uint32_t, int);
 static struct smtp_pki *smtp_pki_build(struct pki *, char *, size_t);
@@ -108,7 +112,8 @@ static const struct proc_handlers	 smtp_handlers = {
 	.peer =			smtp_dispatch_peer,
 	.config_check =		smtp_config_check,
 	.config_commit =	smtp_config_commit,
-	.shutdown =		smtp_shutdown
+	.shutdown =		smtp_shutdown,
+	.peer_lost =		smtp_peer_lost
 };
 
 void
@@ -172,6 +177,15 @@ smtp_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
 			return;
 		case IMSG_GREY_CHECK_RESULT:
 			smtp_grey_check_result(imsg);
+			return;
+		case IMSG_GREY_FACTS_RESULT:
+			smtp_grey_facts_result(imsg);
+			return;
+		}
+		break;
+	case PROC_SCAN:
+		if (imsg_get_type(imsg) == IMSG_SCAN_RESULT) {
+			smtp_scan_result(imsg);
 			return;
 		}
 		break;
@@ -691,6 +705,105 @@ smtp_grey_check_result(struct imsg *imsg)
 }
 
 /*
+ * Grey's facts on a client (SPF, DNSBL hits, reverse DNS), asked for
+ * when DATA starts so that the lookups overlap the body, and handed to
+ * the scan process for its scores.
+ */
+int
+smtp_send_grey_facts(struct smtp_session *s)
+{
+	struct grey_check	 req;
+
+	memset(&req, 0, sizeof(req));
+	req.client = s->peer;
+	if (strlcpy(req.helo, s->facts_helo, sizeof(req.helo)) >=
+	    sizeof(req.helo) ||
+	    strlcpy(req.sender, s->facts_sender, sizeof(req.sender)) >=
+	    sizeof(req.sender))
+		return (-1);
+	return (smtp_grey_send(s, IMSG_GREY_FACTS, &req, sizeof(req)));
+}
+
+static void
+smtp_grey_facts_result(struct imsg *imsg)
+{
+	struct grey_facts	 facts;
+	struct smtp_session	*s;
+
+	imsg_expect_size(imsg, sizeof(facts));
+	(void)imsg_get_data(imsg, &facts, sizeof(facts));
+	if (facts.rdns > RDNS_OK ||
+	    memchr(facts.spf_domain, '\0', sizeof(facts.spf_domain)) == NULL ||
+	    memchr(facts.dnsbl_zones, '\0', sizeof(facts.dnsbl_zones)) ==
+	    NULL ||
+	    memchr(facts.rdns_name, '\0', sizeof(facts.rdns_name)) == NULL)
+		fatalx("malformed grey facts");
+	if ((s = smtp_session_find(imsg_get_id(imsg))) == NULL ||
+	    !s->facts_pending)
+		return;
+	smtp_session_facts(s, &facts);
+}
+
+/*
+ * The scan process reads the body from a descriptor of its own, the
+ * memfd's duplicate; it answers by session id.  A session asks it one
+ * question at a time, so that no late answer is taken for another.
+ */
+int
+smtp_send_scan(struct smtp_session *s, const struct scan_request *req)
+{
+	struct imsgev	*scan = iev_peer[PROC_SCAN];
+	int		 fd;
+
+	if (scan == NULL || scan->ibuf.fd == -1)
+		return (-1);
+	if ((fd = dup(s->body_fd)) == -1) {
+		log_warn("session %u: dup", s->id);
+		return (-1);
+	}
+	return (imsgev_compose(scan, IMSG_SCAN_MESSAGE, s->id, 0, fd, req,
+	    sizeof(*req)) == -1 ? -1 : 0);
+}
+
+static void
+smtp_scan_result(struct imsg *imsg)
+{
+	struct scan_result	*res;
+	struct smtp_session	*s;
+
+	imsg_expect_size(imsg, sizeof(*res));
+	if ((res = malloc(sizeof(*res))) == NULL)
+		fatal("smtp_scan_result");
+	(void)imsg_get_data(imsg, res, sizeof(*res));
+	if (res->verdict > SCAN_TEMPFAIL || !message_scan_result_valid(res))
+		fatalx("malformed scan result");
+	if ((s = smtp_session_find(imsg_get_id(imsg))) != NULL) {
+		if (s->scan_late)
+			s->scan_late = 0;	/* for a message answered 451 */
+		else if (s->wait == SMTP_WAIT_SCAN)
+			smtp_session_scanned(s, res);
+	}
+	free(res);
+}
+
+/*
+ * A peer that died takes the daemon down (the parent sees to it), but
+ * sessions waiting for it are answered now, and never with 250.
+ */
+static void
+smtp_peer_lost(enum smarthost_proc peer)
+{
+	struct smtp_session	*s, *next;
+
+	if (peer != PROC_SCAN && peer != PROC_GREY)
+		return;
+	log_warnx("lost the %s process; answering its sessions",
+	    proc_name(peer));
+	RB_FOREACH_SAFE(s, smtp_sessions, &sessions, next)
+		smtp_session_peer_lost(s, peer);
+}
+
+/*
  * The tarpit's stuttering sessions cost a timer event per byte; their
  * number is capped, and sessions beyond the cap get the same replies
  * at full speed.
@@ -799,6 +912,9 @@ smtp_ctl_stats(struct imsgev *iev, uint32_t id)
 	smtp_ctl_stat(iev, id, "tarpit.stuttering", nstuttering);
 	smtp_ctl_stat(iev, id, "trapped", s->trapped);
 	smtp_ctl_stat(iev, id, "blocked_at_connect", s->blocked_at_connect);
+	smtp_ctl_stat(iev, id, "scan_rejected", s->scan_rejected);
+	smtp_ctl_stat(iev, id, "scan_tempfail", s->scan_tempfail);
+	smtp_ctl_stat(iev, id, "quarantined", s->quarantined);
 	imsgev_compose(iev, IMSG_CTL_END, id, 0, -1, NULL, 0);
 }
 

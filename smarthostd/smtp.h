@@ -35,6 +35,8 @@
 #define SMTP_QUEUE_WAIT		(5 * 60)	/* for the queue's commit */
 #define SMTP_GREY_CONNECT_WAIT	5		/* for grey's word at connect */
 #define SMTP_GREY_CHECK_WAIT	10		/* for grey's verdict at RCPT */
+#define SMTP_FACTS_WAIT		5		/* for grey's facts, after DATA */
+#define SMTP_SCAN_GRACE		60		/* past scan's max-scantime */
 /* Message bodies in memory (memfd) at once, all sessions together. */
 #define SMTP_BODY_BUDGET	(1024ULL * 1024 * 1024)
 
@@ -63,7 +65,9 @@ enum smtp_wait {
 	SMTP_WAIT_AUTH,		/* the parent's password check */
 	SMTP_WAIT_QUEUE,	/* the queue's commit */
 	SMTP_WAIT_GREY_CONNECT,	/* grey's word on the client: no banner yet */
-	SMTP_WAIT_GREY		/* grey's verdict on a recipient */
+	SMTP_WAIT_GREY,		/* grey's verdict on a recipient */
+	SMTP_WAIT_FACTS,	/* grey's facts on the client, for the scan */
+	SMTP_WAIT_SCAN		/* the scan process's verdict on the message */
 };
 
 /* Why a message is refused once its final dot arrives. */
@@ -135,6 +139,19 @@ struct smtp_session {
 	uint32_t		 grey_late;	/* answers after a timeout */
 
 	/*
+	 * Scanning: grey's facts on (client, helo, sender), asked for at
+	 * DATA, at most one question at a time; and the scan process's
+	 * verdict, likewise.
+	 */
+	int			 facts_pending;	/* asked, no answer yet */
+	int			 facts_known;	/* facts: for these two */
+	char			 facts_helo[HOSTNAME_LEN];
+	char			 facts_sender[SMTP_ADDR_LEN];
+	struct grey_facts	 facts;
+	int			 scan_late;	/* gave up on an answer */
+	uint64_t		 scan_reserved;	/* budget held for the edits */
+
+	/*
 	 * The tarpit: every reply ends the session at RCPT, and while
 	 * stutter is set the output goes one byte per tick of the
 	 * stutter event.
@@ -155,6 +172,7 @@ struct smtp_session {
 	int			 in_headers;
 	int			 header_continues;
 	uint32_t		 hops;
+	uint64_t		 received_len;	/* our Received header */
 };
 
 /* Counters for smarthostctl show stats. */
@@ -180,6 +198,9 @@ struct smtp_stats {
 	uint64_t		 tarpitted;		/* sessions */
 	uint64_t		 trapped;		/* spamtrap hits at RCPT */
 	uint64_t		 blocked_at_connect;	/* blocked or trapped */
+	uint64_t		 scan_rejected;		/* 5xx by the scan */
+	uint64_t		 scan_tempfail;		/* 451: scan failed */
+	uint64_t		 quarantined;
 };
 
 /* smtp.c */
@@ -200,6 +221,8 @@ int	 smtp_grey_wanted(void);
 int	 smtp_grey_whitelisted(const struct smtp_session *);
 int	 smtp_send_grey_connect(struct smtp_session *);
 int	 smtp_send_grey_check(struct smtp_session *, const char *);
+int	 smtp_send_grey_facts(struct smtp_session *);
+int	 smtp_send_scan(struct smtp_session *, const struct scan_request *);
 int	 smtp_stutter_acquire(void);
 void	 smtp_stutter_release(void);
 
@@ -213,7 +236,18 @@ void	 smtp_session_grey_verdict(struct smtp_session *,
 	    const struct grey_check_result *);
 void	 smtp_session_queued(struct smtp_session *,
 	    const struct queue_result *);
+void	 smtp_session_facts(struct smtp_session *,
+	    const struct grey_facts *);
+void	 smtp_session_scanned(struct smtp_session *,
+	    const struct scan_result *);
+void	 smtp_session_peer_lost(struct smtp_session *, enum smarthost_proc);
 void	 smtp_session_shutdown(struct smtp_session *);
 int	 smtp_session_busy(const struct smtp_session *);
+
+/* message.c */
+uint64_t message_edit_bound(const struct scan_result *);
+int	 message_scan_result_valid(const struct scan_result *);
+int	 message_apply_scan(int, uint64_t, uint64_t, const struct scan_result *,
+	    uint64_t *);
 
 #endif /* SMTP_H */
