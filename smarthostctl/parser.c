@@ -38,6 +38,8 @@ enum token_type {
 	ENDTOKEN,
 	NOTOKEN,	/* the command may end here */
 	KEYWORD,	/* matched by any unambiguous prefix */
+	LATEKEYWORD,	/* a prefix no KEYWORD has: a newer word in the
+			   table takes no abbreviation from the older */
 	EXACT,		/* matched only in full: it destroys something */
 	MSGID,		/* a queue id, 16 lowercase hex digits */
 	IPADDR,		/* an IPv4 or IPv6 address */
@@ -67,6 +69,7 @@ static const struct token t_show_greylist[];
 static const struct token t_greylist[];
 static const struct token t_trap[];
 static const struct token t_update[];
+static const struct token t_quarantine[];
 static const struct token t_ipaddr[];
 static const struct token t_greykey[];
 static const struct token t_mailaddr[];
@@ -78,6 +81,7 @@ static const struct token t_main[] = {
 	{ KEYWORD,	"greylist",	CTL_NONE,	t_greylist },
 	{ KEYWORD,	"log",		CTL_NONE,	t_log },
 	{ KEYWORD,	"pause",	CTL_NONE,	t_smtp_pause },
+	{ KEYWORD,	"quarantine",	CTL_NONE,	t_quarantine },
 	{ KEYWORD,	"reload",	CTL_RELOAD,	NULL },
 	{ KEYWORD,	"remove",	CTL_NONE,	t_remove },
 	{ KEYWORD,	"resume",	CTL_NONE,	t_smtp_resume },
@@ -91,6 +95,7 @@ static const struct token t_main[] = {
 static const struct token t_show[] = {
 	{ KEYWORD,	"greylist",	CTL_SHOW_GREYLIST, t_show_greylist },
 	{ KEYWORD,	"message",	CTL_SHOW_MESSAGE, t_show_message },
+	{ LATEKEYWORD,	"quarantine",	CTL_SHOW_QUARANTINE, NULL },
 	{ KEYWORD,	"queue",	CTL_SHOW_QUEUE,	NULL },
 	{ KEYWORD,	"stats",	CTL_SHOW_STATS,	NULL },
 	{ KEYWORD,	"status",	CTL_SHOW_STATUS, NULL },
@@ -116,6 +121,12 @@ static const struct token t_greylist[] = {
 static const struct token t_trap[] = {
 	{ KEYWORD,	"add",		CTL_TRAP_ADD,	t_mailaddr },
 	{ KEYWORD,	"delete",	CTL_TRAP_DELETE, t_mailaddr },
+	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
+};
+
+static const struct token t_quarantine[] = {
+	{ KEYWORD,	"delete",	CTL_QUARANTINE_DELETE, t_show_message },
+	{ KEYWORD,	"release",	CTL_QUARANTINE_RELEASE, t_show_message },
 	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
 };
 
@@ -320,27 +331,35 @@ static const struct token *
 match_token(const char *word, const struct token *table,
     struct parse_result *res)
 {
-	const struct token	*found = NULL;
+	const struct token	*found;
+	enum token_type		 kind;
 	size_t			 len = strlen(word);
-	int			 i, matches = 0;
+	int			 i, matches;
 
 	for (i = 0; table[i].type != ENDTOKEN; i++) {
-		if ((table[i].type == KEYWORD || table[i].type == EXACT) &&
+		if ((table[i].type == KEYWORD || table[i].type == LATEKEYWORD ||
+		    table[i].type == EXACT) &&
 		    strcmp(word, table[i].keyword) == 0) {
 			if (table[i].type == EXACT)
 				(void)strlcpy(res->id, word, sizeof(res->id));
 			return (&table[i]);
 		}
-		if (table[i].type == KEYWORD && len > 0 &&
-		    strncmp(word, table[i].keyword, len) == 0) {
-			found = &table[i];
-			matches++;
-		}
 	}
-	if (matches > 1)
-		show_valid("ambiguous argument", word, table);
-	if (matches == 1)
-		return (found);
+	for (kind = KEYWORD; len > 0 && kind <= LATEKEYWORD; kind++) {
+		found = NULL;
+		matches = 0;
+		for (i = 0; table[i].type != ENDTOKEN; i++) {
+			if (table[i].type == kind &&
+			    strncmp(word, table[i].keyword, len) == 0) {
+				found = &table[i];
+				matches++;
+			}
+		}
+		if (matches > 1)
+			show_valid("ambiguous argument", word, table);
+		if (matches == 1)
+			return (found);
+	}
 	for (i = 0; table[i].type != ENDTOKEN; i++) {
 		switch (table[i].type) {
 		case MSGID:

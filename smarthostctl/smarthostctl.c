@@ -70,6 +70,10 @@ static const struct ctl_imsg {
 	uint32_t		 type;
 	enum grey_list_kind	 kind;
 } ctl_imsgs[] = {
+	{ CTL_REMOVE,		 IMSG_CTL_REMOVE,	GREY_LIST_ALL },
+	{ CTL_SCHEDULE,		 IMSG_CTL_SCHEDULE,	GREY_LIST_ALL },
+	{ CTL_QUARANTINE_RELEASE, IMSG_CTL_QUARANTINE_RELEASE, GREY_LIST_ALL },
+	{ CTL_QUARANTINE_DELETE, IMSG_CTL_QUARANTINE_DELETE, GREY_LIST_ALL },
 	{ CTL_PAUSE_SMTP,	 IMSG_CTL_PAUSE_SMTP,	GREY_LIST_ALL },
 	{ CTL_RESUME_SMTP,	 IMSG_CTL_RESUME_SMTP,	GREY_LIST_ALL },
 	{ CTL_PAUSE_RELAY,	 IMSG_CTL_PAUSE_RELAY,	GREY_LIST_ALL },
@@ -136,7 +140,9 @@ main(int argc, char *argv[])
 		ctl_request(IMSG_CTL_LOG_VERBOSE, &verbose, sizeof(verbose));
 		return (ctl_result());
 	case CTL_SHOW_QUEUE:
-		ctl_request(IMSG_CTL_SHOW_QUEUE, NULL, 0);
+	case CTL_SHOW_QUARANTINE:
+		ctl_request(res->action == CTL_SHOW_QUEUE ? IMSG_CTL_SHOW_QUEUE :
+		    IMSG_CTL_SHOW_QUARANTINE, NULL, 0);
 		return (ctl_show_queue());
 	case CTL_SHOW_MESSAGE:
 		ctl_request(IMSG_CTL_SHOW_MESSAGE, res->id, strlen(res->id) + 1);
@@ -146,8 +152,10 @@ main(int argc, char *argv[])
 		return (ctl_show_stats());
 	case CTL_REMOVE:
 	case CTL_SCHEDULE:
-		ctl_request(res->action == CTL_REMOVE ? IMSG_CTL_REMOVE :
-		    IMSG_CTL_SCHEDULE, res->id, strlen(res->id) + 1);
+	case CTL_QUARANTINE_RELEASE:
+	case CTL_QUARANTINE_DELETE:
+		ctl_request(ctl_imsg_of(res->action)->type, res->id,
+		    strlen(res->id) + 1);
 		return (ctl_result());
 	case CTL_PAUSE_SMTP:
 	case CTL_RESUME_SMTP:
@@ -409,8 +417,9 @@ fmt_time(int64_t t, char *buf, size_t len)
 }
 
 /*
- * show queue: each message, then its recipients.  Text is one line per
- * message and one indented line per recipient; JSON an array.
+ * show queue and show quarantine: each message, then its recipients.
+ * Text is one line per message, ending in "quarantined" for a held one,
+ * and one indented line per recipient; JSON an array.
  */
 static int
 ctl_show_queue(void)
@@ -443,16 +452,21 @@ ctl_show_queue(void)
 				(void)printf("%s{\"id\":", nmsg ? "," : "");
 				json_string(qm.id);
 				(void)printf(",\"arrived\":%lld,\"size\":%llu,"
-				    "\"sender\":", (long long)qm.arrived,
-				    (unsigned long long)qm.size);
+				    "\"quarantined\":%s,\"sender\":",
+				    (long long)qm.arrived,
+				    (unsigned long long)qm.size,
+				    qm.flags & ENVELOPE_QUARANTINE ? "true" :
+				    "false");
 				json_string(qm.sender);
 				(void)printf(",\"recipients\":[");
 				if (qm.nrcpt == 0)
 					(void)printf("]}");
 			} else
-				(void)printf("%s  %s  %10llu  <%s>\n", qm.id,
+				(void)printf("%s  %s  %10llu  <%s>%s\n", qm.id,
 				    fmt_time(qm.arrived, when, sizeof(when)),
-				    (unsigned long long)qm.size, qm.sender);
+				    (unsigned long long)qm.size, qm.sender,
+				    qm.flags & ENVELOPE_QUARANTINE ?
+				    "  quarantined" : "");
 			rcpts_left = nrcpt = qm.nrcpt;
 			nmsg++;
 			continue;

@@ -44,7 +44,10 @@ enum ctl_action {
 	CTL_TRAP_DELETE,
 	CTL_SHOW_TABLES,
 	CTL_UPDATE_TABLE,
-	CTL_EXPLAIN
+	CTL_EXPLAIN,
+	CTL_SHOW_QUARANTINE,
+	CTL_QUARANTINE_RELEASE,
+	CTL_QUARANTINE_DELETE
 };
 
 /* The longest argument: a tuple "client|helo|from|to". */

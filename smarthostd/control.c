@@ -142,7 +142,8 @@ control_relay(enum smarthost_proc from, struct imsg *imsg)
 		break;
 	case IMSG_CTL_END:
 		ok = from == PROC_PARENT || from == PROC_SMTP ||
-		    from == PROC_QUEUE || from == PROC_GREY;
+		    from == PROC_QUEUE || from == PROC_GREY ||
+		    from == PROC_SCAN;
 		imsg_expect_size(imsg, 0);
 		break;
 	case IMSG_CTL_STATUS:
@@ -167,7 +168,7 @@ control_relay(enum smarthost_proc from, struct imsg *imsg)
 		break;
 	case IMSG_CTL_STAT:
 		ok = from == PROC_SMTP || from == PROC_QUEUE ||
-		    from == PROC_GREY;
+		    from == PROC_GREY || from == PROC_SCAN;
 		imsg_expect_size(imsg, sizeof(struct ctl_stat));
 		break;
 	case IMSG_CTL_GREY_ENTRY:
@@ -456,6 +457,7 @@ control_client_request(struct ctl_client *c, struct imsg *imsg)
 		return (control_client_forward(c, 1U << PROC_PARENT, type,
 		    &verbose, sizeof(verbose)));
 	case IMSG_CTL_SHOW_QUEUE:
+	case IMSG_CTL_SHOW_QUARANTINE:
 		if (imsg_get_len(imsg) != 0)
 			break;
 		return (control_client_forward(c, 1U << PROC_QUEUE, type,
@@ -469,14 +471,22 @@ control_client_request(struct ctl_client *c, struct imsg *imsg)
 		    arg, strlen(arg) + 1));
 	case IMSG_CTL_REMOVE:
 	case IMSG_CTL_SCHEDULE:
+	case IMSG_CTL_QUARANTINE_RELEASE:
+	case IMSG_CTL_QUARANTINE_DELETE:
 		if (control_client_string(imsg, arg, sizeof(arg)) == -1)
 			break;
-		if (strcmp(arg, "all") != 0 && !envelope_id_valid(arg))
+		/* The quarantine's commands take one message, never all. */
+		if (!envelope_id_valid(arg) && (strcmp(arg, "all") != 0 ||
+		    type == IMSG_CTL_QUARANTINE_RELEASE ||
+		    type == IMSG_CTL_QUARANTINE_DELETE))
 			return (control_client_fail(c, "invalid message id"));
 		if (!control_client_privileged(c))
 			return (control_client_fail(c, "permission denied"));
 		log_info("%s %s requested by uid %u",
-		    type == IMSG_CTL_REMOVE ? "remove" : "schedule", arg,
+		    type == IMSG_CTL_REMOVE ? "remove" :
+		    type == IMSG_CTL_SCHEDULE ? "schedule" :
+		    type == IMSG_CTL_QUARANTINE_RELEASE ?
+		    "quarantine release" : "quarantine delete", arg,
 		    (unsigned int)c->uid);
 		return (control_client_forward(c, 1U << PROC_QUEUE, type,
 		    arg, strlen(arg) + 1));
@@ -484,7 +494,8 @@ control_client_request(struct ctl_client *c, struct imsg *imsg)
 		if (imsg_get_len(imsg) != 0)
 			break;
 		return (control_client_forward(c, 1U << PROC_SMTP |
-		    1U << PROC_GREY | 1U << PROC_QUEUE, type, NULL, 0));
+		    1U << PROC_GREY | 1U << PROC_QUEUE | 1U << PROC_SCAN, type,
+		    NULL, 0));
 	case IMSG_CTL_PAUSE_SMTP:
 	case IMSG_CTL_RESUME_SMTP:
 	case IMSG_CTL_PAUSE_RELAY:

@@ -27,6 +27,11 @@
  * (the message as smtp received it, CRLF lines, dot-unstuffed).
  * scheduler.c decides when each message goes out, and relay.c takes it
  * there.
+ *
+ * The quarantine is no place of its own: a message whose envelope has
+ * ENVELOPE_QUARANTINE (smtp sets it when the scanner says so) is stored
+ * as any other and held by the scheduler until smarthostctl releases it
+ * (the flag cleared in queue.mdb) or deletes it.
  */
 
 #include <sys/types.h>
@@ -63,6 +68,7 @@ struct queue_msg {
 	char			 id[QUEUE_ID_LEN];
 	char			 sender[SMTP_ADDR_LEN];
 	uint32_t		 nrcpt;
+	uint32_t		 flags;		/* the envelope's */
 	unsigned char		*record;
 	size_t			 record_len;
 	uint64_t		 body_size;
@@ -75,6 +81,7 @@ TAILQ_HEAD(queue_msgs, queue_msg);
 struct queue_walk {
 	TAILQ_ENTRY(queue_walk)	 entry;
 	uint32_t		 client;
+	int			 quarantine;	/* show quarantine: held only */
 	int			 started;
 	char			 last[QUEUE_ID_LEN];
 };
@@ -89,6 +96,8 @@ static struct {
 	uint64_t	 nospace;
 	uint64_t	 tempfail;
 	uint64_t	 removed;
+	uint64_t	 released;	/* from the quarantine */
+	uint64_t	 deleted;	/* from the quarantine */
 } stats;
 
 static MDB_env			*queue_env;
@@ -126,10 +135,17 @@ static void	 queue_ctl_result(uint32_t, int, const char *, ...)
 		    __attribute__((__format__(printf, 3, 4)));
 static void	 queue_walk_run(int, short, void *);
 static int	 queue_walk_page(struct queue_walk *);
+static int	 queue_ctl_envelope(uint32_t, MDB_txn *, MDB_val *,
+		    struct envelope *);
 static void	 queue_show_message(uint32_t, const char *);
 static void	 queue_message_text(FILE *, MDB_txn *, MDB_val *,
 		    const struct envelope *);
 static void	 queue_remove(uint32_t, const char *);
+static int	 queue_is_quarantined(const char *);
+static void	 queue_quarantine(uint32_t, const char *, int);
+static int	 queue_envelope_put(MDB_txn *, const struct envelope *,
+		    unsigned int);
+static int	 queue_message_del(MDB_txn *, MDB_val *);
 static void	 queue_show_stats(uint32_t);
 static void	 queue_stat_send(const char *, uint64_t, void *);
 static void	 text_escaped(FILE *, const unsigned char *, size_t);
@@ -319,6 +335,7 @@ queue_message_received(struct imsg *imsg)
 	(void)strlcpy(m->id, e.id, sizeof(m->id));
 	(void)strlcpy(m->sender, e.sender, sizeof(m->sender));
 	m->nrcpt = e.nrcpt;
+	m->flags = e.flags;
 	m->body_size = e.body_size;
 	envelope_clear(&e);
 
@@ -483,10 +500,14 @@ queue_txn_write(struct queue_msg **batch, size_t n)
 		}
 		ok++;
 		bytes += batch[i]->body_size;
-		scheduler_add(batch[i]->id);
-		log_info("%s: queued from <%s>, %u recipient%s, %llu bytes",
-		    batch[i]->id, batch[i]->sender, batch[i]->nrcpt,
-		    batch[i]->nrcpt == 1 ? "" : "s",
+		if (batch[i]->flags & ENVELOPE_QUARANTINE)
+			scheduler_hold(batch[i]->id);
+		else
+			scheduler_add(batch[i]->id);
+		log_info("%s: %s from <%s>, %u recipient%s, %llu bytes",
+		    batch[i]->id, batch[i]->flags & ENVELOPE_QUARANTINE ?
+		    "quarantined" : "queued", batch[i]->sender,
+		    batch[i]->nrcpt, batch[i]->nrcpt == 1 ? "" : "s",
 		    (unsigned long long)batch[i]->body_size);
 	}
 	stats.accepted += ok;
@@ -681,10 +702,13 @@ queue_dispatch_control(struct imsg *imsg)
 
 	switch (imsg_get_type(imsg)) {
 	case IMSG_CTL_SHOW_QUEUE:
+	case IMSG_CTL_SHOW_QUARANTINE:
 		imsg_expect_size(imsg, 0);
 		if ((w = calloc(1, sizeof(*w))) == NULL)
 			fatal("show queue");
 		w->client = client;
+		w->quarantine =
+		    imsg_get_type(imsg) == IMSG_CTL_SHOW_QUARANTINE;
 		TAILQ_INSERT_TAIL(&walks, w, entry);
 		if (!evtimer_pending(&ev_walk, NULL)) {
 			struct timeval	 now = { 0, 0 };
@@ -706,6 +730,15 @@ queue_dispatch_control(struct imsg *imsg)
 		queue_remove(client, arg);
 		free(arg);
 		break;
+	case IMSG_CTL_QUARANTINE_RELEASE:
+	case IMSG_CTL_QUARANTINE_DELETE:
+		arg = imsg_expect_string(imsg);
+		if (!envelope_id_valid(arg))
+			fatalx("control sent an invalid message id");
+		queue_quarantine(client, arg, imsg_get_type(imsg) ==
+		    IMSG_CTL_QUARANTINE_RELEASE);
+		free(arg);
+		break;
 	case IMSG_CTL_SHOW_STATS:
 		imsg_expect_size(imsg, 0);
 		queue_show_stats(client);
@@ -716,7 +749,9 @@ queue_dispatch_control(struct imsg *imsg)
 			fatalx("control sent an invalid message id");
 		n = scheduler_schedule(arg);
 		if (n == 0 && strcmp(arg, "all") != 0)
-			queue_ctl_result(client, 0, "no such message: %s", arg);
+			queue_ctl_result(client, 0, queue_is_quarantined(arg) ?
+			    "message %s is quarantined; release it first" :
+			    "no such message: %s", arg);
 		else
 			queue_ctl_result(client, 1, "%zu message%s scheduled",
 			    n, n == 1 ? "" : "s");
@@ -842,12 +877,22 @@ queue_walk_page(struct queue_walk *w)
 			log_warnx("show queue: skipping an invalid record");
 			continue;
 		}
+		/* Skipped ones count too: a page is a bounded amount of work. */
+		memcpy(w->last, key.mv_data, QUEUE_ID_LEN - 1);
+		w->last[QUEUE_ID_LEN - 1] = '\0';
+		w->started = 1;
+		n++;
+		if (w->quarantine && !(e.flags & ENVELOPE_QUARANTINE)) {
+			envelope_clear(&e);
+			continue;
+		}
 		memset(&qm, 0, sizeof(qm));
 		(void)strlcpy(qm.id, e.id, sizeof(qm.id));
 		qm.arrived = e.arrived;
 		qm.size = e.body_size;
 		(void)strlcpy(qm.sender, e.sender, sizeof(qm.sender));
 		qm.nrcpt = e.nrcpt;
+		qm.flags = e.flags;
 		queue_ctl_send(w->client, IMSG_CTL_QUEUE_MESSAGE, &qm,
 		    sizeof(qm));
 		for (i = 0; i < e.nrcpt; i++) {
@@ -865,14 +910,40 @@ queue_walk_page(struct queue_walk *w)
 			    sizeof(qr));
 		}
 		envelope_clear(&e);
-		memcpy(w->last, key.mv_data, QUEUE_ID_LEN - 1);
-		w->last[QUEUE_ID_LEN - 1] = '\0';
-		w->started = 1;
-		n++;
 	}
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	return (done);
+}
+
+/*
+ * The envelope of a message a client asked about; when it cannot be
+ * had, the client is told why and the transaction is over.
+ */
+static int
+queue_ctl_envelope(uint32_t client, MDB_txn *txn, MDB_val *key,
+    struct envelope *e)
+{
+	MDB_val	 data;
+	int	 rc;
+
+	if ((rc = mdb_get(txn, dbi_envelope, key, &data)) != 0) {
+		mdb_txn_abort(txn);
+		if (rc == MDB_NOTFOUND)
+			queue_ctl_result(client, 0, "no such message: %.*s",
+			    (int)key->mv_size, (const char *)key->mv_data);
+		else
+			queue_ctl_result(client, 0, "queue.mdb: %s",
+			    mdb_strerror(rc));
+		return (-1);
+	}
+	if (envelope_decode(data.mv_data, data.mv_size, e) == -1) {
+		mdb_txn_abort(txn);
+		queue_ctl_result(client, 0, "%.*s: invalid envelope record",
+		    (int)key->mv_size, (const char *)key->mv_data);
+		return (-1);
+	}
+	return (0);
 }
 
 /*
@@ -884,7 +955,7 @@ queue_show_message(uint32_t client, const char *id)
 {
 	struct envelope	 e;
 	MDB_txn		*txn = NULL;
-	MDB_val		 key, data;
+	MDB_val		 key;
 	FILE		*f;
 	char		*text = NULL, chunk[QUEUE_TEXT_CHUNK];
 	size_t		 len = 0, off, n;
@@ -900,20 +971,8 @@ queue_show_message(uint32_t client, const char *id)
 		queue_ctl_result(client, 0, "queue.mdb: %s", mdb_strerror(rc));
 		return;
 	}
-	if ((rc = mdb_get(txn, dbi_envelope, &key, &data)) != 0) {
-		mdb_txn_abort(txn);
-		if (rc == MDB_NOTFOUND)
-			queue_ctl_result(client, 0, "no such message: %s", id);
-		else
-			queue_ctl_result(client, 0, "queue.mdb: %s",
-			    mdb_strerror(rc));
+	if (queue_ctl_envelope(client, txn, &key, &e) == -1)
 		return;
-	}
-	if (envelope_decode(data.mv_data, data.mv_size, &e) == -1) {
-		mdb_txn_abort(txn);
-		queue_ctl_result(client, 0, "%s: invalid envelope record", id);
-		return;
-	}
 	if ((f = open_memstream(&text, &len)) == NULL)
 		fatal("open_memstream");
 	queue_message_text(f, txn, &key, &e);
@@ -968,10 +1027,11 @@ queue_message_text(FILE *f, MDB_txn *txn, MDB_val *key,
 		text_escaped(f, (const unsigned char *)e->auth_user,
 		    strlen(e->auth_user));
 	}
-	(void)fprintf(f, "\nflags:%s%s%s%s\n",
+	(void)fprintf(f, "\nflags:%s%s%s%s%s\n",
 	    e->flags & ENVELOPE_8BITMIME ? " 8bitmime" : "",
 	    e->flags & ENVELOPE_TLS ? " tls" : "",
 	    e->flags & ENVELOPE_AUTH ? " auth" : "",
+	    e->flags & ENVELOPE_QUARANTINE ? " quarantine" : "",
 	    e->flags == 0 ? " none" : "");
 	for (i = 0; i < e->nrcpt; i++) {
 		r = &e->rcpts[i];
@@ -1091,12 +1151,8 @@ queue_remove(uint32_t client, const char *what)
 	} else {
 		key.mv_data = (void *)(uintptr_t)what;
 		key.mv_size = QUEUE_ID_LEN - 1;
-		if ((rc = mdb_del(txn, dbi_envelope, &key, NULL)) == 0) {
+		if ((rc = queue_message_del(txn, &key)) == 0)
 			n = 1;
-			if ((rc = mdb_del(txn, dbi_body, &key, NULL)) ==
-			    MDB_NOTFOUND)
-				rc = 0;
-		}
 	}
 	if (rc != 0) {
 		mdb_txn_abort(txn);
@@ -1119,6 +1175,109 @@ queue_remove(uint32_t client, const char *what)
 	queue_ctl_result(client, 1, "removed %zu message%s", n,
 	    n == 1 ? "" : "s");
 	queue_disk_check();
+}
+
+/* The envelope and the body; a missing body is no error. */
+static int
+queue_message_del(MDB_txn *txn, MDB_val *key)
+{
+	int	 rc;
+
+	if ((rc = mdb_del(txn, dbi_envelope, key, NULL)) == 0 &&
+	    (rc = mdb_del(txn, dbi_body, key, NULL)) == MDB_NOTFOUND)
+		rc = 0;
+	return (rc);
+}
+
+static int
+queue_envelope_put(MDB_txn *txn, const struct envelope *e,
+    unsigned int flags)
+{
+	MDB_val		 key, data;
+	unsigned char	*rec;
+	size_t		 reclen;
+	int		 rc;
+
+	if (envelope_encode(e, &rec, &reclen) == -1)
+		return (EINVAL);
+	key.mv_data = (void *)(uintptr_t)e->id;
+	key.mv_size = QUEUE_ID_LEN - 1;
+	data.mv_data = rec;
+	data.mv_size = reclen;
+	rc = mdb_put(txn, dbi_envelope, &key, &data, flags);
+	free(rec);
+	return (rc);
+}
+
+static int
+queue_is_quarantined(const char *id)
+{
+	struct envelope	 e;
+	int		 held;
+
+	if (queue_envelope_load(id, &e) == -1)
+		return (0);
+	held = (e.flags & ENVELOPE_QUARANTINE) != 0;
+	envelope_clear(&e);
+	return (held);
+}
+
+/*
+ * quarantine release: the flag cleared for good, then the message is
+ * scheduled as a new one would be, its lifetime counted from now;
+ * quarantine delete: gone, as with remove.  Either refuses a message
+ * that is not in the quarantine.
+ */
+static void
+queue_quarantine(uint32_t client, const char *id, int release)
+{
+	struct envelope	 e;
+	MDB_txn		*txn;
+	MDB_val		 key;
+	int		 rc;
+
+	if ((rc = queue_txn_begin(0, &txn)) != 0) {
+		queue_ctl_result(client, 0, "queue.mdb: %s", mdb_strerror(rc));
+		return;
+	}
+	key.mv_data = (void *)(uintptr_t)id;
+	key.mv_size = QUEUE_ID_LEN - 1;
+	if (queue_ctl_envelope(client, txn, &key, &e) == -1)
+		return;
+	if (!(e.flags & ENVELOPE_QUARANTINE)) {
+		mdb_txn_abort(txn);
+		envelope_clear(&e);
+		queue_ctl_result(client, 0, "message %s is not quarantined",
+		    id);
+		return;
+	}
+	if (release) {
+		e.flags &= ~ENVELOPE_QUARANTINE;
+		e.arrived = time(NULL);
+		rc = queue_envelope_put(txn, &e, 0);
+	} else
+		rc = queue_message_del(txn, &key);
+	envelope_clear(&e);
+	if (rc != 0)
+		mdb_txn_abort(txn);
+	else
+		rc = mdb_txn_commit(txn);
+	if (rc != 0) {
+		queue_ctl_result(client, 0, "queue.mdb: %s", mdb_strerror(rc));
+		return;
+	}
+	scheduler_forget(id);
+	if (release) {
+		stats.released++;
+		scheduler_add(id);
+		log_info("%s: released from the quarantine on request", id);
+		queue_ctl_result(client, 1, "released %s", id);
+	} else {
+		stats.deleted++;
+		log_info("%s: deleted from the quarantine on request", id);
+		queue_ctl_result(client, 1, "deleted %s", id);
+		queue_disk_check();
+	}
 }
 
 static void
@@ -1154,6 +1313,8 @@ queue_show_stats(uint32_t client)
 		{ "queue.nospace", stats.nospace },
 		{ "queue.tempfail", stats.tempfail },
 		{ "queue.removed", stats.removed },
+		{ "queue.quarantine_released", stats.released },
+		{ "queue.quarantine_deleted", stats.deleted },
 		{ "queue.disk_ok", disk_ok == 1 }
 	};
 
@@ -1285,8 +1446,6 @@ queue_delivery_commit(const struct envelope *e, int done,
 {
 	MDB_txn		*txn;
 	MDB_val		 key, data;
-	unsigned char	*rec = NULL;
-	size_t		 reclen;
 	int		 rc;
 
 	if ((rc = queue_txn_begin(0, &txn)) != 0) {
@@ -1295,34 +1454,16 @@ queue_delivery_commit(const struct envelope *e, int done,
 	}
 	key.mv_data = (void *)(uintptr_t)e->id;
 	key.mv_size = QUEUE_ID_LEN - 1;
-	if (done) {
-		if ((rc = mdb_del(txn, dbi_envelope, &key, NULL)) == 0 &&
-		    (rc = mdb_del(txn, dbi_body, &key, NULL)) == MDB_NOTFOUND)
-			rc = 0;
-	} else if (envelope_encode(e, &rec, &reclen) == -1)
-		rc = EINVAL;
-	else {
-		data.mv_data = rec;
-		data.mv_size = reclen;
-		rc = mdb_put(txn, dbi_envelope, &key, &data, 0);
-		free(rec);
-	}
-	if (rc == 0 && bounce != NULL) {
+	if (done)
+		rc = queue_message_del(txn, &key);
+	else
+		rc = queue_envelope_put(txn, e, 0);
+	if (rc == 0 && bounce != NULL &&
+	    (rc = queue_envelope_put(txn, bounce, MDB_NOOVERWRITE)) == 0) {
 		key.mv_data = (void *)(uintptr_t)bounce->id;
-		if (envelope_encode(bounce, &rec, &reclen) == -1)
-			rc = EINVAL;
-		else {
-			data.mv_data = rec;
-			data.mv_size = reclen;
-			if ((rc = mdb_put(txn, dbi_envelope, &key, &data,
-			    MDB_NOOVERWRITE)) == 0) {
-				data.mv_data = (void *)(uintptr_t)bbody;
-				data.mv_size = blen;
-				rc = mdb_put(txn, dbi_body, &key, &data,
-				    MDB_NOOVERWRITE);
-			}
-			free(rec);
-		}
+		data.mv_data = (void *)(uintptr_t)bbody;
+		data.mv_size = blen;
+		rc = mdb_put(txn, dbi_body, &key, &data, MDB_NOOVERWRITE);
 	}
 	if (rc != 0) {
 		log_warnx("%s: cannot record the delivery: %s", e->id,

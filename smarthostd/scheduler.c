@@ -26,6 +26,11 @@
  * A crash before that transaction means the next run repeats the
  * delivery: a duplicate at worst, never a loss.  A recipient once
  * recorded as failed is never tried again.
+ *
+ * A message in the quarantine (ENVELOPE_QUARANTINE) is known here but
+ * held: it has no next attempt, so it is neither relayed nor expired
+ * nor bounced, until smarthostctl releases it (it then comes back as a
+ * new message would) or deletes it.
  */
 
 #include <sys/types.h>
@@ -60,6 +65,7 @@ struct sched_msg {
 	int			 waiting;	/* in the by_time tree */
 	int			 removed;	/* while running */
 	int			 force;		/* schedule: every pending now */
+	int			 held;		/* in the quarantine */
 	struct sched_run	*run;
 };
 RB_HEAD(sched_ids, sched_msg);
@@ -100,6 +106,7 @@ static int			 initialized;
 static int			 paused;
 static int			 running;
 static uint64_t			 body_bytes;	/* of the runs in memory */
+static uint64_t			 nheld;		/* messages quarantined */
 
 static struct {
 	uint64_t	 runs;
@@ -117,6 +124,7 @@ static void	 text_set(char *, size_t, const char *, ...)
 		    __attribute__((__format__(printf, 3, 4)));
 static void	 sched_load_one(const struct envelope *, void *);
 static struct sched_msg *sched_find(const char *);
+static struct sched_msg *sched_insert(const char *);
 static void	 sched_wait(struct sched_msg *, time_t);
 static void	 sched_unwait(struct sched_msg *);
 static void	 sched_arm(void);
@@ -188,11 +196,12 @@ sched_load_one(const struct envelope *e, void *arg)
 	(void)arg;
 	if ((next = sched_next_try(e)) == -1)
 		return;		/* nothing pending: its end was recorded */
-	if ((m = calloc(1, sizeof(*m))) == NULL)
-		fatal("scheduler");
-	(void)strlcpy(m->id, e->id, sizeof(m->id));
-	RB_INSERT(sched_ids, &ids, m);
-	sched_wait(m, next);
+	m = sched_insert(e->id);
+	if (e->flags & ENVELOPE_QUARANTINE) {
+		m->held = 1;
+		nheld++;
+	} else
+		sched_wait(m, next);
 }
 
 void
@@ -245,19 +254,39 @@ sched_find(const char *id)
 	return (RB_FIND(sched_ids, &ids, &find));
 }
 
+/* A message new to the schedule, neither waiting nor held yet. */
+static struct sched_msg *
+sched_insert(const char *id)
+{
+	struct sched_msg	*m;
+
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		fatal("scheduler");
+	(void)strlcpy(m->id, id, sizeof(m->id));
+	RB_INSERT(sched_ids, &ids, m);
+	return (m);
+}
+
 void
 scheduler_add(const char *id)
+{
+	if (!initialized || sched_find(id) != NULL)
+		return;
+	sched_wait(sched_insert(id), time(NULL));
+	sched_arm();
+}
+
+/* A message committed into the quarantine: kept, never tried. */
+void
+scheduler_hold(const char *id)
 {
 	struct sched_msg	*m;
 
 	if (!initialized || sched_find(id) != NULL)
 		return;
-	if ((m = calloc(1, sizeof(*m))) == NULL)
-		fatal("scheduler_add");
-	(void)strlcpy(m->id, id, sizeof(m->id));
-	RB_INSERT(sched_ids, &ids, m);
-	sched_wait(m, time(NULL));
-	sched_arm();
+	m = sched_insert(id);
+	m->held = 1;
+	nheld++;
 }
 
 void
@@ -272,6 +301,8 @@ scheduler_forget(const char *what)
 			m->removed = 1;	/* the run ends and records nothing */
 			continue;
 		}
+		if (m->held)
+			nheld--;
 		sched_unwait(m);
 		RB_REMOVE(sched_ids, &ids, m);
 		free(m);
@@ -289,6 +320,8 @@ scheduler_schedule(const char *what)
 	RB_FOREACH(m, sched_ids, &ids) {
 		if (strcmp(what, "all") != 0 && strcmp(what, m->id) != 0)
 			continue;
+		if (m->held)
+			continue;	/* released only by its own command */
 		n++;
 		m->force = 1;
 		if (m->waiting && m->next_try > now)
@@ -392,6 +425,15 @@ sched_start(struct sched_msg *m)
 		free(r);
 		RB_REMOVE(sched_ids, &ids, m);
 		free(m);
+		return;
+	}
+	if (r->env.flags & ENVELOPE_QUARANTINE) {
+		/* Not ours to relay, however it came to be waiting. */
+		log_warnx("%s: quarantined; held, not relayed", m->id);
+		envelope_clear(&r->env);
+		free(r);
+		m->held = 1;
+		nheld++;
 		return;
 	}
 	if ((r->results = calloc(r->env.nrcpt, sizeof(*r->results))) == NULL ||
@@ -1021,6 +1063,7 @@ scheduler_stats(void (*cb)(const char *, uint64_t, void *), void *arg)
 	struct sched_stats_arg	 a = { cb, arg };
 	struct relay_stats	 total;
 
+	cb("queue.quarantined", nheld, arg);
 	cb("relay.runs", stats.runs, arg);
 	cb("relay.delivered", stats.delivered, arg);
 	cb("relay.deferred", stats.deferred, arg);
