@@ -976,3 +976,118 @@ class LogOnFailure:
             "%s: %s" % (typ.__name__, e)
         raise AssertionError("%s\n-- smarthostd log:\n%s" % (
             what, self.tail(self.daemon))) from e
+
+
+# ---------------------------------------------------------------------
+# Scanning: a ClamAV signature database made by the test, and
+# SpamAssassin's spamd on loopback.
+
+EICAR = (r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!"
+         r"$H+H*")
+EICAR_MD5 = "44d88612fea8a8f36de82e1278abb02f"
+# A made-up string that only the test database knows as a virus.
+TEST_BODY_SIGNATURE = "smarthostd-test-virus-8c1f27d0e4"
+
+
+def make_clamav_db(directory, ndb=()):
+    """A ClamAV database in directory: EICAR's MD5 in test.hdb, EICAR's
+    text and TEST_BODY_SIGNATURE (plus any (name, text) pairs in ndb)
+    as body signatures in test.ndb.  The directory is made readable for
+    the scan user."""
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o755)
+    with open(os.path.join(directory, "test.hdb"), "w") as f:
+        f.write("%s:68:Eicar-Test-Signature\n" % EICAR_MD5)
+    sigs = [("Eicar-Test-Signature.Body", EICAR),
+            ("Smarthostd.Test.Body", TEST_BODY_SIGNATURE)] + list(ndb)
+    with open(os.path.join(directory, "test.ndb"), "w") as f:
+        for name, text in sigs:
+            f.write("%s:0:*:%s\n" % (name, text.encode().hex()))
+    for name in ("test.hdb", "test.ndb"):
+        os.chmod(os.path.join(directory, name), 0o644)
+    return directory
+
+
+class Spamd:
+    """Debian's spamd in the foreground on 127.0.0.1:port: local tests
+    only (-L), no user configuration, its own empty site configuration
+    and home directory.  start() raises SpamdUnavailable when spamd is
+    missing or does not answer in time, for the test to skip."""
+
+    def __init__(self, port=None, timeout=90):
+        self.port = port or free_port()
+        self.timeout = timeout
+        self.tmp = tempfile.mkdtemp(prefix="smarthostd-spamd-")
+        os.chmod(self.tmp, 0o755)
+        self.site = os.path.join(self.tmp, "site")
+        self.home = os.path.join(self.tmp, "home")
+        os.makedirs(self.site)
+        os.makedirs(self.home)
+        with open(os.path.join(self.site, "local.cf"), "w") as f:
+            # Nothing of the network, nothing learnt between tests.
+            f.write("use_bayes 0\nskip_rbl_checks 1\n"
+                    "dns_available no\nuse_auto_whitelist 0\n")
+        self.logpath = os.path.join(self.tmp, "log")
+        self.proc = None
+
+    def start(self):
+        spamd = "/usr/sbin/spamd"
+        if not os.access(spamd, os.X_OK):
+            raise SpamdUnavailable("%s is not installed" % spamd)
+        user = []
+        if os.geteuid() == 0:
+            os.chown(self.home, 65534, 65534)
+            user = ["-u", "nobody", "-g", "nogroup"]
+        self.log = open(self.logpath, "ab")
+        self.proc = subprocess.Popen(
+            [spamd, "-L", "-x", "--listen=127.0.0.1:%d" % self.port,
+             "--siteconfigpath=%s" % self.site,
+             "--helper-home-dir=%s" % self.home, "--syslog=stderr",
+             "--max-children=2", "--min-children=1",
+             "--pidfile=%s" % os.path.join(self.tmp, "pid")] + user,
+            stdout=self.log, stderr=self.log)
+        deadline = time.time() + self.timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise SpamdUnavailable("spamd exited: %s" %
+                                       self.logtext()[-800:])
+            if self.ping():
+                return self
+            time.sleep(0.5)
+        self.stop()
+        raise SpamdUnavailable("spamd did not answer PING in %ds" %
+                               self.timeout)
+
+    def ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), 2) as s:
+                s.sendall(b"PING SPAMC/1.5\r\n\r\n")
+                return s.recv(100).startswith(b"SPAMD/")
+        except OSError:
+            return False
+
+    def logtext(self):
+        with open(self.logpath, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        import shutil
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class SpamdUnavailable(Exception):
+    pass

@@ -126,6 +126,7 @@ static int			 nbound;
 
 static void	 parent_check_users(struct smarthost_config *);
 static void	 parent_prepare_dirs(struct smarthost_config *);
+static const char *parent_scan_root(struct smarthost_config *);
 static void	 parent_copy_resolv_conf(struct smarthost_config *);
 static void	 parent_write_pidfile(const char *);
 static int	 parent_control_socket(const char *);
@@ -249,6 +250,32 @@ parent_prepare_dirs(struct smarthost_config *conf)
 	if (mkdir_owned(SMARTHOSTD_EMPTY, 0, 0, 0755) == -1)
 		fatal("%s", SMARTHOSTD_EMPTY);
 	parent_copy_resolv_conf(conf);
+}
+
+/*
+ * The scan process is chrooted in the ClamAV database directory, where
+ * libclamav also needs a directory of its own for the files it unpacks
+ * while scanning.  Without a database directory it gets the empty one,
+ * and answers every message as on-error says.
+ */
+static const char *
+parent_scan_root(struct smarthost_config *conf)
+{
+	struct passwd	*pw;
+	struct stat	 sb;
+	char		 tmp[PATH_MAX];
+	int		 n;
+
+	if (!conf->scan.enabled || conf->scan.clamav_db[0] == '\0' ||
+	    stat(conf->scan.clamav_db, &sb) == -1 || !S_ISDIR(sb.st_mode))
+		return (SMARTHOSTD_EMPTY);
+	n = snprintf(tmp, sizeof(tmp), "%s/smarthostd-tmp",
+	    conf->scan.clamav_db);
+	if (n < 0 || (size_t)n >= sizeof(tmp) ||
+	    (pw = getpwnam(conf->scan.user)) == NULL ||
+	    mkdir_owned(tmp, pw->pw_uid, pw->pw_gid, 0700) == -1)
+		log_warn("scan: %s", tmp);
+	return (conf->scan.clamav_db);
 }
 
 /*
@@ -505,6 +532,7 @@ parent_start_children(struct smarthost_config *conf, int control_fd)
 			break;
 		case PROC_SCAN:
 			user = conf->scan.user;
+			root = parent_scan_root(conf);
 			break;
 		case PROC_PF:
 			/* Firewall tables need root; it parses no text. */

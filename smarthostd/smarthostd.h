@@ -897,6 +897,12 @@ void	 queue_main(void) __attribute__((__noreturn__));
 void	 pfctl_main(void) __attribute__((__noreturn__));
 void	 control_main(void) __attribute__((__noreturn__));
 
+/* scan_score.c: spam scoring and headers, from scan.c's worker threads */
+int	 scan_score(const struct scan_config *, const char *,
+	    const struct scan_request *, const unsigned char *, size_t,
+	    struct scan_result *, char *, size_t);
+void	 scan_header_append(struct scan_result *, const char *, const char *);
+
 /* mailaddr.c */
 #define MAILADDR_SYNTAX		(-1)
 #define MAILADDR_TOO_LONG	(-2)
