@@ -358,21 +358,125 @@ dnsbl threshold 2
 """
 
 
-def test_config_grey_settings_reach_every_process_on_reload():
+def reload_reaches_every_process(d, settings):
     # Each child checks what it receives and dies on anything it does not
     # expect: every one committing the reload is what proves the transfer.
-    from lib import CHILDREN, Daemon, base_config
+    from lib import CHILDREN, base_config
+    d.write_config(base_config(d.tmp, settings))
+    r = d.ctl("reload")
+    assert r.stdout.strip() == "configuration reloaded", r.stdout
+    d.wait_log("configuration reloaded from")
+    for name in CHILDREN:
+        d.wait_log("%s: configuration committed" % name)
+        assert d.logtext().count(
+            "%s: configuration committed" % name) == 2, d.logtext()
+    assert sorted(d.pids()) == sorted(["parent"] + CHILDREN)
+
+
+def test_config_grey_settings_reach_every_process_on_reload():
+    from lib import Daemon
     with Daemon() as d:
         for name, text in (("block", "192.0.2.1\n"),
                            ("white", "192.0.2.0/24\n")):
             with open(os.path.join(d.tmp, name), "w") as f:
                 f.write(text)
-        d.write_config(base_config(d.tmp, GREY_SETTINGS % {"tmp": d.tmp}))
-        r = d.ctl("reload")
-        assert r.stdout.strip() == "configuration reloaded", r.stdout
-        d.wait_log("configuration reloaded from")
-        for name in CHILDREN:
-            d.wait_log("%s: configuration committed" % name)
-            assert d.logtext().count(
-                "%s: configuration committed" % name) == 2, d.logtext()
-        assert sorted(d.pids()) == sorted(["parent"] + CHILDREN)
+        reload_reaches_every_process(d, GREY_SETTINGS % {"tmp": d.tmp})
+
+
+# Each scan value at its bounds and just past them, alone in a scan block:
+# None means accepted.
+SCAN_VALUES = [
+    ("threads 1", None),
+    ("threads 64", None),
+    ("threads 65", "threads must be between 1 and 64"),
+    ("limits { max-filesize 1K max-scansize 1K }", None),
+    ("limits { max-filesize 4G max-scansize 4G }", None),
+    ("limits { max-filesize 4194305K }",
+     "max-filesize must be between 1K and 4G"),
+    ("limits { max-scansize 1023 }",
+     "max-scansize must be between 1K and 4G"),
+    ("limits { max-recursion 64 max-files 1 max-scantime 1s }", None),
+    ("limits { max-recursion 65 }",
+     "max-recursion must be between 1 and 64"),
+    ("limits { max-files 0 }", "max-files must be between 1 and 1000000"),
+    ("limits { max-scantime 3601s }",
+     "max-scantime must be between 1s and 1h"),
+    ("on-limit reject", None),
+    ("on-error accept", None),
+    ("on-error reject", "on-error must be tempfail or accept"),
+    ("score helo-bare -100", None),
+    ("score helo-bare 100.0", None),
+    ("score helo-bare 100.01",
+     "score helo-bare must be between -100 and 100"),
+    ('spamassassin "unix:/run/spamd.sock" timeout 1s', None),
+    ('spamassassin "127.0.0.1:783" timeout 10m', None),
+    ('spamassassin "spamd.example.org:65535"', None),
+    ('spamassassin "[2001:db8::1]:1"', None),
+    ('spamassassin "unix:/run/spamd.sock" timeout 601s',
+     "spamassassin timeout must be between 1s and 10m"),
+    ('spamassassin "unix:/run/spamd.sock" timeout 0',
+     "spamassassin timeout must be between 1s and 10m"),
+    ('spamassassin "unix:/%s"' % ("x" * 106), None),
+    ('spamassassin "unix:/%s"' % ("x" * 107), "invalid"),
+    ('spamassassin "unix:relative.sock"', "invalid"),
+    ('spamassassin "unix:"', "invalid"),
+    ('spamassassin "localhost"', "invalid"),
+    ('spamassassin "localhost:"', "invalid"),
+    ('spamassassin "localhost:0"', "invalid"),
+    ('spamassassin "localhost:65536"', "invalid"),
+    ('spamassassin "::1:783"', "invalid"),
+    ('spamassassin "[::1]783"', "invalid"),
+    ('spamassassin "[127.0.0.1]:783"', "invalid"),
+    ('spamassassin "bad host:783"', "invalid"),
+    ('spamassassin ":783"', "invalid"),
+    ("spam tag 0 reject 1 quarantine 0.5", None),
+    ("spam tag -1000 reject 1000", None),
+    ('spam tag 1 reject 2 subject "%s"' % ("x" * 63), None),
+]
+
+
+def test_config_scan_values_at_and_past_their_bounds():
+    with ConfigCopy() as c:
+        path = c.path("scan-value.conf")
+        for text, error in SCAN_VALUES:
+            with open(path, "w") as f:
+                f.write("scan {\n\t%s\n}\n" % text)
+            proc = smarthostd("-n", "-f", path)
+            if error is None:
+                assert proc.returncode == 0, (text, proc.stderr)
+                continue
+            if error == "invalid":
+                error = ('invalid spamassassin address "%s": "unix:/path" '
+                         'or "host:port" expected' %
+                         text.split('"')[1])
+            assert proc.returncode == 1, text
+            assert proc.stderr == "%s:2: %s\n" % (path, error), \
+                (text, proc.stderr)
+
+
+SCAN_SETTINGS = """
+scan {
+	threads 3
+	limits { max-filesize 1M max-scansize 2M max-recursion 4 \\
+	    max-files 100 max-scantime 5s }
+	on-limit reject
+	on-error accept
+	spam tag 2.5 reject 9 quarantine 5 subject "[SPAM]"
+	spamassassin "127.0.0.1:1783" timeout 2s
+	bad-headers reject
+	score spf-fail 4
+	score dnsbl -1.5
+	banned-files { "*.exe" }
+}
+action "scanned" relay scan spam tag 1 reject 3 quarantine 2 subject "x"
+action "virus" relay scan virus-only
+match from src "192.0.2.1" action "scanned"
+match from src "192.0.2.2" action "virus"
+"""
+
+
+def test_config_scan_settings_reach_every_process_on_reload():
+    # The scan block and the actions' scan options, as parse.y allows them.
+    from lib import Daemon
+    with Daemon() as d:
+        reload_reaches_every_process(d, SCAN_SETTINGS)

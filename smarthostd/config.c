@@ -33,6 +33,8 @@ static void	 config_recv_table_entry(struct smarthost_config *,
 		    struct imsg *);
 static void	 table_entries_free(struct table *);
 static int	 config_maildir_escapes(const char *);
+static int	 config_spam_levels_valid(const struct spam_levels *);
+static int	 config_scan_valid(const struct scan_config *);
 
 RB_GENERATE(table_entries, table_entry, entry, table_entry_cmp);
 
@@ -135,6 +137,26 @@ config_set_defaults(struct smarthost_config *conf)
 
 	(void)strlcpy(conf->scan.user, SMARTHOSTD_SCAN_USER,
 	    sizeof(conf->scan.user));
+	conf->scan.threads = 2;
+	/* libclamav's own defaults are these or lower; clamd.conf's too. */
+	conf->scan.max_filesize = 25 * 1024 * 1024;
+	conf->scan.max_scansize = 100 * 1024 * 1024;
+	conf->scan.max_recursion = 16;
+	conf->scan.max_files = 10000;
+	conf->scan.max_scantime = 120;
+	conf->scan.on_limit = SCAN_FALLBACK_TEMPFAIL;
+	conf->scan.on_error = SCAN_FALLBACK_TEMPFAIL;
+	conf->scan.spamassassin_timeout = 30;
+	conf->scan.bad_headers_reject = 0;
+	conf->scan.scores[RULE_SPF_FAIL] = 3.0;
+	conf->scan.scores[RULE_SPF_SOFTFAIL] = 1.0;
+	conf->scan.scores[RULE_SPF_PERMERROR] = 0.5;
+	conf->scan.scores[RULE_DNSBL] = 2.0;
+	conf->scan.scores[RULE_NO_RDNS] = 1.0;
+	conf->scan.scores[RULE_RDNS_MISMATCH] = 0.5;
+	conf->scan.scores[RULE_HELO_LITERAL] = 1.0;
+	conf->scan.scores[RULE_HELO_BARE] = 1.0;
+	conf->scan.scores[RULE_BAD_HEADER] = 1.0;
 	conf->firewall.kind = FIREWALL_NONE;
 
 	/* RFC 5321 section 4.5.3 and what Postfix and OpenSMTPD ship. */
@@ -717,6 +739,56 @@ config_send(struct imsgev *iev, struct smarthost_config *conf,
 	compose_or_die(iev, IMSG_CONF_END, NULL, 0);
 }
 
+/* What parse.y allows; the subject is known to be terminated. */
+static int
+config_spam_levels_valid(const struct spam_levels *l)
+{
+	const char	*p;
+
+	if (!l->set)
+		return (l->tag == 0 && l->reject == 0 && l->quarantine == 0 &&
+		    l->subject[0] == '\0');
+	if (l->set != 1 || !(l->tag >= -1000 && l->tag < l->reject &&
+	    l->reject <= 1000))
+		return (0);
+	if (l->quarantine != 0 && !(l->quarantine > 0 &&
+	    l->quarantine >= l->tag && l->quarantine < l->reject))
+		return (0);
+	for (p = l->subject; *p != '\0'; p++)
+		if (*p < ' ' || *p > '~')
+			return (0);
+	return (1);
+}
+
+/* The scan settings, strings already known to be terminated. */
+static int
+config_scan_valid(const struct scan_config *s)
+{
+	const char	*p = s->spamassassin;
+	int		 i;
+
+	if ((s->enabled != 0 && s->enabled != 1) ||
+	    s->threads < 1 || s->threads > 64 ||
+	    s->max_filesize < 1024 || s->max_filesize > 4ULL << 30 ||
+	    s->max_scansize < 1024 || s->max_scansize > 4ULL << 30 ||
+	    s->max_recursion < 1 || s->max_recursion > 64 ||
+	    s->max_files < 1 || s->max_files > 1000000 ||
+	    s->max_scantime < 1 || s->max_scantime > 3600 ||
+	    s->on_limit > SCAN_FALLBACK_REJECT ||
+	    s->on_error > SCAN_FALLBACK_ACCEPT ||
+	    s->spamassassin_timeout < 1 || s->spamassassin_timeout > 600 ||
+	    (s->bad_headers_reject != 0 && s->bad_headers_reject != 1) ||
+	    !config_spam_levels_valid(&s->spam))
+		return (0);
+	if (p[0] != '\0' && strncmp(p, "unix:/", 6) != 0 &&
+	    strchr(p, ':') == NULL)
+		return (0);
+	for (i = 0; i < RULE_MAX; i++)
+		if (!(s->scores[i] >= -100 && s->scores[i] <= 100))
+			return (0);
+	return (1);
+}
+
 static void
 config_recv_globals(struct smarthost_config *conf, struct imsg *imsg)
 {
@@ -761,6 +833,8 @@ config_recv_globals(struct smarthost_config *conf, struct imsg *imsg)
 		fatalx("config_recv: bad tarpit settings");
 	if (g.dnsbl_threshold < 1 || g.dnsbl_threshold > 1000)
 		fatalx("config_recv: bad dnsbl threshold");
+	if (!config_scan_valid(&g.scan))
+		fatalx("config_recv: bad scan settings");
 
 	(void)strlcpy(conf->hostname, g.hostname, sizeof(conf->hostname));
 	(void)strlcpy(conf->user, g.user, sizeof(conf->user));
@@ -1006,6 +1080,12 @@ config_recv(struct smarthost_config **pending, struct imsg *imsg)
 			fatalx("config_recv: bad relay scheme");
 		if (config_maildir_escapes(a->maildir))
 			fatalx("config_recv: maildir outside the state dir");
+		CHECK_STRING(a->spam.subject);
+		if ((a->scan_virus_only != 0 && a->scan_virus_only != 1) ||
+		    (a->scan_virus_only && a->spam.set) ||
+		    !config_spam_levels_valid(&a->spam))
+			fatalx("config_recv: bad scan options of action %s",
+			    a->name);
 		TAILQ_INSERT_TAIL(&conf->actions, a, entry);
 		break;
 	case IMSG_CONF_MATCH:

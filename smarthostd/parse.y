@@ -139,6 +139,14 @@ static int		 aopts_auth_lineno;
 static struct match_rule mrule;
 static int		 grey_set;
 static int		 scan_set;
+static int		 scan_limits_set;
+static int		 scan_scores_set;
+static struct spam_levels slevels;
+static int		 slevels_set;
+/* The first action with scan, checked against the scan block at the end. */
+static char		*scan_action_file;
+static int		 scan_action_lineno;
+static char		 scan_action_name[NAME_MAX_LEN];
 static int		 fw_set;
 static int		 smtp_block_set;
 static int		 smtp_set;
@@ -178,6 +186,19 @@ static struct string_list pending_list =
 #define SOPT_SPAM	0x02
 #define SOPT_BANNED	0x04
 #define SOPT_USER	0x08
+#define SOPT_THREADS	0x10
+#define SOPT_LIMITS	0x20
+#define SOPT_ONLIMIT	0x40
+#define SOPT_ONERROR	0x80
+#define SOPT_SPAMD	0x100
+#define SOPT_BADHEADERS	0x200
+#define SLOPT_FILESIZE	0x01
+#define SLOPT_SCANSIZE	0x02
+#define SLOPT_RECURSION	0x04
+#define SLOPT_FILES	0x08
+#define SLOPT_SCANTIME	0x10
+#define POPT_QUARANTINE	0x01
+#define POPT_SUBJECT	0x02
 #define FOPT_NFTTABLE	0x100		/* above the 1 << FW_* bits */
 #define MOPT_MSGSIZE	0x001
 #define MOPT_RCPTS	0x002
@@ -261,6 +282,10 @@ static void	 firewall_begin(enum firewall_kind);
 static void	 firewall_table(int, const char *, const char *);
 static void	 nft_table(const char *);
 static void	 string_list_clear(struct string_list *);
+static void	 spam_levels_finish(void);
+static int	 valid_spamd(const char *);
+static void	 scan_action(int);
+static void	 check_scan_actions(void);
 static void	 check_pkis(void);
 
 typedef struct {
@@ -289,13 +314,18 @@ typedef struct {
 %token	MAXPERDESTINATION CA
 %token	TRAPEXP IPV6PREFIX MAXENTRIES TARPIT STUTTER REPLY MAXCONNECTIONS
 %token	DNSBL WEIGHT THRESHOLD
+%token	THREADS LIMITS MAXFILESIZE MAXSCANSIZE MAXRECURSION MAXFILES
+%token	MAXSCANTIME ONLIMIT ONERROR TEMPFAIL ACCEPT QUARANTINE SUBJECT
+%token	SPAMASSASSIN TIMEOUT BADHEADERS SCORE VIRUSONLY
+%token	SPFFAIL SPFSOFTFAIL SPFPERMERROR NORDNS RDNSMISMATCH HELOLITERAL
+%token	HELOBARE BADHEADER
 %token	ERROR
 %token	<v.string>	STRING TABLEREF
 %token	<v.number>	NUMBER
 %type	<v.string>	strnum blockmsg cafile
 %type	<v.number>	port resolverport negation fwtable size signed
-%type	<v.number>	msduration weight
-%type	<v.duration>	duration refresh
+%type	<v.number>	msduration weight fallback scorerule scanmode
+%type	<v.duration>	duration refresh spamdtimeout
 %type	<v.decimal>	decimal
 
 %%
@@ -979,7 +1009,7 @@ scanhead	: SCAN '{'			{
 			if (conf->scan.enabled)
 				yyerror("scan specified twice");
 			conf->scan.enabled = 1;
-			scan_set = 0;
+			scan_set = scan_scores_set = 0;
 		}
 		;
 
@@ -996,16 +1026,73 @@ scanopt		: CLAMAV DATABASE STRING	{
 			    sizeof(conf->scan.clamav_db), $3,
 			    "clamav database");
 		}
-		| SPAM TAG decimal REJECT decimal {
+		| SPAM spamlevels		{
 			if (scan_set & SOPT_SPAM)
 				yyerror("spam levels specified twice");
 			scan_set |= SOPT_SPAM;
-			if ($5 <= $3)
-				yyerror("spam reject level must be higher "
-				    "than the tag level");
-			conf->scan.spam.set = 1;
-			conf->scan.spam.tag = $3;
-			conf->scan.spam.reject = $5;
+			conf->scan.spam = slevels;
+		}
+		| THREADS NUMBER		{
+			if (option_once(&scan_set, SOPT_THREADS, "threads"))
+				set_count(&conf->scan.threads, $2, "threads", 1,
+				    64);
+		}
+		| limitshead optnl limitopts '}'
+		| limitshead optnl limitopts error '}' { yyerrok; }
+		| ONLIMIT fallback		{
+			if (option_once(&scan_set, SOPT_ONLIMIT, "on-limit"))
+				conf->scan.on_limit = $2;
+		}
+		| ONERROR fallback		{
+			/* A message never scanned is not known to be bad. */
+			if (!option_once(&scan_set, SOPT_ONERROR, "on-error"))
+				;
+			else if ($2 == SCAN_FALLBACK_REJECT)
+				yyerror("on-error must be tempfail or accept");
+			else
+				conf->scan.on_error = $2;
+		}
+		| SPAMASSASSIN STRING spamdtimeout {
+			if (!option_once(&scan_set, SOPT_SPAMD, "spamassassin"))
+				;
+			else if (!valid_spamd($2))
+				yyerror("invalid spamassassin address \"%s\": "
+				    "\"unix:/path\" or \"host:port\" expected",
+				    $2);
+			else
+				(void)set_string(conf->scan.spamassassin,
+				    sizeof(conf->scan.spamassassin), $2,
+				    "spamassassin address");
+			if ($3 != -2)
+				set_duration(&conf->scan.spamassassin_timeout,
+				    $3, "spamassassin timeout", 1, 10 * MINUTE,
+				    "1s and 10m");
+		}
+		| BADHEADERS REJECT		{
+			if (option_once(&scan_set, SOPT_BADHEADERS,
+			    "bad-headers"))
+				conf->scan.bad_headers_reject = 1;
+		}
+		| BADHEADERS SCORE		{
+			if (option_once(&scan_set, SOPT_BADHEADERS,
+			    "bad-headers"))
+				conf->scan.bad_headers_reject = 0;
+		}
+		| SCORE scorerule decimal	{
+			static const char *names[RULE_MAX] = {
+				"spf-fail", "spf-softfail", "spf-permerror",
+				"dnsbl", "no-rdns", "rdns-mismatch",
+				"helo-literal", "helo-bare", "bad-header"
+			};
+
+			if (scan_scores_set & (1 << $2))
+				yyerror("score %s specified twice", names[$2]);
+			else if ($3 < -100 || $3 > 100)
+				yyerror("score %s must be between -100 and 100",
+				    names[$2]);
+			else
+				conf->scan.scores[$2] = $3;
+			scan_scores_set |= 1 << $2;
 		}
 		| BANNEDFILES stringlist	{
 			struct string_entry	*s;
@@ -1030,6 +1117,114 @@ scanopt		: CLAMAV DATABASE STRING	{
 			else
 				(void)set_string(conf->scan.user,
 				    sizeof(conf->scan.user), $2, "user name");
+		}
+		;
+
+limitshead	: LIMITS '{'			{
+			if (scan_set & SOPT_LIMITS)
+				yyerror("limits specified twice");
+			scan_set |= SOPT_LIMITS;
+			scan_limits_set = 0;
+		}
+		;
+
+limitopts	: /* empty */
+		| limitopts limitopt optnl
+		| limitopts error nl		{ yyerrok; }
+		;
+
+limitopt	: MAXFILESIZE size		{
+			if (option_once(&scan_limits_set, SLOPT_FILESIZE,
+			    "max-filesize"))
+				set_size(&conf->scan.max_filesize, $2,
+				    "max-filesize", KBYTE, 4 * GBYTE,
+				    "1K and 4G");
+		}
+		| MAXSCANSIZE size		{
+			if (option_once(&scan_limits_set, SLOPT_SCANSIZE,
+			    "max-scansize"))
+				set_size(&conf->scan.max_scansize, $2,
+				    "max-scansize", KBYTE, 4 * GBYTE,
+				    "1K and 4G");
+		}
+		| MAXRECURSION NUMBER		{
+			if (option_once(&scan_limits_set, SLOPT_RECURSION,
+			    "max-recursion"))
+				set_count(&conf->scan.max_recursion, $2,
+				    "max-recursion", 1, 64);
+		}
+		| MAXFILES NUMBER		{
+			if (option_once(&scan_limits_set, SLOPT_FILES,
+			    "max-files"))
+				set_count(&conf->scan.max_files, $2,
+				    "max-files", 1, 1000000);
+		}
+		| MAXSCANTIME duration		{
+			if (option_once(&scan_limits_set, SLOPT_SCANTIME,
+			    "max-scantime"))
+				set_duration(&conf->scan.max_scantime, $2,
+				    "max-scantime", 1, HOUR, "1s and 1h");
+		}
+		;
+
+fallback	: TEMPFAIL			{ $$ = SCAN_FALLBACK_TEMPFAIL; }
+		| ACCEPT			{ $$ = SCAN_FALLBACK_ACCEPT; }
+		| REJECT			{ $$ = SCAN_FALLBACK_REJECT; }
+		;
+
+spamdtimeout	: /* empty */			{ $$ = -2; }
+		| TIMEOUT duration		{ $$ = $2; }
+		;
+
+scorerule	: SPFFAIL			{ $$ = RULE_SPF_FAIL; }
+		| SPFSOFTFAIL			{ $$ = RULE_SPF_SOFTFAIL; }
+		| SPFPERMERROR			{ $$ = RULE_SPF_PERMERROR; }
+		| DNSBL				{ $$ = RULE_DNSBL; }
+		| NORDNS			{ $$ = RULE_NO_RDNS; }
+		| RDNSMISMATCH			{ $$ = RULE_RDNS_MISMATCH; }
+		| HELOLITERAL			{ $$ = RULE_HELO_LITERAL; }
+		| HELOBARE			{ $$ = RULE_HELO_BARE; }
+		| BADHEADER			{ $$ = RULE_BAD_HEADER; }
+		;
+
+/* spam tag N reject M [quarantine Q] [subject "..."], into slevels. */
+spamlevels	: spamhead spamopts		{ spam_levels_finish(); }
+		;
+
+spamhead	: TAG decimal REJECT decimal	{
+			memset(&slevels, 0, sizeof(slevels));
+			slevels_set = 0;
+			slevels.set = 1;
+			slevels.tag = $2;
+			slevels.reject = $4;
+		}
+		;
+
+spamopts	: /* empty */
+		| spamopts spamopt
+		;
+
+spamopt		: QUARANTINE decimal		{
+			if (option_once(&slevels_set, POPT_QUARANTINE,
+			    "quarantine"))
+				slevels.quarantine = $2;
+		}
+		| SUBJECT STRING		{
+			const char	*p;
+
+			for (p = $2; *p != '\0'; p++)
+				if (*p < ' ' || *p > '~')
+					break;
+			if (!option_once(&slevels_set, POPT_SUBJECT, "subject"))
+				;
+			else if ($2[0] == '\0')
+				yyerror("empty spam subject");
+			else if (*p != '\0')
+				yyerror("spam subject must be printable ASCII");
+			else if (strlcpy(slevels.subject, $2,
+			    sizeof(slevels.subject)) >= sizeof(slevels.subject))
+				yyerror("spam subject must be at most %zu "
+				    "characters", sizeof(slevels.subject) - 1);
 		}
 		;
 
@@ -1129,11 +1324,18 @@ actionopt	: relay relayopts
 				yyerror("greylist specified twice");
 			aopts.flags |= ACTION_GREYLIST;
 		}
-		| SCAN				{
-			if (aopts.flags & ACTION_SCAN)
-				yyerror("scan specified twice");
-			aopts.flags |= ACTION_SCAN;
+		| SCAN scanmode			{
+			scan_action($<lineno>1);
+			if ($2 == 1)
+				aopts.scan_virus_only = 1;
+			else if ($2 == 2)
+				aopts.spam = slevels;
 		}
+		;
+
+scanmode	: /* empty */			{ $$ = 0; }
+		| VIRUSONLY			{ $$ = 1; }
+		| SPAM spamlevels		{ $$ = 2; }
 		;
 
 relay		: RELAY				{
@@ -1355,11 +1557,14 @@ lookup(const char *s)
 {
 	/* This has to be sorted always: the first lookup checks it. */
 	static const struct keywords keywords[] = {
+		{ "accept",		ACCEPT },
 		{ "action",		ACTION },
 		{ "alias",		ALIAS },
 		{ "all",		ALL },
 		{ "any",		ANY },
 		{ "auth",		AUTH },
+		{ "bad-header",		BADHEADER },
+		{ "bad-headers",	BADHEADERS },
 		{ "banned-files",	BANNEDFILES },
 		{ "block",		BLOCK },
 		{ "blocklist",		BLOCKLIST },
@@ -1380,12 +1585,15 @@ lookup(const char *s)
 		{ "greyexp",		GREYEXP },
 		{ "greylist",		GREYLIST },
 		{ "helo",		HELO },
+		{ "helo-bare",		HELOBARE },
+		{ "helo-literal",	HELOLITERAL },
 		{ "host",		HOST },
 		{ "hostname",		HOSTNAME },
 		{ "include",		INCLUDE },
 		{ "ipv6-prefix",	IPV6PREFIX },
 		{ "key",		KEY },
 		{ "lifetime",		LIFETIME },
+		{ "limits",		LIMITS },
 		{ "listen",		LISTEN },
 		{ "local",		LOCAL },
 		{ "mail-from",		MAILFROM },
@@ -1397,25 +1605,35 @@ lookup(const char *s)
 		{ "max-deliveries",	MAXDELIVERIES },
 		{ "max-entries",	MAXENTRIES },
 		{ "max-errors",		MAXERRORS },
+		{ "max-files",		MAXFILES },
+		{ "max-filesize",	MAXFILESIZE },
 		{ "max-hops",		MAXHOPS },
 		{ "max-message-size",	MAXMESSAGESIZE },
 		{ "max-per-destination", MAXPERDESTINATION },
 		{ "max-recipients",	MAXRECIPIENTS },
+		{ "max-recursion",	MAXRECURSION },
+		{ "max-scansize",	MAXSCANSIZE },
+		{ "max-scantime",	MAXSCANTIME },
 		{ "max-sessions",	MAXSESSIONS },
 		{ "max-sessions-per-client", MAXSESSIONSPERCLIENT },
 		{ "message",		MESSAGE },
 		{ "min-free",		MINFREE },
 		{ "nftables",		NFTABLES },
+		{ "no-rdns",		NORDNS },
 		{ "none",		NONE },
 		{ "off",		OFF },
 		{ "on",			ON },
+		{ "on-error",		ONERROR },
+		{ "on-limit",		ONLIMIT },
 		{ "passtime",		PASSTIME },
 		{ "pf",			PF },
 		{ "pidfile",		PIDFILE },
 		{ "pki",		PKI },
 		{ "port",		PORT },
+		{ "quarantine",		QUARANTINE },
 		{ "queue",		QUEUE },
 		{ "rcpt-to",		RCPTTO },
+		{ "rdns-mismatch",	RDNSMISMATCH },
 		{ "refresh",		REFRESH },
 		{ "reject",		REJECT },
 		{ "relay",		RELAY },
@@ -1424,20 +1642,29 @@ lookup(const char *s)
 		{ "retry-max",		RETRYMAX },
 		{ "retry-min",		RETRYMIN },
 		{ "scan",		SCAN },
+		{ "score",		SCORE },
 		{ "set",		SET },
 		{ "smtp",		SMTP },
 		{ "smtps",		SMTPS },
 		{ "socket",		SOCKET },
 		{ "spam",		SPAM },
+		{ "spamassassin",	SPAMASSASSIN },
+		{ "spf-fail",		SPFFAIL },
+		{ "spf-permerror",	SPFPERMERROR },
+		{ "spf-softfail",	SPFSOFTFAIL },
 		{ "spf-white",		SPFWHITE },
 		{ "spf-whitelist",	SPFWHITELIST },
 		{ "src",		SRC },
 		{ "state",		STATE },
 		{ "stutter",		STUTTER },
+		{ "subject",		SUBJECT },
 		{ "table",		TABLE },
 		{ "tag",		TAG },
 		{ "tarpit",		TARPIT },
+		{ "tempfail",		TEMPFAIL },
+		{ "threads",		THREADS },
 		{ "threshold",		THRESHOLD },
+		{ "timeout",		TIMEOUT },
 		{ "tls",		TLS },
 		{ "tls-require",	TLSREQUIRE },
 		{ "transaction-timeout", TRANSACTIONTIMEOUT },
@@ -1445,6 +1672,7 @@ lookup(const char *s)
 		{ "trapexp",		TRAPEXP },
 		{ "user",		USER },
 		{ "verify",		VERIFY },
+		{ "virus-only",		VIRUSONLY },
 		{ "weight",		WEIGHT },
 		{ "white",		WHITE },
 		{ "whiteexp",		WHITEEXP },
@@ -1846,6 +2074,7 @@ parse_config(const char *filename)
 
 	check_pkis();
 	check_listeners();
+	check_scan_actions();
 
 	while ((o = TAILQ_FIRST(&pki_origins)) != NULL) {
 		TAILQ_REMOVE(&pki_origins, o, entry);
@@ -1857,6 +2086,9 @@ parse_config(const char *filename)
 		free(lo->file);
 		free(lo);
 	}
+	free(scan_action_file);
+	scan_action_file = NULL;
+	scan_action_lineno = 0;
 	smtp_block_set = queue_block_set = 0;
 	tarpit_block_set = dnsbl_threshold_set = 0;
 	string_list_clear(&pending_list);
@@ -2700,6 +2932,91 @@ action_finish(void)
 		fatal("action_finish");
 	*a = aopts;
 	TAILQ_INSERT_TAIL(&conf->actions, a, entry);
+}
+
+/*
+ * The levels of a spam statement, in the scan block or an action.  The
+ * quarantine level sits between the others, or it would never apply;
+ * 0 stands for no quarantine, so a quarantine level is above 0.
+ */
+static void
+spam_levels_finish(void)
+{
+	struct spam_levels	*l = &slevels;
+
+	if (l->tag < -1000 || l->tag > 1000 || l->reject < -1000 ||
+	    l->reject > 1000 || l->quarantine < -1000 || l->quarantine > 1000)
+		yyerror("spam levels must be between -1000 and 1000");
+	else if (l->reject <= l->tag)
+		yyerror("spam reject level must be higher than the tag level");
+	else if ((slevels_set & POPT_QUARANTINE) && (l->quarantine <= 0 ||
+	    l->quarantine < l->tag || l->quarantine >= l->reject))
+		yyerror("spam quarantine level must be above 0, at least the "
+		    "tag level and below the reject level");
+}
+
+/* "unix:/path", or "host:port" with an IPv6 address in brackets. */
+static int
+valid_spamd(const char *s)
+{
+	struct sockaddr_un	 sun;
+	struct in6_addr		 in6;
+	char			 host[HOSTNAME_LEN];
+	const char		*colon, *errstr;
+	size_t			 len;
+
+	if (strncmp(s, "unix:", 5) == 0)
+		return (s[5] == '/' && strlen(s + 5) < sizeof(sun.sun_path));
+	if (s[0] == '[') {
+		if ((colon = strchr(s, ']')) == NULL || colon[1] != ':')
+			return (0);
+		len = colon - s - 1;
+		colon++;
+		if (len == 0 || len >= sizeof(host))
+			return (0);
+		memcpy(host, s + 1, len);
+		host[len] = '\0';
+		if (inet_pton(AF_INET6, host, &in6) != 1)
+			return (0);
+	} else {
+		if ((colon = strchr(s, ':')) == NULL)
+			return (0);
+		len = colon - s;
+		if (len == 0 || len >= sizeof(host))
+			return (0);
+		memcpy(host, s, len);
+		host[len] = '\0';
+		if (!valid_address(host, 0) && !valid_hostname(host))
+			return (0);
+	}
+	if (colon[1] < '0' || colon[1] > '9')
+		return (0);
+	(void)strtonum(colon + 1, 1, 65535, &errstr);
+	return (errstr == NULL);
+}
+
+static void
+scan_action(int lineno)
+{
+	if (aopts.flags & ACTION_SCAN)
+		yyerror("scan specified twice");
+	aopts.flags |= ACTION_SCAN;
+	if (scan_action_file != NULL)
+		return;
+	if ((scan_action_file = strdup(file->name)) == NULL)
+		fatal("scan_action");
+	scan_action_lineno = lineno;
+	(void)strlcpy(scan_action_name, aopts.name, sizeof(scan_action_name));
+}
+
+/* An action may come before the scan block, so this waits for the end. */
+static void
+check_scan_actions(void)
+{
+	if (scan_action_file != NULL && !conf->scan.enabled)
+		yyerror_at(scan_action_file, scan_action_lineno,
+		    "action \"%s\": scan needs a scan block",
+		    scan_action_name);
 }
 
 /*

@@ -47,6 +47,7 @@ static void	 print_tarpit(FILE *, struct smarthost_config *,
 static void	 print_blocklists(FILE *, struct smarthost_config *);
 static void	 print_dnsbls(FILE *, struct smarthost_config *,
 		    struct smarthost_config *);
+static void	 print_spam_levels(FILE *, const struct spam_levels *);
 static void	 print_scan(FILE *, struct smarthost_config *);
 static void	 print_firewall(FILE *, struct smarthost_config *);
 static void	 print_actions(FILE *, struct smarthost_config *);
@@ -492,11 +493,37 @@ print_dnsbls(FILE *fp, struct smarthost_config *conf,
 	(void)fprintf(fp, "dnsbl threshold %d\n", conf->dnsbl_threshold);
 }
 
+/* spam tag N reject M [quarantine Q] [subject "..."], no newline. */
+static void
+print_spam_levels(FILE *fp, const struct spam_levels *l)
+{
+	(void)fputs("spam tag ", fp);
+	print_decimal(fp, l->tag);
+	(void)fputs(" reject ", fp);
+	print_decimal(fp, l->reject);
+	if (l->quarantine != 0) {
+		(void)fputs(" quarantine ", fp);
+		print_decimal(fp, l->quarantine);
+	}
+	if (l->subject[0] != '\0') {
+		(void)fputs(" subject ", fp);
+		print_string(fp, l->subject);
+	}
+}
+
 static void
 print_scan(FILE *fp, struct smarthost_config *conf)
 {
+	static const char	*fallbacks[] = { "tempfail", "accept", "reject" };
+	static const char	*rules[RULE_MAX] = {
+		"spf-fail", "spf-softfail", "spf-permerror", "dnsbl",
+		"no-rdns", "rdns-mismatch", "helo-literal", "helo-bare",
+		"bad-header"
+	};
 	struct scan_config	*s = &conf->scan;
 	struct string_entry	*e;
+	char			 buf[32];
+	int			 i;
 
 	if (!s->enabled)
 		return;
@@ -508,11 +535,34 @@ print_scan(FILE *fp, struct smarthost_config *conf)
 		print_string(fp, s->clamav_db);
 		(void)fputc('\n', fp);
 	}
+	(void)fprintf(fp, "\tthreads %u\n", (unsigned int)s->threads);
+	(void)fprintf(fp, "\tlimits {\n\t\tmax-filesize %s\n",
+	    size_fmt(s->max_filesize, buf, sizeof(buf)));
+	(void)fprintf(fp, "\t\tmax-scansize %s\n",
+	    size_fmt(s->max_scansize, buf, sizeof(buf)));
+	(void)fprintf(fp, "\t\tmax-recursion %u\n",
+	    (unsigned int)s->max_recursion);
+	(void)fprintf(fp, "\t\tmax-files %u\n", (unsigned int)s->max_files);
+	(void)fprintf(fp, "\t\tmax-scantime %s\n\t}\n",
+	    duration_fmt(s->max_scantime, buf, sizeof(buf)));
+	(void)fprintf(fp, "\ton-limit %s\n", fallbacks[s->on_limit]);
+	(void)fprintf(fp, "\ton-error %s\n", fallbacks[s->on_error]);
 	if (s->spam.set) {
-		(void)fputs("\tspam tag ", fp);
-		print_decimal(fp, s->spam.tag);
-		(void)fputs(" reject ", fp);
-		print_decimal(fp, s->spam.reject);
+		(void)fputc('\t', fp);
+		print_spam_levels(fp, &s->spam);
+		(void)fputc('\n', fp);
+	}
+	if (s->spamassassin[0] != '\0') {
+		(void)fputs("\tspamassassin ", fp);
+		print_string(fp, s->spamassassin);
+		(void)fprintf(fp, " timeout %s\n",
+		    duration_fmt(s->spamassassin_timeout, buf, sizeof(buf)));
+	}
+	(void)fprintf(fp, "\tbad-headers %s\n",
+	    s->bad_headers_reject ? "reject" : "score");
+	for (i = 0; i < RULE_MAX; i++) {
+		(void)fprintf(fp, "\tscore %s ", rules[i]);
+		print_decimal(fp, s->scores[i]);
 		(void)fputc('\n', fp);
 	}
 	if (!TAILQ_EMPTY(&s->banned_files)) {
@@ -612,6 +662,12 @@ print_actions(FILE *fp, struct smarthost_config *conf)
 			(void)fputs(" greylist", fp);
 		if (a->flags & ACTION_SCAN)
 			(void)fputs(" scan", fp);
+		if (a->scan_virus_only)
+			(void)fputs(" virus-only", fp);
+		else if (a->spam.set) {
+			(void)fputc(' ', fp);
+			print_spam_levels(fp, &a->spam);
+		}
 		(void)fputc('\n', fp);
 	}
 }
