@@ -149,7 +149,6 @@ struct smtp_session {
 	char			 facts_sender[SMTP_ADDR_LEN];
 	struct grey_facts	 facts;
 	int			 scan_late;	/* gave up on an answer */
-	uint64_t		 scan_reserved;	/* budget held for the edits */
 
 	/*
 	 * The tarpit: every reply ends the session at RCPT, and while
