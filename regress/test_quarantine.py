@@ -4,15 +4,19 @@ smarthostctl releases them (then relayed as they would have been) or
 deletes them.  show quarantine lists them, show queue marks them, show
 stats counts them."""
 
+import contextlib
 import json
 import os
 import pwd
-import struct
+import smtplib
 import subprocess
+import time
 
-from lib import (SMARTHOSTCTL, Daemon, free_port, queue_config,
-                 queue_id_of, smtp_message, smtp_send)
+from lib import (SMARTHOSTCTL, Daemon, ScriptedSmtpPeer, base_config,
+                 free_port, queue_config, queue_id_of, smtp_message,
+                 smtp_send, wait_for)
 from test_control import T, StandIn, ctl_result
+from test_relay import kill9_all, log_tail, transactions
 
 NOBODY = "nobody"
 
@@ -118,3 +122,173 @@ def test_quarantine_commands_need_privilege_and_are_logged():
         assert r.returncode == 0 and r.stdout == "", r
         d.ctl("quarantine", "release", msgid, check=False)
         d.wait_log("quarantine release %s requested by uid 0" % msgid)
+
+
+# The real flow: the scanner quarantines at a spam score of 0.5, and a
+# bare HELO scores 1 (the built-in HELO_BARE rule), so a message from
+# a client that says "EHLO client" is held; relayed mail goes to a
+# scripted peer, where a message that arrives is seen.
+
+EICAR_MD5 = "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"
+
+
+@contextlib.contextmanager
+def scand(peer):
+    d = Daemon()
+    d.port = free_port()
+    db = os.path.join(d.tmp, "clamav")
+    os.mkdir(db)
+    with open(os.path.join(db, "test.hdb"), "w") as f:
+        f.write(EICAR_MD5)
+    os.chmod(d.tmp, 0o755)
+    os.chmod(db, 0o755)
+    os.chmod(os.path.join(db, "test.hdb"), 0o644)
+    d.write_config(base_config(d.tmp,
+        "listen on 127.0.0.1 port %d\n"
+        "queue { retry-min 10m }\n"
+        "action \"inbound\" relay host \"smtp://127.0.0.1:%d\" scan\n"
+        "match for any action \"inbound\"\n"
+        "scan {\n"
+        "\tclamav database \"%s\"\n"
+        "\tspam tag 0.1 reject 50 quarantine 0.5\n"
+        "}\n" % (d.port, peer.port, db)))
+    with d:
+        try:
+            scanner_ready(d)
+            yield d
+        except Exception as e:
+            raise AssertionError("%s\n-- smarthostd log:\n%s" % (
+                e, log_tail(d))) from e
+
+
+def scanner_ready(d):
+    """The scan process loads its database after it starts; until then
+    a message gets 451."""
+    wait_for(lambda: stats(d).get("scan.signatures", 0) > 0, 30,
+             "the scanner's database")
+
+
+def send(d, subject, helo="client"):
+    """One message from a client that says EHLO helo; its queue id."""
+    c = smtplib.SMTP("127.0.0.1", d.port, timeout=30)
+    try:
+        c.ehlo(helo)
+        assert c.mail("alice@example.org")[0] == 250
+        assert c.rcpt("bob@example.com")[0] == 250
+        code, text = c.data(smtp_message(subject).encode())
+        assert code == 250, (code, text)
+        return queue_id_of(text.decode())
+    finally:
+        c.quit()
+
+
+def delivered(peer, subject):
+    return [t for t in transactions(peer) if t["message"] is not None and
+            ("Subject: %s\r\n" % subject).encode() in t["message"]]
+
+
+def held(d):
+    return [m["id"] for m in show(d, "quarantine")]
+
+
+def test_quarantined_message_is_listed_marked_and_never_relayed():
+    with ScriptedSmtpPeer() as peer, scand(peer) as d:
+        msgid = send(d, "held")
+        assert held(d) == [msgid]
+        q = show(d, "queue")
+        assert [(m["id"], m["quarantined"]) for m in q] == [(msgid, True)]
+        line = d.ctl("show", "queue").stdout.splitlines()[0]
+        assert line.startswith(msgid) and \
+            line.endswith("<alice@example.org>  quarantined"), line
+        assert d.ctl("show", "quarantine").stdout == \
+            d.ctl("show", "queue").stdout
+        text = d.ctl("show", "message", msgid).stdout
+        assert "\nflags: quarantine\n" in text and \
+            "\nSubject: held\n" in text, text
+        st = stats(d)
+        assert st["queue.quarantined"] == 1, st
+        # Asked for, it is still not relayed.
+        r = d.ctl("schedule", msgid, check=False)
+        assert r.returncode == 1, r
+        assert "message %s is quarantined; release it first" % msgid in \
+            r.stderr, r
+        assert d.ctl("schedule", "all").stdout.strip() == \
+            "0 messages scheduled"
+        time.sleep(1.5)
+        assert transactions(peer) == []
+        st = stats(d)
+        assert st["relay.runs"] == 0 and st["queue.messages"] == 1, st
+        d.wait_log("%s: quarantined from <alice@example.org>" % msgid)
+
+
+def test_release_relays_the_message_once_as_it_would_have_been():
+    with ScriptedSmtpPeer() as peer, scand(peer) as d:
+        msgid = send(d, "released")
+        assert held(d) == [msgid]
+        r = d.ctl("quarantine", "release", msgid)
+        assert r.stdout.strip() == "released %s" % msgid
+        wait_for(lambda: delivered(peer, "released"), 10,
+                 "the released message at the peer")
+        wait_for(lambda: show(d, "queue") == [], 10, "an empty queue")
+        t = delivered(peer, "released")
+        assert len(t) == 1 and t[0]["rcpts"] == ["bob@example.com"], t
+        assert held(d) == []
+        st = stats(d)
+        assert st["queue.quarantined"] == 0, st
+        assert st["queue.quarantine_released"] == 1, st
+        assert st["relay.delivered"] == 1, st
+        d.wait_log("%s: released from the quarantine on request" % msgid)
+        # Released, it is no longer in the quarantine.
+        r = d.ctl("quarantine", "release", msgid, check=False)
+        assert r.returncode == 1 and "no such message" in r.stderr, r
+
+
+def test_delete_removes_the_message_unrelayed():
+    with ScriptedSmtpPeer() as peer, scand(peer) as d:
+        keep = send(d, "kept")
+        gone = send(d, "deleted")
+        assert sorted(held(d)) == sorted([keep, gone])
+        r = d.ctl("-j", "quarantine", "delete", gone)
+        assert json.loads(r.stdout) == {"ok": True,
+                                        "message": "deleted %s" % gone}
+        assert held(d) == [keep]
+        assert [m["id"] for m in show(d, "queue")] == [keep]
+        r = d.ctl("show", "message", gone, check=False)
+        assert r.returncode == 1 and "no such message" in r.stderr, r
+        st = stats(d)
+        assert st["queue.quarantined"] == 1, st
+        assert st["queue.quarantine_deleted"] == 1, st
+        d.wait_log("%s: deleted from the quarantine on request" % gone)
+        time.sleep(1)
+        assert transactions(peer) == []
+
+
+def test_quarantine_survives_kill9_and_a_release_survives_it_too():
+    with ScriptedSmtpPeer() as peer, scand(peer) as d:
+        first = send(d, "first")
+        second = send(d, "second")
+        kill9_all(d)
+        d.start()
+        scanner_ready(d)
+        # Still held after the restart, and counted again.
+        assert sorted(held(d)) == sorted([first, second])
+        assert stats(d)["queue.quarantined"] == 2
+        time.sleep(1)
+        assert transactions(peer) == []
+        # A release is on disk before its answer: with the relay
+        # paused, it is the restart that delivers the message.
+        d.ctl("pause", "relay")
+        d.ctl("quarantine", "release", first)
+        kill9_all(d)
+        d.start()
+        scanner_ready(d)
+        wait_for(lambda: delivered(peer, "first"), 10,
+                 "the released message at the peer after the restart")
+        wait_for(lambda: [m["id"] for m in show(d, "queue")] == [second],
+                 10, "only the held message left")
+        assert held(d) == [second]
+        st = stats(d)
+        assert st["queue.quarantined"] == 1, st
+        time.sleep(1)
+        assert delivered(peer, "second") == []
+        assert len(delivered(peer, "first")) == 1
