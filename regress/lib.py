@@ -1023,10 +1023,17 @@ class Spamd:
         self.home = os.path.join(self.tmp, "home")
         os.makedirs(self.site)
         os.makedirs(self.home)
+        # The plugins to load come from Debian's .pre files.
+        for name in os.listdir("/etc/spamassassin") if \
+                os.path.isdir("/etc/spamassassin") else ():
+            if name.endswith(".pre"):
+                with open(os.path.join("/etc/spamassassin", name)) as src, \
+                        open(os.path.join(self.site, name), "w") as dst:
+                    dst.write(src.read())
         with open(os.path.join(self.site, "local.cf"), "w") as f:
             # Nothing of the network, nothing learnt between tests.
             f.write("use_bayes 0\nskip_rbl_checks 1\n"
-                    "dns_available no\nuse_auto_whitelist 0\n")
+                    "dns_available no\n")
         self.logpath = os.path.join(self.tmp, "log")
         self.proc = None
 

@@ -739,7 +739,7 @@ job_run(struct scan_job *job)
 
 	if ((e = engine_current()) == NULL) {
 		job_fallback(job, set->sc.on_error, SCAN_TEMPFAIL,
-		    "no virus database loaded", "no virus database");
+		    "no virus database loaded", "not scanned");
 		return;
 	}
 	r = job_clamav(job, e, why, sizeof(why));
@@ -772,7 +772,7 @@ job_run(struct scan_job *job)
 		(void)snprintf(job->log, sizeof(job->log), "%.400s, score %.1f%s",
 		    res->verdict == SCAN_SPAM ? "spam" :
 		    res->verdict == SCAN_QUARANTINE ? "quarantined" :
-		    res->verdict == SCAN_BAD_HEADER ? res->reason : "clean",
+		    res->verdict == SCAN_BAD_HEADER ? "bad header" : "clean",
 		    res->score, res->tagged ? ", tagged" : "");
 	if (body != MAP_FAILED)
 		(void)munmap(body, len);
