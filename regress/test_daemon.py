@@ -77,7 +77,8 @@ def test_missing_user_is_a_clear_fatal_error():
 
 
 def test_configured_features_not_in_effect_are_named_once():
-    # Match rules, actions, the resolver and greylisting are in effect.
+    # Match rules, actions, the resolver, greylisting and scanning are
+    # in effect.
     d = Daemon(extra_config="greylist {\n passtime 2s\n}\n"
                "scan {\n spam tag 3.0 reject 10.0\n}\n"
                "firewall none\n"
@@ -85,7 +86,7 @@ def test_configured_features_not_in_effect_are_named_once():
                "match from local for any action \"out\"\n")
     with d:
         warning = ("configured but not in effect in this version: "
-                   "scan, firewall\n")
+                   "firewall\n")
         d.wait_log(warning)
         assert d.logtext().count("not in effect") == 1, d.logtext()
 

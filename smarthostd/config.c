@@ -547,8 +547,6 @@ config_warn_unimplemented(struct smarthost_config *conf)
 {
 	char	 list[256] = "";
 
-	if (conf->scan.enabled)
-		(void)strlcat(list, ", scan", sizeof(list));
 	if (conf->firewall.configured)
 		(void)strlcat(list, ", firewall", sizeof(list));
 	if (list[0] != '\0')
