@@ -18,7 +18,7 @@ from email.mime.text import MIMEText
 
 from lib import (EICAR, TEST_BODY_SIGNATURE, Daemon, LogOnFailure, Spamd,
                  SpamdUnavailable, base_config, free_port, make_clamav_db,
-                 queue_id_of, wait_for)
+                 queue_id_of, smtp_send)
 
 GTUBE = ("XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL"
          "*C.34X")
@@ -63,23 +63,11 @@ def scand(scan_extra="", db=True, spam="spam tag 3 reject 8"):
         d.stop()
 
 
-def send(d, message, helo="client.example.org", timeout=60):
+def send(d, message, timeout=60):
     """(code, text) of the end of DATA, or of the step that failed."""
-    s = smtplib.SMTP("127.0.0.1", d.port, timeout=timeout)
-    try:
-        s.ehlo(helo)
-        code, text = s.mail("alice@example.org")
-        if code == 250:
-            code, text = s.rcpt("bob@example.com")
-        if code == 250:
-            code, text = s.data(message if isinstance(message, bytes)
-                                else message.encode())
-        return code, text.decode()
-    finally:
-        try:
-            s.quit()
-        except (smtplib.SMTPException, OSError):
-            pass
+    if isinstance(message, bytes):
+        message = message.decode()
+    return smtp_send(d.port, message, timeout=timeout)
 
 
 def plain(body, subject="scan test", headers=None):
