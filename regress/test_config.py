@@ -410,7 +410,8 @@ SCAN_VALUES = [
      "score helo-bare must be between -100 and 100"),
     ('spamassassin "unix:/run/spamd.sock" timeout 1s', None),
     ('spamassassin "127.0.0.1:783" timeout 10m', None),
-    ('spamassassin "spamd.example.org:65535"', None),
+    ('spamassassin "127.0.0.1:65535"', None),
+    ('spamassassin "spamd.example.org:783"', "invalid"),
     ('spamassassin "[2001:db8::1]:1"', None),
     ('spamassassin "unix:/run/spamd.sock" timeout 601s',
      "spamassassin timeout must be between 1s and 10m"),
@@ -447,7 +448,7 @@ def test_config_scan_values_at_and_past_their_bounds():
                 continue
             if error == "invalid":
                 error = ('invalid spamassassin address "%s": "unix:/path" '
-                         'or "host:port" expected' %
+                         'or "address:port" expected' %
                          text.split('"')[1])
             assert proc.returncode == 1, text
             assert proc.stderr == "%s:2: %s\n" % (path, error), \

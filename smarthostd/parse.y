@@ -1057,7 +1057,7 @@ scanopt		: CLAMAV DATABASE STRING	{
 				;
 			else if (!valid_spamd($2))
 				yyerror("invalid spamassassin address \"%s\": "
-				    "\"unix:/path\" or \"host:port\" expected",
+				    "\"unix:/path\" or \"address:port\" expected",
 				    $2);
 			else
 				(void)set_string(conf->scan.spamassassin,
@@ -2955,7 +2955,7 @@ spam_levels_finish(void)
 		    "tag level and below the reject level");
 }
 
-/* "unix:/path", or "host:port" with an IPv6 address in brackets. */
+/* "unix:/path", or "address:port" with an IPv6 address in brackets. */
 static int
 valid_spamd(const char *s)
 {
@@ -2986,7 +2986,8 @@ valid_spamd(const char *s)
 			return (0);
 		memcpy(host, s, len);
 		host[len] = '\0';
-		if (!valid_address(host, 0) && !valid_hostname(host))
+		/* The scan process does no DNS: a numeric address. */
+		if (!valid_address(host, 0))
 			return (0);
 	}
 	if (colon[1] < '0' || colon[1] > '9')
