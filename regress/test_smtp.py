@@ -944,6 +944,19 @@ def test_nul_in_data_gets_550_5_6_0():
         c.cmd("NOOP", 250, "2.0.0")
 
 
+def test_leading_folded_header_line_gets_550_5_6_0():
+    # It would fold into our Received header (or, with scanning, into
+    # our Authentication-Results) and speak in our name.
+    with smtpd() as d, session(d) as c:
+        c.mail_transaction()
+        send_message(c, b"\tby trusted.example with FORGED\r\n"
+                     b"Subject: x\r\n\r\nbody\r\n", 550, "5.6.0")
+        c.cmd("NOOP", 250, "2.0.0")
+        # a folded line later in the header section is fine
+        c.mail_transaction()
+        send_message(c, b"Subject: a\r\n continued\r\n\r\nbody\r\n")
+
+
 def test_message_over_max_size_gets_552_5_3_4():
     with smtpd(smtp={"max-message-size": "10K"}) as d, session(d) as c:
         c.mail_transaction()

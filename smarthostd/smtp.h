@@ -78,6 +78,7 @@ enum smtp_data_error {
 	DATA_BARE_NEWLINE,
 	DATA_NUL,
 	DATA_TOO_MANY_HOPS,
+	DATA_LEADING_FOLD,	/* the header section starts folded */
 	DATA_NO_ROOM,		/* bodies in memory over the budget */
 	DATA_IO_ERROR
 };
@@ -169,7 +170,7 @@ struct smtp_session {
 	enum smtp_data_error	 data_error;
 	int			 data_midline;	/* after a discarded chunk */
 	int			 in_headers;
-	int			 header_continues;
+	int			 header_seen;	/* a field of the client's */
 	uint32_t		 hops;
 	uint64_t		 received_len;	/* our Received header */
 };

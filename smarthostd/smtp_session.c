@@ -1660,7 +1660,7 @@ data_start(struct smtp_session *s)
 	s->data_error = DATA_OK;
 	s->data_midline = 0;
 	s->in_headers = 1;
-	s->header_continues = 0;
+	s->header_seen = 0;
 	s->hops = 0;
 	s->state = SMTP_DATA;
 	data_received_header(s);
@@ -1777,6 +1777,15 @@ data_line(struct smtp_session *s, const char *line, size_t len)
 		len--;
 	}
 	if (s->in_headers) {
+		/*
+		 * A first line that is a continuation would fold into the
+		 * header we put above it (Received, Authentication-Results)
+		 * and speak in our name.
+		 */
+		if (!s->header_seen && len > 0 && (line[0] == ' ' ||
+		    line[0] == '\t') && s->data_error == DATA_OK)
+			s->data_error = DATA_LEADING_FOLD;
+		s->header_seen = 1;
 		if (len == 0)
 			s->in_headers = 0;
 		else if (len >= 9 && strncasecmp(line, "Received:", 9) == 0 &&
@@ -1869,6 +1878,11 @@ data_done(struct smtp_session *s)
 	case DATA_TOO_MANY_HOPS:
 		smtp_stats.rejected_data++;
 		session_reply(s, "554 5.4.6 Too many hops, mail loop?");
+		goto refused;
+	case DATA_LEADING_FOLD:
+		smtp_stats.rejected_data++;
+		session_reply(s, "550 5.6.0 Message header section begins "
+		    "with a continuation line");
 		goto refused;
 	case DATA_NO_ROOM:
 		smtp_stats.tempfail_queue++;
