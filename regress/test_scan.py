@@ -10,6 +10,8 @@ import os
 import signal
 import smtplib
 import socket
+import subprocess
+import tempfile
 import threading
 import zipfile
 from email.mime.application import MIMEApplication
@@ -174,6 +176,26 @@ def test_scan_banned_exe_attachment_in_zip_and_double_extension_554():
                 (what, code, text)
         code, text = send(d, with_attachment("report.pdf", b"%PDF-1.4 " * 20))
         assert code == 250, (code, text)
+
+
+def encrypted_zip(name, data):
+    """A zip whose entry is encrypted (zip -P), as a sender hides an
+    attachment's name from a scanner."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, name), "wb") as f:
+            f.write(data)
+        subprocess.run(["zip", "-q", "-P", "secret", "enc.zip", name],
+                       cwd=tmp, check=True)
+        with open(os.path.join(tmp, "enc.zip"), "rb") as f:
+            return f.read()
+
+
+def test_scan_encrypted_archive_banned_when_banned_files_are_set():
+    msg = with_attachment("enc.zip", encrypted_zip("evil.exe", PROGRAM))
+    with scand() as d:
+        code, text = send(d, msg)
+        assert code == 554 and "Banned" in text and "encrypted" in text, \
+            (code, text)
 
 
 def test_scan_mildly_spammy_tagged_with_subject_prefix():

@@ -48,6 +48,9 @@
 #define SCAN_THREADS_MAX	64
 #define SCAN_TMPDIR		"smarthostd-tmp"	/* in the database dir */
 #define SCAN_NAME_MAX		256
+#define SCAN_QUEUE_PER_THREAD	16	/* jobs waiting, then 451 at once */
+#define SCAN_STALE_GRACE	60	/* smtp has given up on it by then */
+#define SCAN_STUCK_AFTER	300	/* past every limit: the thread is lost */
 
 /* A compiled engine; scans in flight hold a reference. */
 struct scan_engine {
@@ -84,6 +87,7 @@ struct scan_job {
 	struct scan_request	 req;
 	struct scan_settings	*set;
 	time_t			 queued;
+	time_t			 started;	/* by its thread, under work_mtx */
 	int			 overdue;
 	char			 banned[SCAN_NAME_MAX];	/* the callback's */
 	struct scan_result	 res;
@@ -100,6 +104,7 @@ enum scan_note_kind {
 struct scan_note {
 	enum scan_note_kind	 kind;
 	int			 ok;
+	unsigned int		 signatures;	/* ENGINE_LOG: the engine's */
 	void			*ptr;
 };
 
@@ -140,7 +145,7 @@ static cl_error_t file_inspect(int, const char *, const char **, size_t,
 		    const char *, size_t, const char *, uint32_t, uint32_t,
 		    void *);
 static int	 banned_match(const struct scan_settings *, const char *);
-static void	 note_send(enum scan_note_kind, int, void *);
+static void	 note_send(enum scan_note_kind, int, unsigned int, void *);
 static void	 sanitise(char *);
 
 static const struct proc_handlers scan_handlers = {
@@ -159,6 +164,7 @@ static struct scan_jobs	 work_queue = TAILQ_HEAD_INITIALIZER(work_queue);
 
 /* The event loop's own. */
 static struct scan_jobs	 jobs = TAILQ_HEAD_INITIALIZER(jobs);
+static size_t		 njobs;		/* on jobs: queued or running */
 static struct scan_settings *settings;
 static int		 note_pipe[2] = { -1, -1 };
 static struct event	 ev_notes, ev_watchdog;
@@ -325,6 +331,17 @@ scan_request(struct imsgev *iev, struct imsg *imsg)
 		scan_answer(imsg_get_id(imsg), &res);
 		return;
 	}
+	if (njobs >= env->scan.threads * SCAN_QUEUE_PER_THREAD) {
+		(void)close(fd);
+		memset(&res, 0, sizeof(res));
+		res.verdict = SCAN_TEMPFAIL;
+		(void)strlcpy(res.reason, "too many messages waiting for a "
+		    "scan", sizeof(res.reason));
+		log_warnx("session %08x: %s", imsg_get_id(imsg), res.reason);
+		stats.tempfail++;
+		scan_answer(imsg_get_id(imsg), &res);
+		return;
+	}
 	if ((job = calloc(1, sizeof(*job))) == NULL)
 		fatal(NULL);
 	job->session = imsg_get_id(imsg);
@@ -338,6 +355,7 @@ scan_request(struct imsgev *iev, struct imsg *imsg)
 	pthread_cond_signal(&work_cond);
 	pthread_mutex_unlock(&work_mtx);
 	TAILQ_INSERT_TAIL(&jobs, job, all);
+	njobs++;
 }
 
 static void
@@ -354,7 +372,6 @@ static void
 scan_notes(int fd, short event, void *arg)
 {
 	struct scan_note	 notes[64];
-	struct scan_engine	*e;
 	ssize_t			 n;
 	size_t			 i;
 
@@ -379,10 +396,13 @@ scan_notes(int fd, short event, void *arg)
 			} else
 				log_warnx("%s", (char *)notes[i].ptr);
 			free(notes[i].ptr);
-			if ((e = engine_current()) != NULL) {
-				stats.signatures = e->signatures;
-				engine_release(e);
-			} else
+			/*
+			 * Not engine_current(): dropping that reference
+			 * could free a swapped-out engine, a gigabyte of
+			 * signatures, here on the event loop.
+			 */
+			if (notes[i].ok)
+				stats.signatures = notes[i].signatures; else
 				stats.signatures = 0;
 			break;
 		}
@@ -395,6 +415,7 @@ scan_job_done(struct scan_job *job)
 	struct scan_result	*res = &job->res;
 
 	TAILQ_REMOVE(&jobs, job, all);
+	njobs--;
 	switch (res->verdict) {
 	case SCAN_PASS:
 		stats.clean++;
@@ -435,21 +456,34 @@ scan_watchdog(int fd, short event, void *arg)
 {
 	struct scan_job	*job;
 	struct timeval	 tv = { 10, 0 };
-	time_t		 now = time(NULL);
+	time_t		 now = time(NULL), started;
 
 	(void)fd;
 	(void)event;
 	(void)arg;
+	pthread_mutex_lock(&work_mtx);
 	TAILQ_FOREACH(job, &jobs, all) {
-		if (job->overdue || env == NULL ||
-		    now - job->queued <= env->scan.max_scantime + 30)
+		started = job->started;
+		if (env == NULL || started == 0 ||
+		    now - started <= env->scan.max_scantime + 30)
 			continue;
+		if (!job->overdue)
+			log_warnx("session %08x: scan running for %llds, past "
+			    "max-scantime %llds", job->session,
+			    (long long)(now - started),
+			    (long long)env->scan.max_scantime);
 		job->overdue = 1;
-		log_warnx("session %08x: scan running for %llds, past "
-		    "max-scantime %llds", job->session,
-		    (long long)(now - job->queued),
-		    (long long)env->scan.max_scantime);
+		/*
+		 * A thread stuck this long will not come back: end the
+		 * process, so that the daemon is restarted (the waiting
+		 * sessions get 451) rather than scan on with fewer threads.
+		 */
+		if (now - started > env->scan.max_scantime +
+		    env->scan.spamassassin_timeout + SCAN_STUCK_AFTER)
+			fatalx("session %08x: a scanning thread is stuck",
+			    job->session);
 	}
+	pthread_mutex_unlock(&work_mtx);
 	evtimer_add(&ev_watchdog, &tv);
 }
 
@@ -595,7 +629,7 @@ engine_thread(void *arg)
 				continue;
 			(void)strlcpy(last_error, msg, sizeof(last_error));
 			if ((line = strdup(msg)) != NULL)
-				note_send(NOTE_ENGINE_LOG, 0, line);
+				note_send(NOTE_ENGINE_LOG, 0, 0, line);
 			continue;
 		}
 		last_error[0] = '\0';
@@ -610,7 +644,7 @@ engine_thread(void *arg)
 		    have ? "reloaded" : "loaded", e->dbversion, e->signatures);
 		have = 1;
 		if ((line = strdup(msg)) != NULL)
-			note_send(NOTE_ENGINE_LOG, 1, line);
+			note_send(NOTE_ENGINE_LOG, 1, e->signatures, line);
 	}
 	return (NULL);
 }
@@ -689,15 +723,17 @@ worker_thread(void *arg)
 		while ((job = TAILQ_FIRST(&work_queue)) == NULL)
 			pthread_cond_wait(&work_cond, &work_mtx);
 		TAILQ_REMOVE(&work_queue, job, work);
+		job->started = time(NULL);
 		pthread_mutex_unlock(&work_mtx);
 		job_run(job);
-		note_send(NOTE_JOB_DONE, 0, job);
+		note_send(NOTE_JOB_DONE, 0, 0, job);
 	}
 	return (NULL);
 }
 
 static void
-note_send(enum scan_note_kind kind, int ok, void *ptr)
+note_send(enum scan_note_kind kind, int ok, unsigned int signatures,
+    void *ptr)
 {
 	struct scan_note	 note;
 	ssize_t			 n;
@@ -705,6 +741,7 @@ note_send(enum scan_note_kind kind, int ok, void *ptr)
 	memset(&note, 0, sizeof(note));
 	note.kind = kind;
 	note.ok = ok;
+	note.signatures = signatures;
 	note.ptr = ptr;
 	/* Smaller than PIPE_BUF: written whole or not at all. */
 	while ((n = write(note_pipe[1], &note, sizeof(note))) == -1 &&
@@ -729,6 +766,16 @@ job_run(struct scan_job *job)
 
 	memset(res, 0, sizeof(*res));
 	res->verdict = SCAN_PASS;
+	/* smtp stopped waiting for it long ago: no work for nobody. */
+	if (time(NULL) - job->queued > set->sc.max_scantime +
+	    set->sc.spamassassin_timeout + SCAN_STALE_GRACE) {
+		res->verdict = SCAN_TEMPFAIL;
+		(void)strlcpy(res->reason, "waited too long for a thread",
+		    sizeof(res->reason));
+		(void)strlcpy(job->log, "not scanned: waited too long",
+		    sizeof(job->log));
+		return;
+	}
 	if (fstat(job->fd, &sb) == -1 || !S_ISREG(sb.st_mode) ||
 	    (uint64_t)sb.st_size < job->req.size) {
 		job_fallback(job, set->sc.on_error, SCAN_TEMPFAIL,
@@ -799,6 +846,9 @@ job_clamav(struct scan_job *job, struct scan_engine *e, char *why,
 	opts.parse = ~0U & ~(CL_SCAN_PARSE_IMAGE |
 	    CL_SCAN_PARSE_IMAGE_FUZZY_HASH);
 	opts.heuristic = CL_SCAN_HEURISTIC_EXCEEDS_MAX;
+	/* An encrypted archive hides its file names from banned-files. */
+	if (set->nbanned > 0)
+		opts.heuristic |= CL_SCAN_HEURISTIC_ENCRYPTED_ARCHIVE;
 	opts.mail = 0;
 
 	r = cl_scandesc_callback(job->fd, NULL, &virname, &scanned, e->cl,
@@ -812,6 +862,16 @@ job_clamav(struct scan_job *job, struct scan_engine *e, char *why,
 		(void)strlcpy(res->reason, name, sizeof(res->reason));
 		(void)snprintf(job->log, sizeof(job->log),
 		    "banned attachment %s", name);
+		return (1);
+	}
+	if (r == CL_VIRUS && virname != NULL &&
+	    strncmp(virname, "Heuristics.Encrypted.", 21) == 0) {
+		(void)snprintf(name, sizeof(name), "encrypted archive (%s)",
+		    virname);
+		sanitise(name);
+		res->verdict = SCAN_BANNED;
+		(void)strlcpy(res->reason, name, sizeof(res->reason));
+		(void)snprintf(job->log, sizeof(job->log), "banned %s", name);
 		return (1);
 	}
 	if (r == CL_VIRUS && virname != NULL &&
