@@ -58,6 +58,8 @@ static void	 out_keep_until(struct message_out *, uint64_t);
 static void	 out_drop(struct message_out *, uint64_t, size_t);
 static size_t	 line_length(const char *, size_t);
 static int	 field_is(const char *, size_t, const char *);
+static size_t	 our_authserv(const struct scan_result *, const char **);
+static int	 names_authserv(const char *, size_t, const char *, size_t);
 
 /*
  * What the edits may add to a body, at most: the scanner's lines, the
@@ -115,8 +117,9 @@ message_apply_scan(int fd, uint64_t size, uint64_t received_len,
 {
 	struct message_out	*out;
 	const char		*data, *line, *prefix = res->subject_prefix;
+	const char		*authserv = NULL;
 	uint64_t		 off, header_end;
-	size_t			 len, n;
+	size_t			 len, n, authserv_len;
 	int			 skipping = 0, subject_done, saved, newfd;
 
 	if (received_len > size || size > SIZE_MAX) {
@@ -124,6 +127,7 @@ message_apply_scan(int fd, uint64_t size, uint64_t received_len,
 		return (-1);
 	}
 	subject_done = prefix[0] == '\0';
+	authserv_len = our_authserv(res, &authserv);
 	data = NULL;
 	if (size > 0 && (data = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd,
 	    0)) == MAP_FAILED)
@@ -161,6 +165,14 @@ message_apply_scan(int fd, uint64_t size, uint64_t received_len,
 		    strncasecmp(line, SPAM_FIELD_PREFIX,
 		    sizeof(SPAM_FIELD_PREFIX) - 1) == 0 &&
 		    memchr(line, ':', len) != NULL) {
+			out_drop(out, off, len);
+			skipping = 1;
+			continue;
+		}
+		if (authserv_len > 0 &&
+		    field_is(line, len, "Authentication-Results") &&
+		    names_authserv(line, len, authserv, authserv_len)) {
+			/* RFC 8601 5: ours to say, not the sender's. */
 			out_drop(out, off, len);
 			skipping = 1;
 			continue;
@@ -265,4 +277,46 @@ field_is(const char *line, size_t len, const char *name)
 	while (n < len && (line[n] == ' ' || line[n] == '\t'))
 		n++;
 	return (n < len && line[n] == ':');
+}
+
+/*
+ * The authserv-id of the Authentication-Results header the scanner
+ * adds (our host name), or 0 when it adds none.
+ */
+static size_t
+our_authserv(const struct scan_result *res, const char **id)
+{
+	static const char	 field[] = "Authentication-Results: ";
+	const char		*p = res->headers, *end, *nl;
+
+	end = p + strnlen(res->headers, sizeof(res->headers));
+	*id = NULL;
+	while (p < end) {
+		if ((size_t)(end - p) > sizeof(field) - 1 &&
+		    strncasecmp(p, field, sizeof(field) - 1) == 0) {
+			*id = p + sizeof(field) - 1;
+			return (strcspn(*id, "; \r\n"));
+		}
+		if ((nl = memchr(p, '\n', end - p)) == NULL)
+			break;
+		p = nl + 1;
+	}
+	return (0);
+}
+
+/* Does this Authentication-Results field carry that authserv-id? */
+static int
+names_authserv(const char *line, size_t len, const char *id, size_t idlen)
+{
+	const char	*v = memchr(line, ':', len);
+	size_t		 n;
+
+	if (v == NULL)
+		return (0);
+	n = v - line + 1;
+	while (n < len && (line[n] == ' ' || line[n] == '\t'))
+		n++;
+	return (len - n > idlen && strncasecmp(line + n, id, idlen) == 0 &&
+	    (line[n + idlen] == ';' || line[n + idlen] == ' ' ||
+	    line[n + idlen] == '\t' || line[n + idlen] == '\r'));
 }

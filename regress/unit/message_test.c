@@ -95,6 +95,17 @@ static const struct edit_case cases[] = {
 	{ "spam_header_after_empty_line_is_body",
 	    "From: a@b\r\n\r\nX-Spam-Flag: YES\r\n", "", "", 1,
 	    "From: a@b\r\n\r\nX-Spam-Flag: YES\r\n" },
+	{ "our_authserv_id_results_stripped_others_kept",
+	    "Authentication-Results: MX.test; spf=pass smtp.mailfrom=\r\n"
+	    "\tbank.example\r\nAuthentication-Results: other.example; "
+	    "spf=fail\r\nAuthentication-Results: mx.tester; x\r\n\r\n",
+	    "Authentication-Results: mx.test; spf=none\r\n", "", 1,
+	    "Authentication-Results: mx.test; spf=none\r\n"
+	    "Authentication-Results: other.example; spf=fail\r\n"
+	    "Authentication-Results: mx.tester; x\r\n\r\n" },
+	{ "results_kept_when_we_add_none",
+	    "Authentication-Results: mx.test; spf=pass\r\n\r\n", "", "", 1,
+	    "Authentication-Results: mx.test; spf=pass\r\n\r\n" },
 	{ "leading_continuation_without_field_kept",
 	    " folded\r\nX-Spam-Level: ***\r\n more\r\nA: b\r\n\r\n", "", "",
 	    1, " folded\r\nA: b\r\n\r\n" }
