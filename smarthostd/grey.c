@@ -1617,8 +1617,10 @@ rdns_ptr_answer(void *arg, const struct dns_answer *ans)
 	type = c->client.ss_family == AF_INET6 &&
 	    !IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&c->client)->
 	    sin6_addr) ? ns_t_aaaa : ns_t_a;
+	errno = 0;
+	/* A PTR name that is no host name cannot resolve back. */
 	if (dns_query(c->name, type, rdns_forward_answer, c) == -1)
-		rdns_finish(c, RDNS_MISMATCH);
+		rdns_finish(c, errno == EINVAL ? RDNS_MISMATCH : RDNS_UNKNOWN);
 }
 
 /* Forward-confirmed: the PTR name has the client's address. */

@@ -766,6 +766,8 @@ job_run(struct scan_job *job)
 
 	memset(res, 0, sizeof(*res));
 	res->verdict = SCAN_PASS;
+	/* Whatever the scan does, incoming X-Spam-* cannot pass for ours. */
+	res->strip_spam_headers = 1;
 	/* smtp stopped waiting for it long ago: no work for nobody. */
 	if (time(NULL) - job->queued > set->sc.max_scantime +
 	    set->sc.spamassassin_timeout + SCAN_STALE_GRACE) {

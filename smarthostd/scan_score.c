@@ -128,9 +128,11 @@ scan_score(const struct scan_config *sc, const char *hostname,
 		    sizeof(res->subject_prefix));
 	}
 	if (req->facts_known && req->facts.spf_domain[0] != '\0') {
-		(void)snprintf(line, sizeof(line), "%s; spf=%s "
-		    "smtp.mailfrom=%s", hostname,
-		    spf_verdict_name(req->facts.spf), req->facts.spf_domain);
+		/* RFC 8601: the null sender's SPF identity is the HELO. */
+		(void)snprintf(line, sizeof(line), "%s; spf=%s smtp.%s=%s",
+		    hostname, spf_verdict_name(req->facts.spf),
+		    req->sender[0] == '\0' ? "helo" : "mailfrom",
+		    req->facts.spf_domain);
 		scan_header_append(res, "Authentication-Results", line);
 	}
 	return (0);

@@ -65,6 +65,7 @@ static void	 session_continue(struct smtp_session *);
 static void	 session_update(struct smtp_session *);
 static void	 session_timer_reset(struct smtp_session *);
 static void	 session_free(struct smtp_session *);
+static time_t	 session_scan_deadline(void);
 static void	 session_open(struct smtp_session *);
 static void	 session_greeting(struct smtp_session *);
 static void	 session_tarpit(struct smtp_session *, const char *);
@@ -179,6 +180,17 @@ smtp_session_start(int fd, struct smtp_listener *l,
 	session_open(s);
 	session_timer_reset(s);
 	session_update(s);
+}
+
+/*
+ * How long a verdict may take: libclamav's limit, then spamd's when
+ * there is one, and a grace for the queue of jobs in between.
+ */
+static time_t
+session_scan_deadline(void)
+{
+	return (env->scan.max_scantime + (env->scan.spamassassin[0] != '\0' ?
+	    env->scan.spamassassin_timeout : 0) + SMTP_SCAN_GRACE);
 }
 
 /*
@@ -574,7 +586,7 @@ session_timer_reset(struct smtp_session *s)
 	}
 	if (s->wait == SMTP_WAIT_FACTS || s->wait == SMTP_WAIT_SCAN) {
 		tv.tv_sec = s->wait == SMTP_WAIT_FACTS ? SMTP_FACTS_WAIT :
-		    env->scan.max_scantime + SMTP_SCAN_GRACE;
+		    session_scan_deadline();
 		evtimer_add(&s->timer, &tv);
 		return;
 	}
@@ -648,8 +660,7 @@ session_timeout(int fd, short event, void *arg)
 	}
 	if (s->wait == SMTP_WAIT_SCAN) {
 		log_warnx("session %u: no verdict from the scan process in "
-		    "%lld seconds", s->id, (long long)(env->scan.max_scantime +
-		    SMTP_SCAN_GRACE));
+		    "%lld seconds", s->id, (long long)session_scan_deadline());
 		/* Its answer, when it comes, is not the next message's. */
 		s->scan_late = 1;
 		s->wait = SMTP_WAIT_NONE;
