@@ -47,7 +47,9 @@ DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
 		smarthostd/mailaddr.c smarthostd/ruleset.c smarthostd/dns.c \
 		smarthostd/bounce.c smarthostd/scheduler.c smarthostd/relay.c \
 		smarthostd/spf.c smarthostd/addrset.c smarthostd/greydb.c \
-		smarthostd/message.c smarthostd/scan_score.c
+		smarthostd/message.c smarthostd/scan_score.c \
+		smarthostd/grey_lists.c smarthostd/grey_dns.c \
+		smarthostd/grey_ctl.c
 CTL_SRCS =	smarthostctl/smarthostctl.c smarthostctl/parser.c
 
 DAEMON_OBJS =	$(DAEMON_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
@@ -137,6 +139,8 @@ regress/unit/message_test: regress/unit/message_test.c smarthostd/message.o \
 
 smarthostd/smtp.o smarthostd/smtp_session.o smarthostd/message.o: \
     smarthostd/smtp.h
+smarthostd/grey.o smarthostd/grey_lists.o smarthostd/grey_dns.o \
+    smarthostd/grey_ctl.o: smarthostd/grey.h
 
 # Install missing Debian packages, by name; a no-op when all are present.
 deps:
