@@ -65,7 +65,7 @@ static void	 bad_header(const struct scan_config *, struct score *,
 static int	 spamd_score(const struct scan_config *,
 		    const unsigned char *, size_t, struct score *, char *,
 		    size_t);
-static int	 spamd_connect(const char *, char *, size_t);
+static int	 spamd_connect(const char *, const char *, char *, size_t);
 static int	 spamd_io(int, short, struct timespec *);
 static int	 spamd_parse(char *, struct score *, char *, size_t);
 static double	 timespec_left_ms(const struct timespec *);
@@ -397,7 +397,8 @@ spamd_score(const struct scan_config *sc, const unsigned char *body,
 	}
 	deadline.tv_sec += sc->spamassassin_timeout > 0 ?
 	    sc->spamassassin_timeout : 30;
-	if ((fd = spamd_connect(sc->spamassassin, why, whylen)) == -1)
+	if ((fd = spamd_connect(sc->spamassassin, sc->clamav_db, why,
+	    whylen)) == -1)
 		return (-1);
 	if (spamd_io(fd, POLLOUT, &deadline) == -1 ||
 	    (errno = 0, getsockopt(fd, SOL_SOCKET, SO_ERROR, &ret,
@@ -468,11 +469,12 @@ spamd_score(const struct scan_config *sc, const unsigned char *body,
 
 /* "unix:/path", "host:port" or "[v6]:port", numeric: no DNS here. */
 static int
-spamd_connect(const char *where, char *why, size_t whylen)
+spamd_connect(const char *where, const char *dbdir, char *why, size_t whylen)
 {
 	struct sockaddr_un	 sun;
 	struct addrinfo		 hints, *ai = NULL;
 	char			 host[HOSTNAME_LEN], *port;
+	size_t			 dblen;
 	int			 fd = -1, e;
 
 	if (strncmp(where, "unix:", 5) == 0) {
@@ -485,9 +487,24 @@ spamd_connect(const char *where, char *why, size_t whylen)
 			return (-1);
 		}
 		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, 0)) == -1 ||
-		    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
+		    SOCK_CLOEXEC, 0)) == -1)
 			goto fail;
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+			/*
+			 * Chrooted in the database directory, a socket
+			 * given by its full path inside it is found
+			 * without that directory's part.
+			 */
+			if (errno != ENOENT || (dblen = strlen(dbdir)) == 0 ||
+			    strncmp(where + 5, dbdir, dblen) != 0 ||
+			    where[5 + dblen] != '/')
+				goto fail;
+			(void)strlcpy(sun.sun_path, where + 5 + dblen,
+			    sizeof(sun.sun_path));
+			if (connect(fd, (struct sockaddr *)&sun,
+			    sizeof(sun)) == -1)
+				goto fail;
+		}
 		return (fd);
 	}
 	(void)strlcpy(host, where, sizeof(host));
