@@ -1014,8 +1014,9 @@ class Spamd:
     and home directory.  start() raises SpamdUnavailable when spamd is
     missing or does not answer in time, for the test to skip."""
 
-    def __init__(self, port=None, timeout=90):
+    def __init__(self, port=None, timeout=90, unix=None):
         self.port = port or free_port()
+        self.unix = unix	# a unix socket to listen on as well
         self.timeout = timeout
         self.tmp = tempfile.mkdtemp(prefix="smarthostd-spamd-")
         os.chmod(self.tmp, 0o755)
@@ -1046,12 +1047,15 @@ class Spamd:
             os.chown(self.home, 65534, 65534)
             user = ["-u", "nobody", "-g", "nogroup"]
         self.log = open(self.logpath, "ab")
+        unix = []
+        if self.unix is not None:
+            unix = ["--listen=%s" % self.unix, "--socketmode=0666"]
         self.proc = subprocess.Popen(
-            [spamd, "-L", "-x", "--listen=127.0.0.1:%d" % self.port,
-             "--siteconfigpath=%s" % self.site,
-             "--helper-home-dir=%s" % self.home, "--syslog=stderr",
-             "--max-children=2", "--min-children=1",
-             "--pidfile=%s" % os.path.join(self.tmp, "pid")] + user,
+            [spamd, "-L", "-x", "--listen=127.0.0.1:%d" % self.port] +
+            unix + ["--siteconfigpath=%s" % self.site,
+                    "--helper-home-dir=%s" % self.home, "--syslog=stderr",
+                    "--max-children=2", "--min-children=1",
+                    "--pidfile=%s" % os.path.join(self.tmp, "pid")] + user,
             stdout=self.log, stderr=self.log)
         deadline = time.time() + self.timeout
         while time.time() < deadline:

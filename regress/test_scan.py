@@ -54,7 +54,7 @@ def scand(scan_extra="", db=True, spam="spam tag 3 reject 8"):
         "}\n"
         "action \"inbound\" relay host \"smtp://127.0.0.1:2\" scan\n"
         "match for any action \"inbound\"\n") % (
-            d.port, dbdir, spam, scan_extra)))
+            d.port, dbdir, spam, scan_extra.replace("{dbdir}", dbdir))))
     d.start()
     try:
         with LogOnFailure(d, tail):
@@ -221,6 +221,23 @@ def test_scan_bad_headers_reject():
         code, text = send(d, plain("x", headers=""))
         assert code == 554 and "5.6.0" in text and "Date" in text, \
             (code, text)
+
+
+def test_scan_spamd_on_a_unix_socket_inside_the_chroot():
+    """The scan process is chrooted in the database directory (the
+    tests run as root): a socket there, named by its full path, is
+    reached all the same."""
+    with scand(scan_extra='spamassassin "unix:{dbdir}/spamd.sock"') as d:
+        try:
+            spamd = Spamd(unix=os.path.join(d.dbdir, "spamd.sock")).start()
+        except SpamdUnavailable as e:
+            print("skipped: SpamAssassin's spamd: %s" % e)
+            return
+        try:
+            code, text = send(d, plain(GTUBE, subject="gtube"))
+            assert code == 550 and "5.7.1" in text, (code, text)
+        finally:
+            spamd.stop()
 
 
 def test_scan_gtube_through_spamd_550():
