@@ -17,7 +17,8 @@
 /*
  * The SMTP server: smtp.c runs the process (listeners, TLS contexts,
  * sessions by id, counters); smtp_session.c is the per-session state
- * machine.
+ * machine; smtp_scan.c takes a message from the end of DATA through
+ * grey's facts and the scan process to the queue.
  */
 
 #ifndef SMTP_H
@@ -236,13 +237,28 @@ void	 smtp_session_grey_verdict(struct smtp_session *,
 	    const struct grey_check_result *);
 void	 smtp_session_queued(struct smtp_session *,
 	    const struct queue_result *);
+void	 smtp_session_shutdown(struct smtp_session *);
+int	 smtp_session_busy(const struct smtp_session *);
+void	 session_continue(struct smtp_session *);
+void	 session_timer_reset(struct smtp_session *);
+void	 session_reply(struct smtp_session *, const char *, ...)
+	    __attribute__((__format__(printf, 2, 3)));
+void	 data_queue(struct smtp_session *, uint32_t);
+void	 data_answered(struct smtp_session *);
+void	 sanitize(char *, const char *, size_t);
+
+/* smtp_scan.c */
 void	 smtp_session_facts(struct smtp_session *,
 	    const struct grey_facts *);
 void	 smtp_session_scanned(struct smtp_session *,
 	    const struct scan_result *);
 void	 smtp_session_peer_lost(struct smtp_session *, enum smarthost_proc);
-void	 smtp_session_shutdown(struct smtp_session *);
-int	 smtp_session_busy(const struct smtp_session *);
+time_t	 session_scan_deadline(void);
+int	 data_scan_levels(const struct smtp_session *, struct scan_request *);
+int	 data_facts_for_this(const struct smtp_session *);
+void	 data_ask_facts(struct smtp_session *);
+void	 data_scan(struct smtp_session *);
+void	 data_scan_tempfail(struct smtp_session *, const char *);
 
 /* message.c */
 uint64_t message_edit_bound(const struct scan_result *);

@@ -61,17 +61,12 @@ static void	 session_starttls(struct smtp_session *);
 static int	 session_tls_accept(struct smtp_session *);
 static int	 session_read(struct smtp_session *);
 static int	 session_flush(struct smtp_session *);
-static void	 session_continue(struct smtp_session *);
 static void	 session_update(struct smtp_session *);
-static void	 session_timer_reset(struct smtp_session *);
 static void	 session_free(struct smtp_session *);
-static time_t	 session_scan_deadline(void);
 static void	 session_open(struct smtp_session *);
 static void	 session_greeting(struct smtp_session *);
 static void	 session_tarpit(struct smtp_session *, const char *);
 static void	 session_tarpit_refuse(struct smtp_session *);
-static void	 session_reply(struct smtp_session *, const char *, ...)
-		    __attribute__((__format__(printf, 2, 3)));
 static void	 session_error(struct smtp_session *, const char *, ...)
 		    __attribute__((__format__(printf, 2, 3)));
 static void	 session_close_with(struct smtp_session *, const char *);
@@ -111,19 +106,7 @@ static void	 data_append(struct smtp_session *, const char *, size_t);
 static int	 data_flush(struct smtp_session *);
 static void	 data_done(struct smtp_session *);
 static void	 data_received_header(struct smtp_session *);
-static int	 data_scan_levels(const struct smtp_session *,
-		    struct scan_request *);
-static int	 data_facts_for_this(const struct smtp_session *);
-static void	 data_ask_facts(struct smtp_session *);
-static void	 data_scan(struct smtp_session *);
-static void	 data_scan_tempfail(struct smtp_session *, const char *);
-static void	 data_scan_refuse(struct smtp_session *,
-		    const struct scan_result *, const char *);
-static int	 data_edit(struct smtp_session *, const struct scan_result *);
-static void	 data_queue(struct smtp_session *, uint32_t);
-static void	 data_answered(struct smtp_session *);
 static int	 valid_helo(const char *);
-static void	 sanitize(char *, const char *, size_t);
 
 static const struct smtp_command commands[] = {
 	{ "HELO",	cmd_helo },
@@ -180,17 +163,6 @@ smtp_session_start(int fd, struct smtp_listener *l,
 	session_open(s);
 	session_timer_reset(s);
 	session_update(s);
-}
-
-/*
- * How long a verdict may take: libclamav's limit, then spamd's when
- * there is one, and a grace for the queue of jobs in between.
- */
-static time_t
-session_scan_deadline(void)
-{
-	return (env->scan.max_scantime + (env->scan.spamassassin[0] != '\0' ?
-	    env->scan.spamassassin_timeout : 0) + SMTP_SCAN_GRACE);
 }
 
 /*
@@ -322,7 +294,7 @@ session_io(int fd, short event, void *arg)
 }
 
 /* Run whatever can run now, then wait for the next event. */
-static void
+void
 session_continue(struct smtp_session *s)
 {
 	size_t	 in, out;
@@ -571,7 +543,7 @@ session_handshake(struct smtp_session *s)
 	session_continue(s);
 }
 
-static void
+void
 session_timer_reset(struct smtp_session *s)
 {
 	struct timeval	 tv;
@@ -737,7 +709,7 @@ smtp_session_busy(const struct smtp_session *s)
  * Replies.  Every reply carries an enhanced status code (RFC 2034).
  */
 
-static void
+void
 session_reply(struct smtp_session *s, const char *fmt, ...)
 {
 	va_list	 ap;
@@ -1936,251 +1908,8 @@ data_done(struct smtp_session *s)
 	session_reset(s);
 }
 
-/*
- * Scanning.  A message is scanned once, whatever its recipients'
- * actions: virus-only when every scanned recipient's action says so,
- * and otherwise with the strictest spam levels (the lowest reject)
- * among them.  Returns -1 when a recipient's action is gone, 0 when no
- * recipient's action scans, 1 otherwise, with the levels in req.
- */
-static int
-data_scan_levels(const struct smtp_session *s, struct scan_request *req)
-{
-	const struct smtp_rcpt		*r;
-	const struct action		*a;
-	const struct spam_levels	*l;
-	int				 scanned = 0;
-
-	if (!env->scan.enabled)
-		return (0);
-	if (req != NULL) {
-		req->virus_only = 1;
-		memset(&req->spam, 0, sizeof(req->spam));
-	}
-	TAILQ_FOREACH(r, &s->rcpts, entry) {
-		if ((a = action_find(env, r->action)) == NULL)
-			return (-1);
-		if (!(a->flags & ACTION_SCAN))
-			continue;
-		scanned = 1;
-		if (req == NULL || a->scan_virus_only)
-			continue;
-		req->virus_only = 0;
-		l = a->spam.set ? &a->spam : &env->scan.spam;
-		if (l->set && (!req->spam.set || l->reject < req->spam.reject))
-			req->spam = *l;
-	}
-	return (scanned);
-}
-
-/* Grey's facts depend on the client, its HELO and the sender. */
-static int
-data_facts_for_this(const struct smtp_session *s)
-{
-	return (strcmp(s->facts_helo, s->helo) == 0 &&
-	    strcmp(s->facts_sender, s->sender) == 0);
-}
-
-/*
- * At DATA, so that grey's DNS work overlaps the body.  Our own
- * authenticated users are not scored on their address, and a session
- * keeps what it learnt for its next message from the same sender.
- */
-static void
-data_ask_facts(struct smtp_session *s)
-{
-	if (s->auth_user[0] != '\0' || data_scan_levels(s, NULL) != 1 ||
-	    s->facts_pending || (s->facts_known && data_facts_for_this(s)))
-		return;
-	s->facts_known = 0;
-	(void)strlcpy(s->facts_helo, s->helo, sizeof(s->facts_helo));
-	(void)strlcpy(s->facts_sender, s->sender, sizeof(s->facts_sender));
-	if (smtp_send_grey_facts(s) == -1) {
-		log_debug("session %u: grey unavailable for facts", s->id);
-		return;
-	}
-	s->facts_pending = 1;
-}
-
-void
-smtp_session_facts(struct smtp_session *s, const struct grey_facts *facts)
-{
-	s->facts_pending = 0;
-	s->facts = *facts;
-	s->facts_known = 1;
-	if (s->wait != SMTP_WAIT_FACTS)
-		return;
-	s->wait = SMTP_WAIT_NONE;
-	data_scan(s);
-	session_continue(s);
-}
-
-static void
-data_scan(struct smtp_session *s)
-{
-	struct scan_request	 req;
-
-	if (s->scan_late) {
-		log_info("session %u: not scanned: the scan process has not "
-		    "answered for an earlier message", s->id);
-		data_scan_tempfail(s, "451 4.3.0 Scanner unavailable, try "
-		    "again later");
-		return;
-	}
-	memset(&req, 0, sizeof(req));
-	if (data_scan_levels(s, &req) != 1) {
-		/* A reload between the end of DATA and now. */
-		data_scan_tempfail(s, "451 4.3.0 Configuration changing, try "
-		    "again later");
-		return;
-	}
-	req.size = s->body_size;
-	req.client = s->peer;
-	(void)strlcpy(req.helo, s->helo, sizeof(req.helo));
-	(void)strlcpy(req.sender, s->sender, sizeof(req.sender));
-	req.nrcpt = s->nrcpt;
-	if (s->tls_state == SMTP_TLS_ON)
-		req.flags |= ENVELOPE_TLS;
-	if (s->auth_user[0] != '\0')
-		req.flags |= ENVELOPE_AUTH;
-	if (s->facts_known && data_facts_for_this(s) &&
-	    s->auth_user[0] == '\0') {
-		req.facts_known = 1;
-		req.facts = s->facts;
-	}
-	req.received_len = s->received_len;
-	if (smtp_send_scan(s, &req) == -1) {
-		log_warnx("session %u: scan process unavailable", s->id);
-		data_scan_tempfail(s, "451 4.3.0 Scanner unavailable, try "
-		    "again later");
-		return;
-	}
-	s->wait = SMTP_WAIT_SCAN;
-	session_timer_reset(s);
-}
-
-static void
-data_scan_tempfail(struct smtp_session *s, const char *reply)
-{
-	smtp_stats.scan_tempfail++;
-	session_reply(s, "%s", reply);
-	data_answered(s);
-}
-
-void
-smtp_session_scanned(struct smtp_session *s, const struct scan_result *res)
-{
-	char	 reason[sizeof(res->reason)];
-
-	s->wait = SMTP_WAIT_NONE;
-	evtimer_del(&s->timer);
-	sanitize(reason, res->reason, sizeof(reason));
-	switch (res->verdict) {
-	case SCAN_PASS:
-	case SCAN_QUARANTINE:
-		if (data_edit(s, res) == -1) {
-			data_scan_tempfail(s, "451 4.3.0 Temporary failure, "
-			    "try again later");
-			break;
-		}
-		if (res->verdict == SCAN_QUARANTINE) {
-			smtp_stats.quarantined++;
-			log_info("session %u: quarantined, score %.1f, from "
-			    "<%s>", s->id, res->score, s->sender);
-		} else
-			log_debug("session %u: scanned clean, score %.1f%s",
-			    s->id, res->score, res->tagged ? ", tagged" : "");
-		data_queue(s, res->verdict == SCAN_QUARANTINE ?
-		    ENVELOPE_QUARANTINE : 0);
-		break;
-	case SCAN_TEMPFAIL:
-		log_info("session %u: scan failed (%s) for a message from "
-		    "<%s>", s->id, reason, s->sender);
-		data_scan_tempfail(s, "451 4.3.0 Scanner unavailable, try "
-		    "again later");
-		break;
-	default:
-		data_scan_refuse(s, res, reason);
-		break;
-	}
-	session_continue(s);
-}
-
-/* The scan's refusals: what the log says, and what the client is told. */
-static const struct {
-	enum scan_verdict	 verdict;
-	const char		*what;
-	const char		*reply;		/* the reason follows if ": " */
-} scan_refusals[] = {
-	{ SCAN_VIRUS,		"virus",	"554 5.7.1 Virus found: " },
-	{ SCAN_BANNED,		"banned attachment",
-	    "554 5.7.1 Banned attachment: " },
-	{ SCAN_SPAM,		"spam",	"550 5.7.1 Message considered spam" },
-	{ SCAN_BAD_HEADER,	"bad headers",
-	    "554 5.6.0 Message has bad headers: " },
-	{ SCAN_LIMIT,		"not scannable",
-	    "554 5.7.1 Message could not be scanned" }
-};
-
-static void
-data_scan_refuse(struct smtp_session *s, const struct scan_result *res,
-    const char *reason)
-{
-	size_t	 i, len;
-
-	for (i = 0; i < sizeof(scan_refusals) / sizeof(scan_refusals[0]); i++)
-		if (scan_refusals[i].verdict == res->verdict)
-			break;
-	if (i == sizeof(scan_refusals) / sizeof(scan_refusals[0]))
-		fatalx("scan verdict %d", res->verdict);
-	log_info("session %u: %s%s%s from <%s>, score %.1f", s->id,
-	    scan_refusals[i].what, reason[0] != '\0' ? " " : "", reason,
-	    s->sender, res->score);
-	smtp_stats.scan_rejected++;
-	len = strlen(scan_refusals[i].reply);
-	if (len >= 2 && strcmp(scan_refusals[i].reply + len - 2, ": ") == 0)
-		session_reply(s, "%s%s", scan_refusals[i].reply,
-		    reason[0] != '\0' ? reason : "unknown");
-	else
-		session_reply(s, "%s", scan_refusals[i].reply);
-	data_answered(s);
-}
-
-/*
- * The scanner's header edits make a new body.  The bodies-in-memory
- * budget counts both for as long as both exist.
- */
-static int
-data_edit(struct smtp_session *s, const struct scan_result *res)
-{
-	uint64_t	 newsize;
-	int		 fd;
-
-	if (res->headers[0] == '\0' && res->subject_prefix[0] == '\0' &&
-	    !res->strip_spam_headers)
-		return (0);
-	if (smtp_body_bytes + s->body_size + message_edit_bound(res) >
-	    SMTP_BODY_BUDGET) {
-		log_warnx("session %u: message bodies in memory over %llu "
-		    "bytes; message refused", s->id,
-		    (unsigned long long)SMTP_BODY_BUDGET);
-		return (-1);
-	}
-	if ((fd = message_apply_scan(s->body_fd, s->body_size,
-	    s->received_len, res, &newsize)) == -1) {
-		log_warn("session %u: the scanner's header edits", s->id);
-		return (-1);
-	}
-	(void)close(s->body_fd);
-	s->body_fd = fd;
-	smtp_body_bytes += newsize;
-	smtp_body_bytes -= s->body_size;
-	s->body_size = newsize;
-	return (0);
-}
-
 /* The message goes to the queue; its commit answers the client. */
-static void
+void
 data_queue(struct smtp_session *s, uint32_t flags)
 {
 	struct timeval		 queue_wait;
@@ -2235,37 +1964,13 @@ data_queue(struct smtp_session *s, uint32_t flags)
 }
 
 /* The message has its final reply: the session takes commands again. */
-static void
+void
 data_answered(struct smtp_session *s)
 {
 	session_reset(s);
 	if (smtp_shutting_down())
 		session_close_with(s, "421 4.3.2 Service shutting down");
 	session_timer_reset(s);
-}
-
-/* The scan process or grey died: nobody waits for them. */
-void
-smtp_session_peer_lost(struct smtp_session *s, enum smarthost_proc peer)
-{
-	if (peer == PROC_GREY) {
-		s->facts_pending = 0;
-		if (s->wait != SMTP_WAIT_FACTS)
-			return;
-		s->wait = SMTP_WAIT_NONE;
-		evtimer_del(&s->timer);
-		data_scan(s);
-	} else {
-		s->scan_late = 0;
-		if (s->wait != SMTP_WAIT_SCAN)
-			return;
-		log_warnx("session %u: the scan process is gone", s->id);
-		s->wait = SMTP_WAIT_NONE;
-		evtimer_del(&s->timer);
-		data_scan_tempfail(s, "451 4.3.0 Scanner unavailable, try "
-		    "again later");
-	}
-	session_continue(s);
 }
 
 void
@@ -2300,7 +2005,7 @@ smtp_session_queued(struct smtp_session *s, const struct queue_result *res)
 }
 
 /* For the log: printable ASCII only. */
-static void
+void
 sanitize(char *dst, const char *src, size_t len)
 {
 	size_t	 i;
