@@ -35,7 +35,7 @@ DEBIAN_PACKAGES = gcc make pkg-config byacc mandoc libevent-dev libbsd-dev \
 		liblmdb-dev libtls-dev libcrypt-dev python3 iproute2 \
 		util-linux procps passwd swaks openssl libc-ares-dev \
 		dnsmasq-base postfix libspf2-dev zlib1g-dev libclamav-dev \
-		spamassassin zip
+		spamassassin zip nftables libnftables-dev
 
 COMPAT_SRCS =	compat/compat.c compat/imsg.c
 DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \

@@ -40,7 +40,7 @@
  * The control protocol version.  smarthostctl sends it first; any change
  * to an IMSG_CTL_* payload bumps it.
  */
-#define CONTROL_VERSION		5
+#define CONTROL_VERSION		6
 
 #define SMARTHOSTD_CONF		"/etc/smarthostd.conf"
 #define SMARTHOSTD_STATE	"/var/smarthostd"
@@ -156,10 +156,14 @@ enum imsg_type {
 	IMSG_SCAN_MESSAGE = 196,
 	IMSG_SCAN_RESULT,		/* struct scan_result */
 
-	/* grey -> pf: one table's whole contents, in parts */
+	/* grey -> pf: one table's whole contents, in parts (a resync) */
 	IMSG_PF_TABLE_START = 190,	/* int enum firewall_table */
-	IMSG_PF_TABLE_ADDRS,		/* struct fw_addr[] */
-	IMSG_PF_TABLE_END,
+	IMSG_PF_TABLE_ADDRS,		/* struct fw_entry[] */
+	IMSG_PF_TABLE_END,		/* int enum firewall_table */
+	/* grey -> pf: additions and deletions since, batched */
+	IMSG_PF_CHANGES,		/* struct fw_entry[] */
+	/* smtp -> grey: a failed AUTH, struct grey_connect; id = session */
+	IMSG_GREY_AUTH_FAILED,
 
 	/* Configuration transfer, two-phase. */
 	IMSG_CONF_START = 200,
@@ -364,6 +368,12 @@ struct firewall_config {
 	enum firewall_kind	 kind;
 	char			 nft_table[NAME_MAX_LEN];	/* "inet name" */
 	char			 tables[FW_TABLE_MAX][NAME_MAX_LEN];
+	/* Who goes to the block table: block auth-failures N within D for D */
+	uint32_t		 block_auth_failures;	/* 0: nobody */
+	time_t			 block_auth_within;	/* 10m */
+	time_t			 block_auth_for;	/* 1h */
+	int			 block_trapped;		/* 1 */
+	int			 block_blocklists;	/* 0 */
 };
 
 enum relay_scheme {
@@ -688,6 +698,15 @@ struct fw_addr {
 	uint8_t			 addr[16];
 };
 
+/* One change to a firewall table, or one entry of a resync. */
+struct fw_entry {
+	struct fw_addr		 addr;
+	uint8_t			 table;		/* enum firewall_table */
+	uint8_t			 add;		/* 1: add, 0: delete */
+	uint16_t		 reserved;
+	uint32_t		 timeout;	/* seconds left; 0: none */
+};
+
 /* smarthostctl show greylist [grey|white|trap|block] */
 enum grey_list_kind {
 	GREY_LIST_ALL,
@@ -724,6 +743,7 @@ struct ctl_table_info {
 	char			 source[PATH_MAX];	/* file, or "" */
 	uint64_t		 count;
 	int64_t			 loaded;	/* 0: never */
+	int64_t			 firewall_count; /* kind "firewall": -1 unknown */
 };
 
 /* One message in smarthostctl show queue. */
