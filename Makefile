@@ -49,7 +49,7 @@ DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
 		smarthostd/spf.c smarthostd/addrset.c smarthostd/greydb.c \
 		smarthostd/message.c smarthostd/scan_score.c \
 		smarthostd/grey_lists.c smarthostd/grey_dns.c \
-		smarthostd/grey_ctl.c smarthostd/smtp_scan.c
+		smarthostd/grey_ctl.c smarthostd/grey_fw.c smarthostd/smtp_scan.c
 CTL_SRCS =	smarthostctl/smarthostctl.c smarthostctl/parser.c
 
 DAEMON_OBJS =	$(DAEMON_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
@@ -140,7 +140,7 @@ regress/unit/message_test: regress/unit/message_test.c smarthostd/message.o \
 smarthostd/smtp.o smarthostd/smtp_session.o smarthostd/smtp_scan.o \
     smarthostd/message.o: smarthostd/smtp.h
 smarthostd/grey.o smarthostd/grey_lists.o smarthostd/grey_dns.o \
-    smarthostd/grey_ctl.o: smarthostd/grey.h
+    smarthostd/grey_ctl.o smarthostd/grey_fw.o: smarthostd/grey.h
 
 # Install missing Debian packages, by name; a no-op when all are present.
 deps:

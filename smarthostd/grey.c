@@ -160,6 +160,7 @@ grey_config_commit(struct smarthost_config *old)
 	grey_whitelist_build();
 	grey_lists_config();
 	spf_white_config();
+	grey_fw_resync_all();
 }
 
 static void
@@ -210,6 +211,7 @@ grey_tick(int fd, short event, void *arg)
 	(void)arg;
 	(void)greydb_expire(now, GREY_EXPIRE_TICK);
 	spf_white_tick(now);
+	grey_fw_flush();
 	(void)greydb_commit();
 	evtimer_add(&ev_tick, &tv);
 }
@@ -263,6 +265,11 @@ grey_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
 			imsg_expect_size(imsg, sizeof(gc));
 			(void)imsg_get_data(imsg, &gc, sizeof(gc));
 			grey_connect(imsg_get_id(imsg), &gc);
+			break;
+		case IMSG_GREY_AUTH_FAILED:
+			imsg_expect_size(imsg, sizeof(gc));
+			(void)imsg_get_data(imsg, &gc, sizeof(gc));
+			grey_auth_failed(&gc.client);
 			break;
 		case IMSG_GREY_CHECK:
 		case IMSG_GREY_FACTS:
@@ -529,6 +536,7 @@ grey_check(uint32_t session, const struct grey_check *chk)
 	struct timeval		 tv = { GREY_SPF_WAIT, 0 };
 	char			 key[HOSTNAME_LEN];
 	time_t			 now = time(NULL);
+	int64_t			 was;
 
 	grey_stats.checks++;
 	(void)greydb_expire(now, GREY_EXPIRE_EVENT);
@@ -545,7 +553,8 @@ grey_check(uint32_t session, const struct grey_check *chk)
 		grey_check_trap(session, chk, key, now);
 		return;
 	}
-	if (greydb_white_check(&env->greylist, key, now)) {
+	if (greydb_white_check(&env->greylist, key, now, &was)) {
+		grey_fw_white_renewed(key, was, now);
 		grey_check_answer(session, GREY_PASS, "white", NULL);
 		return;
 	}
@@ -584,6 +593,10 @@ grey_check_trap(uint32_t session, const struct grey_check *chk,
 	char	 addr[INET6_ADDRSTRLEN], msg[MESSAGE_LEN];
 
 	(void)greydb_trap_client(&env->greylist, key, now);
+	grey_fw_change(FW_WHITE, key, 0, 0);
+	grey_fw_change(FW_TRAP, key, 1, env->greylist.trapexp);
+	if (env->firewall.block_trapped)
+		grey_fw_change(FW_BLOCK, key, 1, env->greylist.trapexp);
 	grey_message(GREY_TRAP_MESSAGE, addr_string(&chk->client, addr,
 	    sizeof(addr)), msg, sizeof(msg));
 	log_info("trapped %s by <%s>", key, chk->rcpt);
@@ -676,7 +689,9 @@ grey_check_decide(struct grey_check_req *req, const char *spf_domain)
 	TAILQ_REMOVE(&check_reqs, req, entry);
 	memset(&t, 0, sizeof(t));
 	if (spf_domain != NULL && greydb_learned(spf_domain, now)) {
-		(void)greydb_white_add(&env->greylist, req->key, now);
+		if (greydb_white_add(&env->greylist, req->key, now) == 0)
+			grey_fw_change(FW_WHITE, req->key, 1,
+			    env->greylist.whiteexp);
 		grey_check_answer(req->session, GREY_PASS, "learned", NULL);
 		free(req);
 		return;
@@ -693,6 +708,8 @@ grey_check_decide(struct grey_check_req *req, const char *spf_domain)
 	(void)strlcpy(t.sender, req->check.sender, sizeof(t.sender));
 	(void)strlcpy(t.rcpt, req->check.rcpt, sizeof(t.rcpt));
 	v = greydb_check(&env->greylist, &t, req->key, now);
+	if (v == GREY_PASS)
+		grey_fw_change(FW_WHITE, req->key, 1, env->greylist.whiteexp);
 	if (v == GREY_TEMPFAIL)
 		reason = "greylist database full or failing";
 	grey_check_answer(req->session, v, reason, NULL);

@@ -19,7 +19,8 @@
  * the decisions at connect and at RCPT, learning); grey_lists.c keeps
  * the blocklist and whitelist files, the whitelist table and the
  * spf-whitelist networks; grey_dns.c the DNSBL cache and score, the
- * reverse-DNS cache and the facts smtp asks for at DATA; grey_ctl.c
+ * reverse-DNS cache and the facts smtp asks for at DATA; grey_fw.c
+ * tells the pf process what the firewall tables hold; grey_ctl.c
  * answers control.
  */
 
@@ -124,6 +125,14 @@ struct rdns_cached *rdns_lookup(const struct sockaddr_storage *,
 	    struct grey_facts_req *);
 int	 rdns_cached_cmp(struct rdns_cached *, struct rdns_cached *);
 RB_PROTOTYPE(rdns_cache, rdns_cached, entry, rdns_cached_cmp);
+
+/* grey_fw.c */
+void	 grey_fw_change(enum firewall_table, const char *, int, time_t);
+void	 grey_fw_white_renewed(const char *, time_t, time_t);
+void	 grey_fw_flush(void);
+void	 grey_fw_resync(enum firewall_table);
+void	 grey_fw_resync_all(void);
+void	 grey_auth_failed(const struct sockaddr_storage *);
 
 /* grey_ctl.c */
 void	 grey_ctl_init(void);

@@ -382,6 +382,7 @@ grey_white(uint32_t client, const char *text)
 		grey_ctl_result(client, 0, "%s: cannot update grey.mdb", key);
 		return;
 	}
+	grey_fw_change(FW_WHITE, key, 1, env->greylist.whiteexp);
 	grey_ctl_result(client, 1, "%s is white", key);
 }
 
@@ -404,11 +405,18 @@ grey_delete(uint32_t client, const char *text)
 		grey_ctl_result(client, 0, "%s: cannot update grey.mdb", key);
 		return;
 	}
-	if (n == 0)
+	if (n == 0) {
 		grey_ctl_result(client, 0, "no entry for %s", key);
-	else
-		grey_ctl_result(client, 1, "%s: %d entr%s deleted", key, n,
-		    n == 1 ? "y" : "ies");
+		return;
+	}
+	if (strchr(key, '|') == NULL) {
+		grey_fw_change(FW_WHITE, key, 0, 0);
+		grey_fw_change(FW_TRAP, key, 0, 0);
+		grey_fw_change(FW_BLOCK, key, 0, 0);
+		grey_fw_flush();
+	}
+	grey_ctl_result(client, 1, "%s: %d entr%s deleted", key, n,
+	    n == 1 ? "y" : "ies");
 }
 
 static void

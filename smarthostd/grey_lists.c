@@ -38,7 +38,6 @@
 
 #define GREY_LOAD_LINES		20000	/* list file lines per loop turn */
 #define GREY_SPF_RETRY		300	/* a failed expansion, again after */
-#define GREY_PF_CHUNK		2048	/* fw_addr per imsg */
 
 static struct grey_list *grey_list_find(const char *);
 static void	 grey_list_step(int, short, void *);
@@ -46,8 +45,6 @@ static void	 spf_white_start(struct spf_domain *);
 static void	 spf_white_done(void *, int, const char *const *, size_t,
 		    const char *);
 static void	 spf_white_rebuild(void);
-static void	 grey_pf_send(enum firewall_table, const struct addrset *);
-static void	 grey_pf_addr(const struct fw_addr *, void *);
 
 struct grey_lists		 grey_lists =
 				    TAILQ_HEAD_INITIALIZER(grey_lists);
@@ -59,8 +56,6 @@ time_t				 spf_white_built;
 static struct event		 ev_load;
 static struct addrset		*whitelist_set;
 static int			 spf_white_dirty;
-static struct fw_addr		 pf_chunk[GREY_PF_CHUNK];
-static size_t			 pf_chunk_len;
 
 void
 grey_lists_init(void)
@@ -152,7 +147,7 @@ grey_list_step(int fd, short event, void *arg)
 	struct timeval		 now = { 0, 0 };
 	char			 err[256];
 	size_t			 bad;
-	int			 more = 0, rc;
+	int			 more = 0, rc, resync_block = 0;
 
 	(void)fd;
 	(void)event;
@@ -180,7 +175,11 @@ grey_list_step(int fd, short event, void *arg)
 		log_info("list %s: %zu ranges from %s%s", l->name,
 		    addrset_count(set), l->path, bad ? " (bad lines skipped)" :
 		    "");
+		/* Blocklists, and whitelists that subtract from them. */
+		resync_block = env->firewall.block_blocklists;
 	}
+	if (resync_block)
+		grey_fw_resync(FW_BLOCK);
 	if (more)
 		evtimer_add(&ev_load, &now);
 }
@@ -386,40 +385,6 @@ spf_white_rebuild(void)
 	spf_white = set;
 	spf_white_built = time(NULL);
 	spf_white_dirty = 0;
-	grey_pf_send(FW_SPF_WHITE, spf_white);
+	grey_fw_resync(FW_SPF_WHITE);
 }
 
-/* A whole table to the pf process, in chunks that fit an imsg. */
-static void
-grey_pf_send(enum firewall_table table, const struct addrset *set)
-{
-	struct imsgev	*pf = iev_peer[PROC_PF];
-	int		 t = table;
-
-	if (pf == NULL)
-		return;
-	if (imsgev_compose(pf, IMSG_PF_TABLE_START, 0, 0, -1, &t,
-	    sizeof(t)) == -1)
-		fatal("grey_pf_send");
-	pf_chunk_len = 0;
-	(void)addrset_walk(set, grey_pf_addr, NULL);
-	if (pf_chunk_len > 0 && imsgev_compose(pf, IMSG_PF_TABLE_ADDRS, 0, 0,
-	    -1, pf_chunk, pf_chunk_len * sizeof(pf_chunk[0])) == -1)
-		fatal("grey_pf_send");
-	if (imsgev_compose(pf, IMSG_PF_TABLE_END, 0, 0, -1, &t,
-	    sizeof(t)) == -1)
-		fatal("grey_pf_send");
-}
-
-static void
-grey_pf_addr(const struct fw_addr *a, void *arg)
-{
-	(void)arg;
-	pf_chunk[pf_chunk_len++] = *a;
-	if (pf_chunk_len < GREY_PF_CHUNK)
-		return;
-	if (imsgev_compose(iev_peer[PROC_PF], IMSG_PF_TABLE_ADDRS, 0, 0, -1,
-	    pf_chunk, sizeof(pf_chunk)) == -1)
-		fatal("grey_pf_send");
-	pf_chunk_len = 0;
-}

@@ -53,7 +53,7 @@
 
 #include "smarthostd.h"
 
-#define GREYDB_MAXDBS		8
+#define GREYDB_MAXDBS		10
 #define GREYDB_VERSION		1
 #define GREYDB_KEY_MAX		480	/* LMDB's limit is 511 */
 #define GREYDB_KEY_HASHED	(GREYDB_KEY_MAX - 17)
@@ -67,6 +67,7 @@ enum greydb_kind {
 	KIND_WHITE,
 	KIND_TRAP,
 	KIND_LEARNED,
+	KIND_BLOCKED,		/* for the firewall's block table */
 	KIND_SPAMTRAP		/* walks only: not in the expiry index */
 };
 
@@ -84,7 +85,7 @@ static MDB_env		*grey_env;
 static MDB_txn		*grey_txn;
 static size_t		 grey_dirty;
 static MDB_dbi		 dbi_grey, dbi_white, dbi_trap, dbi_spamtrap,
-			 dbi_learned, dbi_spfnets, dbi_expiry;
+			 dbi_learned, dbi_spfnets, dbi_expiry, dbi_blocked;
 
 static MDB_txn	*greydb_txn(void);
 static void	 greydb_abort(void);
@@ -143,6 +144,8 @@ greydb_open(const char *dir, uint64_t map_size)
 	    (rc = mdb_dbi_open(txn, "spfnets", MDB_CREATE,
 	    &dbi_spfnets)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &dbi_expiry)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "blocked", MDB_CREATE,
+	    &dbi_blocked)) != 0 ||
 	    (rc = mdb_txn_commit(txn)) != 0) {
 		log_warnx("%s: %s", path, mdb_strerror(rc));
 		mdb_env_close(grey_env);
@@ -232,6 +235,8 @@ greydb_dbi(enum greydb_kind kind)
 		return (dbi_trap);
 	case KIND_LEARNED:
 		return (dbi_learned);
+	case KIND_BLOCKED:
+		return (dbi_blocked);
 	case KIND_SPAMTRAP:
 		return (dbi_spamtrap);
 	}
@@ -472,7 +477,7 @@ greydb_room_for_new(void)
 	MDB_envinfo	 info;
 	MDB_stat	 st;
 	MDB_dbi		 dbis[] = { dbi_grey, dbi_white, dbi_trap, dbi_spamtrap,
-			    dbi_learned, dbi_spfnets, dbi_expiry };
+			    dbi_learned, dbi_spfnets, dbi_expiry, dbi_blocked };
 	size_t		 i, used = 0, total;
 
 	if (mdb_env_info(grey_env, &info) != 0 ||
@@ -494,7 +499,7 @@ greydb_room_for_new(void)
  */
 int
 greydb_white_check(const struct greylist_config *conf, const char *client,
-    time_t now)
+    time_t now, int64_t *was)
 {
 	struct greydb_record	 rec, old;
 	char			 key[GREYDB_KEY_MAX + 1];
@@ -503,6 +508,8 @@ greydb_white_check(const struct greylist_config *conf, const char *client,
 	len = greydb_lower_key(client, key, sizeof(key));
 	if (greydb_get(KIND_WHITE, key, len, &old) != 1 || old.expire <= now)
 		return (0);
+	if (was != NULL)
+		*was = old.expire;
 	rec = old;
 	rec.passed++;
 	rec.expire = now + conf->whiteexp;
@@ -584,6 +591,13 @@ greydb_trap_client(const struct greylist_config *conf, const char *client,
 	    1));
 }
 
+/* Too many failed AUTHs: blocked in the firewall until then. */
+int
+greydb_block_client(const char *client, time_t now, time_t until)
+{
+	return (greydb_touch(KIND_BLOCKED, client, now, until, 0, 1));
+}
+
 /* Is the address a spamtrap added at run time?  1 or 0. */
 int
 greydb_spamtrap(const char *addr)
@@ -661,7 +675,7 @@ greydb_delete(const char *what)
 	size_t			 len, i, n = 0;
 	int			 found;
 	enum greydb_kind	 kinds[] = { KIND_WHITE, KIND_TRAP,
-				    KIND_LEARNED };
+				    KIND_LEARNED, KIND_BLOCKED };
 
 	if (strchr(what, '|') != NULL) {
 		if (strlcpy(tuple, what, sizeof(tuple)) >= sizeof(tuple))
@@ -755,7 +769,7 @@ greydb_expire(time_t now, size_t max)
 		if ((int64_t)t > now)
 			break;
 		kind = p[8];
-		if (kind >= KIND_GREY && kind <= KIND_LEARNED) {
+		if (kind >= KIND_GREY && kind <= KIND_BLOCKED) {
 			rk.mv_data = p + 9;
 			rk.mv_size = k.mv_size - 9;
 			if ((rc = mdb_del(grey_txn, greydb_dbi(kind), &rk,
@@ -806,6 +820,9 @@ greydb_entry(enum greydb_kind kind, const MDB_val *k,
 	case KIND_LEARNED:
 		(void)strlcpy(e->type, "LEARNED", sizeof(e->type));
 		break;
+	case KIND_BLOCKED:
+		(void)strlcpy(e->type, "BLOCKED", sizeof(e->type));
+		break;
 	case KIND_SPAMTRAP:
 		(void)strlcpy(e->type, "SPAMTRAP", sizeof(e->type));
 		break;
@@ -827,20 +844,20 @@ int
 greydb_walk_page(struct greydb_walk *w, size_t max,
     void (*cb)(const struct ctl_grey_entry *, void *), void *arg)
 {
-	static const int	 stages[][5] = {
+	static const int	 stages[][6] = {
 		[GREY_LIST_ALL] = { KIND_GREY, KIND_WHITE, KIND_TRAP,
-		    KIND_SPAMTRAP, KIND_LEARNED },
+		    KIND_SPAMTRAP, KIND_LEARNED, KIND_BLOCKED },
 		[GREY_LIST_GREY] = { KIND_GREY },
 		[GREY_LIST_WHITE] = { KIND_WHITE },
 		[GREY_LIST_TRAP] = { KIND_TRAP, KIND_SPAMTRAP },
-		[GREY_LIST_BLOCK] = { 0 }
+		[GREY_LIST_BLOCK] = { KIND_BLOCKED }
 	};
 	size_t	 n = 0;
 
 	if (greydb_txn() == NULL || w->kind < GREY_LIST_ALL ||
 	    w->kind > GREY_LIST_BLOCK)
 		return (1);
-	while (w->stage < 5 && stages[w->kind][w->stage] != 0) {
+	while (w->stage < 6 && stages[w->kind][w->stage] != 0) {
 		n += greydb_walk_dbi(stages[w->kind][w->stage], w, max - n,
 		    cb, arg);
 		if (n >= max)
@@ -911,12 +928,13 @@ greydb_walk_client(const char *client,
 	MDB_val			 k, v;
 	size_t			 len, n = 0;
 	int			 i, op;
-	const int		 kinds[] = { KIND_WHITE, KIND_TRAP, KIND_GREY };
+	const int		 kinds[] = { KIND_WHITE, KIND_TRAP, KIND_BLOCKED,
+				    KIND_GREY };
 
 	if (greydb_txn() == NULL)
 		return (0);
 	len = greydb_lower_key(client, key, sizeof(key));
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < (int)(sizeof(kinds) / sizeof(kinds[0])); i++) {
 		if (mdb_cursor_open(grey_txn, greydb_dbi(kinds[i]), &cur) != 0)
 			continue;
 		k.mv_data = key;
@@ -960,6 +978,8 @@ greydb_count(const char *name)
 		dbi = dbi_spamtrap;
 	else if (strcmp(name, "learned") == 0)
 		dbi = dbi_learned;
+	else if (strcmp(name, "blocked") == 0)
+		dbi = dbi_blocked;
 	else
 		return (0);
 	if (mdb_stat(grey_txn, dbi, &st) != 0)

@@ -713,12 +713,13 @@ enum grey_list_kind {
 	GREY_LIST_GREY,
 	GREY_LIST_WHITE,
 	GREY_LIST_TRAP,		/* trapped clients and spamtrap addresses */
-	GREY_LIST_BLOCK		/* blocklist entries */
+	GREY_LIST_BLOCK		/* blocklist entries and blocked clients */
 };
 
 /*
  * One entry of show greylist, spamdb's fields.  type is "GREY",
- * "WHITE", "TRAPPED", "SPAMTRAP", "BLOCK", "SPFWHITE" or "LEARNED";
+ * "WHITE", "TRAPPED", "SPAMTRAP", "BLOCK", "BLOCKED", "SPFWHITE" or
+ * "LEARNED";
  * unused strings are empty, unused times zero.
  */
 struct ctl_grey_entry {
@@ -1175,12 +1176,13 @@ int	 greydb_commit(void);
 enum grey_verdict greydb_check(const struct greylist_config *,
 	    const struct grey_tuple *, const char *, time_t);
 int	 greydb_white_check(const struct greylist_config *, const char *,
-	    time_t);
+	    time_t, int64_t *);
 int	 greydb_white_add(const struct greylist_config *, const char *,
 	    time_t);
 int	 greydb_trapped(const char *, time_t, int64_t *);
 int	 greydb_trap_client(const struct greylist_config *, const char *,
 	    time_t);
+int	 greydb_block_client(const char *, time_t, time_t);
 int	 greydb_spamtrap(const char *);
 int	 greydb_spamtrap_set(const char *, int);
 int	 greydb_learn(const struct greylist_config *, const char *, time_t);

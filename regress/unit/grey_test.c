@@ -86,23 +86,23 @@ test_timeline(void)
 	check(greydb_check(&conf, &t, "192.0.2.1", now + 10) ==
 	    GREY_GREYLISTED, "retry_before_passtime_greylisted",
 	    "passed early");
-	check(!greydb_white_check(&conf, "192.0.2.1", now + 10),
+	check(!greydb_white_check(&conf, "192.0.2.1", now + 10, NULL),
 	    "not_white_before_passing", "white too soon");
 	check(greydb_check(&conf, &t, "192.0.2.1", now + conf.passtime) ==
 	    GREY_PASS, "retry_after_passtime_passes", "not passed");
-	check(greydb_white_check(&conf, "192.0.2.1", now + conf.passtime + 1),
+	check(greydb_white_check(&conf, "192.0.2.1", now + conf.passtime + 1, NULL),
 	    "passing_whitelists_client", "not white");
 	check(greydb_count("grey") == 0, "passed_tuple_removed",
 	    "tuple still there");
 
 	/* Each delivery refreshes the white entry. */
 	now += conf.passtime + conf.whiteexp - 10;
-	check(greydb_white_check(&conf, "192.0.2.1", now),
+	check(greydb_white_check(&conf, "192.0.2.1", now, NULL),
 	    "white_refreshed_by_delivery", "expired");
-	check(greydb_white_check(&conf, "192.0.2.1", now + conf.whiteexp - 1),
+	check(greydb_white_check(&conf, "192.0.2.1", now + conf.whiteexp - 1, NULL),
 	    "white_refresh_extends", "expired after refresh");
 	check(!greydb_white_check(&conf, "192.0.2.1",
-	    now + 3 * conf.whiteexp), "white_expires", "still white");
+	    now + 3 * conf.whiteexp, NULL), "white_expires", "still white");
 }
 
 static void
@@ -131,9 +131,9 @@ test_spf_key(void)
 	(void)greydb_check(&conf, &t, "192.0.2.10", T0);
 	check(greydb_check(&conf, &t, "192.0.2.11", T0 + conf.passtime) ==
 	    GREY_PASS, "spf_key_pool_retry_passes", "greylisted");
-	check(greydb_white_check(&conf, "192.0.2.11", T0 + conf.passtime),
+	check(greydb_white_check(&conf, "192.0.2.11", T0 + conf.passtime, NULL),
 	    "spf_key_whitelists_retrying_address", "not white");
-	check(!greydb_white_check(&conf, "192.0.2.10", T0 + conf.passtime),
+	check(!greydb_white_check(&conf, "192.0.2.10", T0 + conf.passtime, NULL),
 	    "spf_key_first_address_not_white", "white");
 }
 
@@ -214,7 +214,7 @@ test_trap(void)
 	check(greydb_trap_client(&conf, "192.0.2.6", T0) == 0 &&
 	    greydb_trapped("192.0.2.6", T0 + 1, &expire) &&
 	    expire == T0 + conf.trapexp, "trap_client", "not trapped");
-	check(!greydb_white_check(&conf, "192.0.2.6", T0 + 1),
+	check(!greydb_white_check(&conf, "192.0.2.6", T0 + 1, NULL),
 	    "trapped_client_not_white", "still white");
 	check(!greydb_trapped("192.0.2.6", T0 + conf.trapexp, NULL),
 	    "trap_expires", "still trapped");
@@ -225,6 +225,26 @@ test_trap(void)
 	check(greydb_spamtrap_set("trap@example.com", 0) == 1 &&
 	    !greydb_spamtrap("trap@example.com"), "spamtrap_delete",
 	    "not deleted");
+}
+
+static void
+test_blocked(void)
+{
+	struct greydb_walk	 w;
+
+	check(greydb_block_client("192.0.2.40", T0, T0 + 3600) == 0 &&
+	    greydb_count("blocked") == 1, "block_client", "not blocked");
+	memset(&w, 0, sizeof(w));
+	w.kind = GREY_LIST_BLOCK;
+	walked = 0;
+	while (greydb_walk_page(&w, 10, count_entry, NULL) == 0)
+		;
+	check(walked == 1, "blocked_listed_under_block", "not listed");
+	check(greydb_delete("192.0.2.40") == 1 && greydb_count("blocked") == 0,
+	    "blocked_deleted_with_its_client", "still there");
+	(void)greydb_block_client("192.0.2.41", T0, T0 + 60);
+	(void)greydb_expire(T0 + 61, 100);
+	check(greydb_count("blocked") == 0, "blocked_expires", "still there");
 }
 
 static void
@@ -258,7 +278,7 @@ test_delete(void)
 	(void)greydb_walk_client("192.0.2.70", count_entry, NULL);
 	check(walked == 1, "delete_client_spares_longer_address",
 	    "neighbour gone");
-	check(!greydb_white_check(&conf, "192.0.2.7", T0 + 1),
+	check(!greydb_white_check(&conf, "192.0.2.7", T0 + 1, NULL),
 	    "delete_client_white_gone", "still white");
 }
 
@@ -328,7 +348,7 @@ test_persistence(void)
 	    "cannot reopen");
 	check(greydb_check(&conf, &t, "2001:db8:1:2::/64", T0 +
 	    conf.passtime) == GREY_PASS, "tuple_survives_reopen", "lost");
-	check(greydb_white_check(&conf, "192.0.2.9", T0 + 1) &&
+	check(greydb_white_check(&conf, "192.0.2.9", T0 + 1, NULL) &&
 	    greydb_spamtrap("trap@example.com"), "entries_survive_reopen",
 	    "lost");
 }
@@ -428,6 +448,7 @@ main(void)
 	test_cap();
 	test_trap();
 	test_learn();
+	test_blocked();
 	test_delete();
 	test_walk_pages();
 	test_expire();
