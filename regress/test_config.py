@@ -481,3 +481,62 @@ def test_config_scan_settings_reach_every_process_on_reload():
     from lib import Daemon
     with Daemon() as d:
         reload_reaches_every_process(d, SCAN_SETTINGS)
+
+
+# Each firewall block option at its bounds and just past them, alone in a
+# pf and in an nftables block: None means accepted.
+FIREWALL_VALUES = [
+    ("block auth-failures 0", None),
+    ("block auth-failures 1000 within 1m for 1m", None),
+    ("block auth-failures 1 within 1d for 30d", None),
+    ("block auth-failures 1001",
+     "block auth-failures must be between 0 and 1000"),
+    ("block auth-failures 5 within 59s",
+     "block auth-failures within must be between 1m and 1d"),
+    ("block auth-failures 5 within 86401s",
+     "block auth-failures within must be between 1m and 1d"),
+    ("block auth-failures 5 for 59s",
+     "block auth-failures for must be between 1m and 30d"),
+    ("block auth-failures 5 within 10m for 721h",
+     "block auth-failures for must be between 1m and 30d"),
+    ("block auth-failures 5 for 1h within 10m", "syntax error"),
+    ("block trapped no", None),
+    ("block blocklists yes", None),
+    ("block trapped on", "syntax error"),
+    ("block blocklists", "syntax error"),
+]
+
+
+def test_config_firewall_values_at_and_past_their_bounds():
+    with ConfigCopy() as c:
+        path = c.path("firewall-value.conf")
+        for kind in ("pf", "nftables"):
+            for text, error in FIREWALL_VALUES:
+                with open(path, "w") as f:
+                    f.write("firewall %s {\n\t%s\n}\n" % (kind, text))
+                proc = smarthostd("-n", "-f", path)
+                if error is None:
+                    assert proc.returncode == 0, (kind, text, proc.stderr)
+                    continue
+                assert proc.returncode == 1, (kind, text)
+                assert proc.stderr == "%s:2: %s\n" % (path, error), \
+                    (kind, text, proc.stderr)
+
+
+FIREWALL_SETTINGS = """
+firewall nftables {
+	table "ip6 smarthostd-regress"
+	set white "%s"
+	set block "b"
+	block auth-failures 1000 within 1d for 30d
+	block trapped no
+	block blocklists yes
+}
+""" % ("w" * 62)
+
+
+def test_config_firewall_settings_reach_every_process_on_reload():
+    # config_recv checks the firewall settings again in every child.
+    from lib import Daemon
+    with Daemon() as d:
+        reload_reaches_every_process(d, FIREWALL_SETTINGS)

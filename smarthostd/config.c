@@ -35,6 +35,8 @@ static void	 table_entries_free(struct table *);
 static int	 config_maildir_escapes(const char *);
 static int	 config_spam_levels_valid(const struct spam_levels *);
 static int	 config_scan_valid(const struct scan_config *);
+static int	 config_firewall_valid(const struct firewall_config *);
+static int	 config_fw_name_valid(const char *);
 
 RB_GENERATE(table_entries, table_entry, entry, table_entry_cmp);
 
@@ -158,6 +160,13 @@ config_set_defaults(struct smarthost_config *conf)
 	conf->scan.scores[RULE_HELO_BARE] = 1.0;
 	conf->scan.scores[RULE_BAD_HEADER] = 1.0;
 	conf->firewall.kind = FIREWALL_NONE;
+	(void)strlcpy(conf->firewall.nft_table, "inet smarthostd",
+	    sizeof(conf->firewall.nft_table));
+	conf->firewall.block_auth_failures = 0;
+	conf->firewall.block_auth_within = 10 * 60;
+	conf->firewall.block_auth_for = 60 * 60;
+	conf->firewall.block_trapped = 1;
+	conf->firewall.block_blocklists = 0;
 
 	/* RFC 5321 section 4.5.3 and what Postfix and OpenSMTPD ship. */
 	conf->smtp.max_message_size = 35 * 1024 * 1024;
@@ -787,6 +796,58 @@ config_scan_valid(const struct scan_config *s)
 	return (1);
 }
 
+/*
+ * What parse.y allows, strings already known to be terminated.  The pf
+ * process builds nftables commands from these names, so they are checked
+ * again here rather than trusted.
+ */
+static int
+config_firewall_valid(const struct firewall_config *f)
+{
+	const char	*p;
+	int		 i;
+
+	if ((f->configured != 0 && f->configured != 1) ||
+	    (f->kind != FIREWALL_NONE && f->kind != FIREWALL_PF &&
+	    f->kind != FIREWALL_NFTABLES) ||
+	    f->block_auth_failures > 1000 ||
+	    f->block_auth_within < 60 || f->block_auth_within > 86400 ||
+	    f->block_auth_for < 60 || f->block_auth_for > 30 * 86400 ||
+	    (f->block_trapped != 0 && f->block_trapped != 1) ||
+	    (f->block_blocklists != 0 && f->block_blocklists != 1))
+		return (0);
+	if (strncmp(f->nft_table, "inet ", 5) != 0 &&
+	    strncmp(f->nft_table, "ip ", 3) != 0 &&
+	    strncmp(f->nft_table, "ip6 ", 4) != 0)
+		return (0);
+	if (!config_fw_name_valid(strchr(f->nft_table, ' ') + 1))
+		return (0);
+	for (i = 0; i < FW_TABLE_MAX; i++) {
+		p = f->tables[i];
+		if (p[0] == '\0')
+			continue;
+		/* pf's PF_TABLE_NAME_SIZE; nftables gets NAME and NAME6. */
+		if (!config_fw_name_valid(p) ||
+		    (f->kind == FIREWALL_PF && strlen(p) >= 32) ||
+		    strlen(p) + 1 >= sizeof(f->tables[i]))
+			return (0);
+	}
+	return (1);
+}
+
+/* A table or set name as parse.y's valid_name() takes it. */
+static int
+config_fw_name_valid(const char *s)
+{
+	if (*s == '\0')
+		return (0);
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' &&
+		    *s != '.')
+			return (0);
+	return (1);
+}
+
 static void
 config_recv_globals(struct smarthost_config *conf, struct imsg *imsg)
 {
@@ -833,6 +894,8 @@ config_recv_globals(struct smarthost_config *conf, struct imsg *imsg)
 		fatalx("config_recv: bad dnsbl threshold");
 	if (!config_scan_valid(&g.scan))
 		fatalx("config_recv: bad scan settings");
+	if (!config_firewall_valid(&g.firewall))
+		fatalx("config_recv: bad firewall settings");
 
 	(void)strlcpy(conf->hostname, g.hostname, sizeof(conf->hostname));
 	(void)strlcpy(conf->user, g.user, sizeof(conf->user));

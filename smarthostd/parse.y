@@ -199,7 +199,12 @@ static struct string_list pending_list =
 #define SLOPT_SCANTIME	0x10
 #define POPT_QUARANTINE	0x01
 #define POPT_SUBJECT	0x02
+/* PF_TABLE_NAME_SIZE in <net/pfvar.h>, which Linux lacks. */
+#define PF_TABLE_NAME_LEN	32
 #define FOPT_NFTTABLE	0x100		/* above the 1 << FW_* bits */
+#define FOPT_AUTHFAIL	0x200
+#define FOPT_TRAPPED	0x400
+#define FOPT_BLOCKLISTS	0x800
 #define MOPT_MSGSIZE	0x001
 #define MOPT_RCPTS	0x002
 #define MOPT_SESSIONS	0x004
@@ -319,13 +324,14 @@ typedef struct {
 %token	SPAMASSASSIN TIMEOUT BADHEADERS SCORE VIRUSONLY
 %token	SPFFAIL SPFSOFTFAIL SPFPERMERROR NORDNS RDNSMISMATCH HELOLITERAL
 %token	HELOBARE BADHEADER
+%token	AUTHFAILURES WITHIN TRAPPED BLOCKLISTS YES NO
 %token	ERROR
 %token	<v.string>	STRING TABLEREF
 %token	<v.number>	NUMBER
 %type	<v.string>	strnum blockmsg cafile
 %type	<v.number>	port resolverport negation fwtable size signed
-%type	<v.number>	msduration weight fallback scorerule scanmode
-%type	<v.duration>	duration refresh spamdtimeout
+%type	<v.number>	msduration weight fallback scorerule scanmode yesno
+%type	<v.duration>	duration refresh spamdtimeout authwithin authfor
 %type	<v.decimal>	decimal
 
 %%
@@ -1261,6 +1267,47 @@ pfopts		: /* empty */
 pfopt		: TABLE fwtable STRING		{
 			firewall_table($2, $3, "table");
 		}
+		| fwblock
+		;
+
+/* Who goes to the block table, in pf and nftables alike. */
+fwblock		: BLOCK AUTHFAILURES NUMBER authwithin authfor {
+			struct firewall_config	*f = &conf->firewall;
+
+			if (option_once(&fw_set, FOPT_AUTHFAIL,
+			    "block auth-failures")) {
+				set_count(&f->block_auth_failures, $3,
+				    "block auth-failures", 0, 1000);
+				set_duration(&f->block_auth_within, $4,
+				    "block auth-failures within", MINUTE, DAY,
+				    "1m and 1d");
+				set_duration(&f->block_auth_for, $5,
+				    "block auth-failures for", MINUTE,
+				    30 * DAY, "1m and 30d");
+			}
+		}
+		| BLOCK TRAPPED yesno		{
+			if (option_once(&fw_set, FOPT_TRAPPED, "block trapped"))
+				conf->firewall.block_trapped = $3;
+		}
+		| BLOCK BLOCKLISTS yesno	{
+			if (option_once(&fw_set, FOPT_BLOCKLISTS,
+			    "block blocklists"))
+				conf->firewall.block_blocklists = $3;
+		}
+		;
+
+/* Absent: the default, which set_duration() keeps for -1. */
+authwithin	: /* empty */			{ $$ = -1; }
+		| WITHIN duration		{ $$ = $2; }
+		;
+
+authfor		: /* empty */			{ $$ = -1; }
+		| FOR duration			{ $$ = $2; }
+		;
+
+yesno		: YES				{ $$ = 1; }
+		| NO				{ $$ = 0; }
 		;
 
 nftopts		: /* empty */
@@ -1277,6 +1324,7 @@ nftopt		: TABLE STRING			{
 		| SET fwtable STRING		{
 			firewall_table($2, $3, "set");
 		}
+		| fwblock
 		;
 
 action		: actionhead actionopts		{
@@ -1563,11 +1611,13 @@ lookup(const char *s)
 		{ "all",		ALL },
 		{ "any",		ANY },
 		{ "auth",		AUTH },
+		{ "auth-failures",	AUTHFAILURES },
 		{ "bad-header",		BADHEADER },
 		{ "bad-headers",	BADHEADERS },
 		{ "banned-files",	BANNEDFILES },
 		{ "block",		BLOCK },
 		{ "blocklist",		BLOCKLIST },
+		{ "blocklists",		BLOCKLISTS },
 		{ "ca",			CA },
 		{ "cert",		CERT },
 		{ "clamav",		CLAMAV },
@@ -1619,6 +1669,7 @@ lookup(const char *s)
 		{ "message",		MESSAGE },
 		{ "min-free",		MINFREE },
 		{ "nftables",		NFTABLES },
+		{ "no",			NO },
 		{ "no-rdns",		NORDNS },
 		{ "none",		NONE },
 		{ "off",		OFF },
@@ -1670,13 +1721,16 @@ lookup(const char *s)
 		{ "transaction-timeout", TRANSACTIONTIMEOUT },
 		{ "trap",		TRAP },
 		{ "trapexp",		TRAPEXP },
+		{ "trapped",		TRAPPED },
 		{ "user",		USER },
 		{ "verify",		VERIFY },
 		{ "virus-only",		VIRUSONLY },
 		{ "weight",		WEIGHT },
 		{ "white",		WHITE },
 		{ "whiteexp",		WHITEEXP },
-		{ "whitelist",		WHITELIST }
+		{ "whitelist",		WHITELIST },
+		{ "within",		WITHIN },
+		{ "yes",		YES }
 	};
 	static int		 checked;
 	const struct keywords	*p;
@@ -3119,12 +3173,12 @@ match_finish(void)
 	TAILQ_INSERT_TAIL(&conf->matches, m, entry);
 }
 
+/* config_set_defaults() has set the nftables table and the block options. */
 static void
 firewall_begin(enum firewall_kind kind)
 {
 	if (conf->firewall.configured)
 		yyerror("firewall specified twice");
-	memset(&conf->firewall, 0, sizeof(conf->firewall));
 	conf->firewall.configured = 1;
 	conf->firewall.kind = kind;
 	fw_set = 0;
@@ -3142,6 +3196,15 @@ firewall_table(int which, const char *name, const char *what)
 	fw_set |= 1 << which;
 	if (!valid_name(name))
 		yyerror("invalid %s name \"%s\"", what, name);
+	else if (conf->firewall.kind == FIREWALL_PF &&
+	    strlen(name) >= PF_TABLE_NAME_LEN)
+		yyerror("pf table name \"%s\" is longer than %d characters",
+		    name, PF_TABLE_NAME_LEN - 1);
+	else if (conf->firewall.kind == FIREWALL_NFTABLES &&
+	    strlen(name) + 1 >= NAME_MAX_LEN)
+		/* The daemon adds NAME6 for the IPv6 addresses. */
+		yyerror("nftables set name \"%s\" is longer than %d "
+		    "characters", name, NAME_MAX_LEN - 2);
 	else
 		(void)strlcpy(conf->firewall.tables[which], name,
 		    sizeof(conf->firewall.tables[which]));

@@ -582,6 +582,7 @@ static void
 print_firewall(FILE *fp, struct smarthost_config *conf)
 {
 	struct firewall_config	*f = &conf->firewall;
+	char			 within[32], period[32];
 	int			 i;
 
 	if (!f->configured)
@@ -594,12 +595,9 @@ print_firewall(FILE *fp, struct smarthost_config *conf)
 		(void)fputs("\nfirewall pf {\n", fp);
 		break;
 	case FIREWALL_NFTABLES:
-		(void)fputs("\nfirewall nftables {\n", fp);
-		if (f->nft_table[0] != '\0') {
-			(void)fputs("\ttable ", fp);
-			print_string(fp, f->nft_table);
-			(void)fputc('\n', fp);
-		}
+		(void)fputs("\nfirewall nftables {\n\ttable ", fp);
+		print_string(fp, f->nft_table);
+		(void)fputc('\n', fp);
 		break;
 	}
 	for (i = 0; i < FW_TABLE_MAX; i++) {
@@ -610,6 +608,14 @@ print_firewall(FILE *fp, struct smarthost_config *conf)
 		print_string(fp, f->tables[i]);
 		(void)fputc('\n', fp);
 	}
+	(void)fprintf(fp, "\tblock auth-failures %u within %s for %s\n",
+	    (unsigned int)f->block_auth_failures,
+	    duration_fmt(f->block_auth_within, within, sizeof(within)),
+	    duration_fmt(f->block_auth_for, period, sizeof(period)));
+	(void)fprintf(fp, "\tblock trapped %s\n",
+	    f->block_trapped ? "yes" : "no");
+	(void)fprintf(fp, "\tblock blocklists %s\n",
+	    f->block_blocklists ? "yes" : "no");
 	(void)fputs("}\n", fp);
 }
 
