@@ -36,7 +36,6 @@ static int	 config_maildir_escapes(const char *);
 static int	 config_spam_levels_valid(const struct spam_levels *);
 static int	 config_scan_valid(const struct scan_config *);
 static int	 config_firewall_valid(const struct firewall_config *);
-static int	 config_fw_name_valid(const char *);
 
 RB_GENERATE(table_entries, table_entry, entry, table_entry_cmp);
 
@@ -804,7 +803,6 @@ config_scan_valid(const struct scan_config *s)
 static int
 config_firewall_valid(const struct firewall_config *f)
 {
-	const char	*p;
 	int		 i;
 
 	if ((f->configured != 0 && f->configured != 1) ||
@@ -820,32 +818,41 @@ config_firewall_valid(const struct firewall_config *f)
 	    strncmp(f->nft_table, "ip ", 3) != 0 &&
 	    strncmp(f->nft_table, "ip6 ", 4) != 0)
 		return (0);
-	if (!config_fw_name_valid(strchr(f->nft_table, ' ') + 1))
+	if (config_firewall_name_error(FIREWALL_NFTABLES,
+	    strchr(f->nft_table, ' ') + 1) != NULL)
 		return (0);
-	for (i = 0; i < FW_TABLE_MAX; i++) {
-		p = f->tables[i];
-		if (p[0] == '\0')
-			continue;
-		/* pf's PF_TABLE_NAME_SIZE; nftables gets NAME and NAME6. */
-		if (!config_fw_name_valid(p) ||
-		    (f->kind == FIREWALL_PF && strlen(p) >= 32) ||
-		    strlen(p) + 1 >= sizeof(f->tables[i]))
+	for (i = 0; i < FW_TABLE_MAX; i++)
+		if (f->tables[i][0] != '\0' &&
+		    config_firewall_name_error(f->kind, f->tables[i]) != NULL)
 			return (0);
-	}
 	return (1);
 }
 
-/* A table or set name as parse.y's valid_name() takes it. */
-static int
-config_fw_name_valid(const char *s)
+/*
+ * Why a firewall table or set name cannot be used, or NULL: pf holds 31
+ * characters (PF_TABLE_NAME_SIZE); nft(8) reads an identifier that starts
+ * with a letter, and the daemon adds NAME6 for the IPv6 set.  parse.y,
+ * config_recv and the backends share these rules.
+ */
+const char *
+config_firewall_name_error(enum firewall_kind kind, const char *name)
 {
-	if (*s == '\0')
-		return (0);
-	for (; *s != '\0'; s++)
+	const char	*s;
+	size_t		 max = kind == FIREWALL_PF ? 31 : NAME_MAX_LEN - 2;
+
+	if (*name == '\0')
+		return ("empty");
+	if (strlen(name) > max)
+		return (kind == FIREWALL_PF ? "longer than 31 characters" :
+		    "longer than 62 characters");
+	if (kind == FIREWALL_NFTABLES && !isalpha((unsigned char)*name))
+		return ("an nftables name starts with a letter");
+	for (s = name; *s != '\0'; s++)
 		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' &&
 		    *s != '.')
-			return (0);
-	return (1);
+			return ("only letters, digits, '_', '-' and '.' "
+			    "are allowed");
+	return (NULL);
 }
 
 static void

@@ -199,8 +199,6 @@ static struct string_list pending_list =
 #define SLOPT_SCANTIME	0x10
 #define POPT_QUARANTINE	0x01
 #define POPT_SUBJECT	0x02
-/* PF_TABLE_NAME_SIZE in <net/pfvar.h>, which Linux lacks. */
-#define PF_TABLE_NAME_LEN	32
 #define FOPT_NFTTABLE	0x100		/* above the 1 << FW_* bits */
 #define FOPT_AUTHFAIL	0x200
 #define FOPT_TRAPPED	0x400
@@ -3190,21 +3188,14 @@ firewall_table(int which, const char *name, const char *what)
 	static const char	*names[FW_TABLE_MAX] = {
 		"white", "trap", "block", "spf-white"
 	};
+	const char		*why;
 
 	if (fw_set & (1 << which))
 		yyerror("%s %s specified twice", what, names[which]);
 	fw_set |= 1 << which;
-	if (!valid_name(name))
-		yyerror("invalid %s name \"%s\"", what, name);
-	else if (conf->firewall.kind == FIREWALL_PF &&
-	    strlen(name) >= PF_TABLE_NAME_LEN)
-		yyerror("pf table name \"%s\" is longer than %d characters",
-		    name, PF_TABLE_NAME_LEN - 1);
-	else if (conf->firewall.kind == FIREWALL_NFTABLES &&
-	    strlen(name) + 1 >= NAME_MAX_LEN)
-		/* The daemon adds NAME6 for the IPv6 addresses. */
-		yyerror("nftables set name \"%s\" is longer than %d "
-		    "characters", name, NAME_MAX_LEN - 2);
+	if ((why = config_firewall_name_error(conf->firewall.kind, name)) !=
+	    NULL)
+		yyerror("invalid %s name \"%s\": %s", what, name, why);
 	else
 		(void)strlcpy(conf->firewall.tables[which], name,
 		    sizeof(conf->firewall.tables[which]));
@@ -3220,7 +3211,8 @@ nft_table(const char *spec)
 
 	len = strcspn(spec, " \t");
 	name = spec + len + strspn(spec + len, " \t");
-	if (len >= sizeof(family) || !valid_name(name)) {
+	if (len >= sizeof(family) || config_firewall_name_error(
+	    FIREWALL_NFTABLES, name) != NULL) {
 		yyerror("invalid nftables table \"%s\"", spec);
 		return;
 	}
