@@ -540,3 +540,66 @@ def test_config_firewall_settings_reach_every_process_on_reload():
     from lib import Daemon
     with Daemon() as d:
         reload_reaches_every_process(d, FIREWALL_SETTINGS)
+
+
+NFT_EXAMPLE = os.path.join(REPO, "etc", "nftables.conf")
+PF_EXAMPLE = os.path.join(REPO, "etc", "pf.conf")
+
+
+def example_firewall(path):
+    """The firewall statement that an example's header comment names,
+    checked by smarthostd -nv and returned as it prints it."""
+    with open(path) as f:
+        text = f.read()
+    m = re.search(r"^#\t(firewall .*?^#\t\})$", text, re.M | re.S)
+    assert m, "%s: no firewall statement in its header" % path
+    statement = re.sub(r"^#\t", "", m.group(1), flags=re.M) + "\n"
+    with ConfigCopy() as c:
+        path = c.path("example-firewall.conf")
+        with open(path, "w") as f:
+            f.write(statement)
+        proc = smarthostd("-nv", "-f", path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    return proc.stdout
+
+
+def test_config_nftables_example_declares_the_sets_the_daemon_makes():
+    printed = example_firewall(NFT_EXAMPLE)
+    assert 'table "inet smarthostd"' in printed, printed
+    with open(NFT_EXAMPLE) as f:
+        text = f.read()
+    assert re.search(r"^table inet smarthostd \{", text, re.M)
+    names = re.findall(r'^\tset \S+ "([^"]+)"$', printed, re.M)
+    assert len(names) == 4, printed
+    for name in names:
+        for suffix, kind in (("", "ipv4_addr"), ("6", "ipv6_addr")):
+            decl = ("\tset %s%s {\n\t\ttype %s\n"
+                    "\t\tflags interval,timeout\n\t}\n" % (name, suffix,
+                                                           kind))
+            assert decl in text, "%s lacks\n%s" % (NFT_EXAMPLE, decl)
+    # nft's check mode parses and validates against the kernel, and
+    # changes nothing.
+    proc = subprocess.run(["nft", "-c", "-f", NFT_EXAMPLE],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_config_pf_example_declares_every_table_persist():
+    # pfctl is OpenBSD's; here the tables are checked against the
+    # firewall statement the example is written for.
+    printed = example_firewall(PF_EXAMPLE)
+    names = re.findall(r'^\ttable \S+ "([^"]+)"$', printed, re.M)
+    assert len(names) == 4, printed
+    with open(PF_EXAMPLE) as f:
+        text = f.read()
+    for name in names:
+        assert re.search(r"^table <%s> persist\b" % re.escape(name), text,
+                         re.M), "%s: no table <%s> persist" % (PF_EXAMPLE,
+                                                              name)
+    block = names[2]
+    assert re.search(r"^block in quick .* from <%s> \\$" % block, text,
+                     re.M), "%s: no block in quick from <%s>" % (PF_EXAMPLE,
+                                                                 block)
+    rules = [line for line in text.splitlines()
+             if not line.startswith("#")]
+    assert not [line for line in rules if "divert-to" in line], rules
