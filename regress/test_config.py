@@ -366,8 +366,13 @@ def reload_reaches_every_process(d, settings):
     r = d.ctl("reload")
     assert r.stdout.strip() == "configuration reloaded", r.stdout
     d.wait_log("configuration reloaded from")
+    # The parent says "reloaded" once every child has said ready; each
+    # logs its commit when the commit message reaches it, a moment later.
+    from lib import wait_for
     for name in CHILDREN:
-        d.wait_log("%s: configuration committed" % name)
+        wait_for(lambda: d.logtext().count(
+            "%s: configuration committed" % name) >= 2, 10,
+            "%s committing the reload" % name)
         assert d.logtext().count(
             "%s: configuration committed" % name) == 2, d.logtext()
     assert sorted(d.pids()) == sorted(["parent"] + CHILDREN)
