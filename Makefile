@@ -30,6 +30,16 @@ CPPFLAGS +=	-D_GNU_SOURCE
 LDLIBS +=	-lresolv		# b64_pton, b64_ntop: in libc elsewhere
 endif
 
+# The pf process's firewall backend: nftables on Linux, pf on OpenBSD.
+ifeq ($(OS),Linux)
+PFCTL_BACKEND =	smarthostd/pfctl_nft.c
+PKGS +=		libnftables
+else ifeq ($(OS),OpenBSD)
+PFCTL_BACKEND =	smarthostd/pfctl_pf.c
+else
+PFCTL_BACKEND =	smarthostd/pfctl_none.c
+endif
+
 # The Debian packages that build, run and test smarthostd.
 DEBIAN_PACKAGES = gcc make pkg-config byacc mandoc libevent-dev libbsd-dev \
 		liblmdb-dev libtls-dev libcrypt-dev python3 iproute2 \
@@ -49,7 +59,8 @@ DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
 		smarthostd/spf.c smarthostd/addrset.c smarthostd/greydb.c \
 		smarthostd/message.c smarthostd/scan_score.c \
 		smarthostd/grey_lists.c smarthostd/grey_dns.c \
-		smarthostd/grey_ctl.c smarthostd/grey_fw.c smarthostd/smtp_scan.c
+		smarthostd/grey_ctl.c smarthostd/grey_fw.c smarthostd/smtp_scan.c \
+		$(PFCTL_BACKEND)
 CTL_SRCS =	smarthostctl/smarthostctl.c smarthostctl/parser.c
 
 DAEMON_OBJS =	$(DAEMON_SRCS:.c=.o) $(COMPAT_SRCS:.c=.o)
@@ -139,6 +150,7 @@ regress/unit/message_test: regress/unit/message_test.c smarthostd/message.o \
 
 smarthostd/smtp.o smarthostd/smtp_session.o smarthostd/smtp_scan.o \
     smarthostd/message.o: smarthostd/smtp.h
+smarthostd/pfctl.o $(PFCTL_BACKEND:.c=.o): smarthostd/pfctl.h
 smarthostd/grey.o smarthostd/grey_lists.o smarthostd/grey_dns.o \
     smarthostd/grey_ctl.o smarthostd/grey_fw.o: smarthostd/grey.h
 

@@ -750,25 +750,32 @@ ctl_show_greylist(void)
 	return (0);
 }
 
-/* show tables: one line per table or list; JSON an array. */
+/*
+ * show tables: one line per table or list; JSON an array.  The firewall's
+ * tables (kind "firewall") also show what the firewall itself holds, and
+ * a "!" marks a firewall whose count differs from the daemon's.
+ */
 static int
 ctl_show_tables(void)
 {
 	struct ctl_table_info	 t;
 	struct tm		 tm;
 	time_t			 tt;
-	char			 when[32];
-	int			 n = 0;
+	char			 when[32], fw[24];
+	int			 n = 0, isfw, differ, ndiffer = 0;
 
 	if (json)
 		(void)printf("[");
 	else
-		(void)printf("%-20s %-10s %8s  %-19s  %s\n", "NAME", "KIND",
-		    "COUNT", "LOADED", "SOURCE");
+		(void)printf("%-20s %-10s %8s %9s  %-19s  %s\n", "NAME", "KIND",
+		    "COUNT", "FIREWALL", "LOADED", "SOURCE");
 	while (ctl_next_record(IMSG_CTL_TABLE_INFO, &t, sizeof(t))) {
 		t.name[sizeof(t.name) - 1] = '\0';
 		t.kind[sizeof(t.kind) - 1] = '\0';
 		t.source[sizeof(t.source) - 1] = '\0';
+		isfw = strcmp(t.kind, "firewall") == 0 && t.firewall_count >= 0;
+		differ = isfw && (uint64_t)t.firewall_count != t.count;
+		ndiffer += differ;
 		if (json) {
 			(void)printf("%s{\"name\":", n++ ? "," : "");
 			json_string(t.name);
@@ -776,6 +783,11 @@ ctl_show_tables(void)
 			(void)printf(",\"count\":%llu,\"loaded\":%lld",
 			    (unsigned long long)t.count, (long long)t.loaded);
 			json_field("source", t.source);
+			if (isfw)
+				(void)printf(",\"firewall_count\":%lld,"
+				    "\"firewall_differs\":%s",
+				    (long long)t.firewall_count,
+				    differ ? "true" : "false");
 			(void)printf("}");
 			continue;
 		}
@@ -784,13 +796,21 @@ ctl_show_tables(void)
 		    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S",
 		    &tm) == 0)
 			(void)strlcpy(when, "-", sizeof(when));
-		(void)printf("%-20s %-10s %8llu  %-19s  ", t.name, t.kind,
-		    (unsigned long long)t.count, when);
+		if (isfw)
+			(void)snprintf(fw, sizeof(fw), "%lld%s",
+			    (long long)t.firewall_count, differ ? "!" : "");
+		else
+			(void)strlcpy(fw, "-", sizeof(fw));
+		(void)printf("%-20s %-10s %8llu %9s  %-19s  ", t.name, t.kind,
+		    (unsigned long long)t.count, fw, when);
 		print_escaped(t.source[0] != '\0' ? t.source : "-", 0);
 		(void)printf("\n");
 	}
 	if (json)
 		(void)printf("]\n");
+	else if (ndiffer > 0)
+		(void)printf("! the firewall's count differs from the "
+		    "daemon's\n");
 	return (0);
 }
 

@@ -143,7 +143,7 @@ control_relay(enum smarthost_proc from, struct imsg *imsg)
 	case IMSG_CTL_END:
 		ok = from == PROC_PARENT || from == PROC_SMTP ||
 		    from == PROC_QUEUE || from == PROC_GREY ||
-		    from == PROC_SCAN;
+		    from == PROC_SCAN || from == PROC_PF;
 		imsg_expect_size(imsg, 0);
 		break;
 	case IMSG_CTL_STATUS:
@@ -176,7 +176,7 @@ control_relay(enum smarthost_proc from, struct imsg *imsg)
 		imsg_expect_size(imsg, sizeof(struct ctl_grey_entry));
 		break;
 	case IMSG_CTL_TABLE_INFO:
-		ok = from == PROC_GREY;
+		ok = from == PROC_GREY || from == PROC_PF;
 		imsg_expect_size(imsg, sizeof(struct ctl_table_info));
 		break;
 	case IMSG_CTL_TEXT:
@@ -547,10 +547,11 @@ control_client_grey(struct ctl_client *c, struct imsg *imsg)
 		return (control_client_forward(c, 1U << PROC_GREY, type,
 		    &kind, sizeof(kind)));
 	case IMSG_CTL_SHOW_TABLES:
+		/* grey answers with its lists, pf with the firewall's tables. */
 		if (imsg_get_len(imsg) != 0)
 			break;
-		return (control_client_forward(c, 1U << PROC_GREY, type,
-		    NULL, 0));
+		return (control_client_forward(c, 1U << PROC_GREY |
+		    1U << PROC_PF, type, NULL, 0));
 	default:
 		if (control_client_string(imsg, arg, sizeof(arg)) == -1)
 			break;
