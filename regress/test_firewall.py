@@ -16,7 +16,6 @@ Timers are test_grey's: passtime 2s, whiteexp 10s."""
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import time

@@ -773,8 +773,9 @@ ctl_show_tables(void)
 		t.name[sizeof(t.name) - 1] = '\0';
 		t.kind[sizeof(t.kind) - 1] = '\0';
 		t.source[sizeof(t.source) - 1] = '\0';
-		isfw = strcmp(t.kind, "firewall") == 0 && t.firewall_count >= 0;
-		differ = isfw && (uint64_t)t.firewall_count != t.count;
+		isfw = strcmp(t.kind, "firewall") == 0;
+		differ = isfw && t.firewall_count >= 0 &&
+		    (uint64_t)t.firewall_count != t.count;
 		ndiffer += differ;
 		if (json) {
 			(void)printf("%s{\"name\":", n++ ? "," : "");
@@ -786,7 +787,8 @@ ctl_show_tables(void)
 			if (isfw)
 				(void)printf(",\"firewall_count\":%lld,"
 				    "\"firewall_differs\":%s",
-				    (long long)t.firewall_count,
+				    (long long)(t.firewall_count < 0 ? -1 :
+				    t.firewall_count),
 				    differ ? "true" : "false");
 			(void)printf("}");
 			continue;
@@ -796,7 +798,7 @@ ctl_show_tables(void)
 		    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S",
 		    &tm) == 0)
 			(void)strlcpy(when, "-", sizeof(when));
-		if (isfw)
+		if (isfw && t.firewall_count >= 0)
 			(void)snprintf(fw, sizeof(fw), "%lld%s",
 			    (long long)t.firewall_count, differ ? "!" : "");
 		else
