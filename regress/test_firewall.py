@@ -16,8 +16,10 @@ Timers are test_grey's: passtime 2s, whiteexp 10s."""
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 import time
 
 from lib import wait_for
@@ -218,3 +220,34 @@ def test_firewall_unavailable_logs_once_and_mail_flows():
                 "cannot update firewall table white") == 1, d.logtext()
             assert elements("white") == {}, elements("white")
             assert firewall_rows(d)["white"]["count"] == 1
+
+
+def test_firewall_client_inside_a_blocked_network_stays_out_of_the_set():
+    """nftables interval sets refuse overlapping elements: a client of
+    the block table inside one of its networks stays in the daemon's
+    view only, and a batch with it does not fail."""
+    # test_firewall_block imports this module; import it late.
+    from test_firewall_block import blockd, fail_auth
+    blocklist = tempfile.NamedTemporaryFile("w", suffix=".txt")
+    blocklist.write("127.0.0.16/28\n")
+    blocklist.flush()
+    os.chmod(blocklist.name, 0o644)
+    with blocklist, clean_ruleset(), blockd(
+            ["block auth-failures 2 within 1m for 5m",
+             "block blocklists yes"],
+            extra='blocklist "local" file "%s" message "go away"\n' %
+            blocklist.name) as d:
+        wait_elements("block", lambda s: "127.0.0.16/28" in s,
+                      "the blocklist's network in the block set")
+        fail_auth(d, "127.0.0.20", 2)
+        d.wait_log("blocked 127.0.0.20")
+        fail_auth(d, "127.0.0.40", 2)
+        wait_elements("block", lambda s: "127.0.0.40" in s,
+                      "127.0.0.40 in the block set")
+        assert set(elements("block")) == {"127.0.0.16/28", "127.0.0.40"}, \
+            elements("block")
+        rows = firewall_rows(d)["block"]
+        assert rows["count"] == 2 and rows["firewall_count"] == 2, rows
+        # Neither the batch nor a replace was refused (pf -v logs both).
+        assert "changes refused" not in d.logtext() and \
+            "cannot update" not in d.logtext(), d.logtext()
