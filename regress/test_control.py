@@ -174,7 +174,7 @@ def _imsg_types():
 
 T = _imsg_types()
 GREY_ENTRY = struct.Struct("@16s256s256s257s257s64sqqqII")
-TABLE_INFO = struct.Struct("@64s16s4096sQq")
+TABLE_INFO = struct.Struct("@64s16s4096sQqq")
 CTL_RESULT = struct.Struct("@i512s")
 
 
@@ -358,18 +358,20 @@ def test_show_greylist_empty_and_failure():
 
 def test_show_tables_text_and_json():
     rows = [TABLE_INFO.pack(b"nixspam", b"blocklist", b"/var/nixspam.gz",
-                            1234, 1700000000),
-            TABLE_INFO.pack(b"spf-white", b"spf-white", b"", 7, 0)]
+                            1234, 1700000000, -1),
+            TABLE_INFO.pack(b"spf-white", b"spf-white", b"", 7, 0, -1)]
     answers = [(T["IMSG_CTL_TABLE_INFO"], row) for row in rows] + \
         [(T["IMSG_CTL_END"], b"")]
     r = StandIn(answers).ctl("show", "tables")
     assert r.returncode == 0, r
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "KIND", "COUNT", "LOADED", "SOURCE"]
+    assert lines[0].split() == ["NAME", "KIND", "COUNT", "FIREWALL",
+                                "LOADED", "SOURCE"]
     loaded = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1700000000))
-    assert lines[1].split() == ["nixspam", "blocklist", "1234"] + \
+    assert lines[1].split() == ["nixspam", "blocklist", "1234", "-"] + \
         loaded.split() + ["/var/nixspam.gz"], lines
-    assert lines[2].split() == ["spf-white", "spf-white", "7", "-", "-"]
+    assert lines[2].split() == ["spf-white", "spf-white", "7", "-", "-",
+                                "-"], lines
     r = StandIn(answers).ctl("-j", "show", "tables")
     assert json.loads(r.stdout) == [
         {"name": "nixspam", "kind": "blocklist", "count": 1234,
@@ -496,8 +498,8 @@ def test_grey_answers_reach_the_client_that_asked():
         d.ctl("trap", "delete", "honey@example.org")
         assert "honey@example.org" not in d.ctl("show", "greylist").stdout
         out = d.ctl("show", "tables").stdout.splitlines()
-        assert out[0].split() == ["NAME", "KIND", "COUNT", "LOADED",
-                                  "SOURCE"], out
+        assert out[0].split() == ["NAME", "KIND", "COUNT", "FIREWALL",
+                                  "LOADED", "SOURCE"], out
         d.wait_log("greylist white 127.0.0.77 requested by uid")
 
 

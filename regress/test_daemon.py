@@ -76,21 +76,6 @@ def test_missing_user_is_a_clear_fatal_error():
     assert "user _no_such_user_x does not exist" in d.logtext(), d.logtext()
 
 
-def test_configured_features_not_in_effect_are_named_once():
-    # Match rules, actions, the resolver, greylisting and scanning are
-    # in effect.
-    d = Daemon(extra_config="greylist {\n passtime 2s\n}\n"
-               "scan {\n spam tag 3.0 reject 10.0\n}\n"
-               "firewall none\n"
-               "action \"out\" relay\n"
-               "match from local for any action \"out\"\n")
-    with d:
-        warning = ("configured but not in effect in this version: "
-                   "firewall\n")
-        d.wait_log(warning)
-        assert d.logtext().count("not in effect") == 1, d.logtext()
-
-
 def kill_child_takes_the_daemon_down(name):
     d = Daemon()
     with d:
@@ -174,14 +159,18 @@ def test_start_with_bad_config_fails_with_file_and_line():
 def test_reload_with_good_config_switches():
     with Daemon() as d:
         before = d.status()["config_loaded"]
-        d.write_config(base_config(d.tmp, "firewall none\n"))
+        assert "reloaded-marker" not in d.ctl("show", "tables").stdout
+        d.write_config(base_config(d.tmp,
+                                   "table reloaded-marker { x }\n"))
         r = d.ctl("reload")
         assert r.stdout.strip() == "configuration reloaded", r.stdout
         assert d.status()["config_loaded"] >= before
         d.wait_log("configuration reloaded from")
-        d.wait_log("not in effect in this version: firewall")
         for name in CHILDREN:
             assert "%s: configuration committed" % name in d.logtext()
+        # the new configuration is the one in use
+        wait_for(lambda: "reloaded-marker" in
+                 d.ctl("show", "tables").stdout, 10, "the new table")
 
 
 def test_reload_with_bad_config_keeps_running_config_and_fails():

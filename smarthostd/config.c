@@ -547,22 +547,6 @@ config_check_secret_file(const char *path, char *errbuf, size_t errlen)
 }
 
 /*
- * Until the later parts of the daemon land, say once and plainly which
- * configured features are parsed but not acted upon.
- */
-void
-config_warn_unimplemented(struct smarthost_config *conf)
-{
-	char	 list[256] = "";
-
-	if (conf->firewall.configured)
-		(void)strlcat(list, ", firewall", sizeof(list));
-	if (list[0] != '\0')
-		log_warnx("configured but not in effect in this version: %s",
-		    list + 2);
-}
-
-/*
  * Whether a maildir path could leave the state directory, where the queue
  * process is chrooted: absolute, or with a ".." component.
  */

@@ -208,7 +208,6 @@ parent_main(int debug, int verbose, const char *file, const char *argv0)
 
 	parent_start_children(conf, control_fd);
 	parent_send_listeners();
-	config_warn_unimplemented(conf);
 	if (parent_config_begin(conf, ORIGIN_STARTUP, 0) == -1)
 		fatalx("cannot send the configuration");
 
@@ -928,7 +927,6 @@ parent_reload(enum conf_origin origin, uint32_t requester, const char *update)
 	}
 	parent_keep_restart_settings(conf);
 	parent_copy_resolv_conf(conf);
-	config_warn_unimplemented(conf);
 	(void)strlcpy(conf_update, update != NULL ? update : "",
 	    sizeof(conf_update));
 	if (parent_config_begin(conf, origin, requester) == -1 &&

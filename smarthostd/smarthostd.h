@@ -829,7 +829,6 @@ int	 string_list_add(struct string_list *, const char *);
 void	 config_send(struct imsgev *, struct smarthost_config *,
 	    enum smarthost_proc);
 int	 config_recv(struct smarthost_config **, struct imsg *);
-void	 config_warn_unimplemented(struct smarthost_config *);
 int	 config_check_secret_file(const char *, char *, size_t);
 const char *config_firewall_name_error(enum firewall_kind, const char *);
 int	 table_entry_cmp(struct table_entry *, struct table_entry *);
