@@ -334,7 +334,8 @@ grey_not_ready(struct imsgev *iev, struct imsg *imsg)
 		    &facts, sizeof(facts));
 	}
 	else if (iev->peer == PROC_CONTROL &&
-	    imsg_get_type(imsg) == IMSG_CTL_SHOW_STATS)
+	    (imsg_get_type(imsg) == IMSG_CTL_SHOW_STATS ||
+	    imsg_get_type(imsg) == IMSG_CTL_SHOW_TABLES))
 		grey_ctl_send(imsg_get_id(imsg), IMSG_CTL_END, NULL, 0);
 	else if (iev->peer == PROC_CONTROL)
 		grey_ctl_result(imsg_get_id(imsg), 0, "grey is starting");
@@ -592,7 +593,8 @@ grey_check_trap(uint32_t session, const struct grey_check *chk,
 {
 	char	 addr[INET6_ADDRSTRLEN], msg[MESSAGE_LEN];
 
-	(void)greydb_trap_client(&env->greylist, key, now);
+	if (greydb_trap_client(&env->greylist, key, now) == -1)
+		log_warnx("%s: trap not recorded in grey.mdb", key);
 	grey_fw_change(FW_WHITE, key, 0, 0);
 	grey_fw_change(FW_TRAP, key, 1, env->greylist.trapexp);
 	if (env->firewall.block_trapped)

@@ -102,6 +102,7 @@ int	 grey_parse_addr(const char *, struct sockaddr_storage *);
 extern struct grey_lists	 grey_lists;
 extern struct spf_domains	 spf_domains;
 extern struct addrset		*spf_white;
+extern struct addrset		*whitelist_set;
 extern time_t			 spf_white_built;
 void	 grey_lists_init(void);
 void	 grey_lists_config(void);

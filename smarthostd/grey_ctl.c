@@ -412,7 +412,8 @@ grey_delete(uint32_t client, const char *text)
 	if (strchr(key, '|') == NULL) {
 		grey_fw_change(FW_WHITE, key, 0, 0);
 		grey_fw_change(FW_TRAP, key, 0, 0);
-		grey_fw_change(FW_BLOCK, key, 0, 0);
+		/* A blocklist may hold the same address: the table again. */
+		grey_fw_resync(FW_BLOCK);
 		grey_fw_flush();
 	}
 	grey_ctl_result(client, 1, "%s: %d entr%s deleted", key, n,

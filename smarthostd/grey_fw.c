@@ -46,6 +46,7 @@
 #define FW_WALK_PAGE		4096
 #define FW_AUTH_CLIENTS_MAX	65536	/* clients whose failures count */
 #define FW_REFRESH_MIN		3600	/* a white refresh worth sending */
+#define FW_TIMEOUT_MAX		(10U * 365 * 86400)	/* as durations */
 
 /* A client's failed AUTHs within the window. */
 struct auth_failures {
@@ -66,8 +67,11 @@ static int	 grey_fw_on(enum firewall_table);
 static int	 grey_fw_key_addr(const char *, struct fw_addr *);
 static void	 grey_fw_put(struct fw_entry *);
 static void	 grey_fw_walk(enum grey_list_kind, struct fw_resync *);
+static struct addrset *grey_fw_minus(struct addrset *, const struct addrset *,
+		    const struct addrset *);
 static void	 grey_fw_walk_entry(const struct ctl_grey_entry *, void *);
 static void	 grey_fw_set_entry(const struct fw_addr *, void *);
+static int	 grey_fw_own(const struct sockaddr_storage *);
 int		 auth_failures_cmp(struct auth_failures *,
 		    struct auth_failures *);
 
@@ -137,23 +141,32 @@ grey_fw_change(enum firewall_table table, const char *key, int add,
 
 	if (!grey_fw_on(table))
 		return;
+	/* An entry with no time left (whiteexp 0) is no entry at all. */
+	if (add && timeout <= 0)
+		return;
 	memset(&e, 0, sizeof(e));
 	if (grey_fw_key_addr(key, &e.addr) == -1)
 		return;
 	e.table = table;
 	e.add = add;
-	e.timeout = timeout < 0 ? 0 : timeout > UINT32_MAX ? UINT32_MAX :
-	    (uint32_t)timeout;
+	e.timeout = timeout > FW_TIMEOUT_MAX ? FW_TIMEOUT_MAX : (uint32_t)timeout;
 	changes[nchanges++] = e;
 	if (nchanges == FW_CHUNK)
 		grey_fw_flush();
 }
 
-/* A white client's entry was renewed: worth telling once an hour. */
+/*
+ * A white client's entry was renewed: worth telling once an hour, or
+ * twice a whiteexp when that is shorter.
+ */
 void
 grey_fw_white_renewed(const char *key, time_t was, time_t now)
 {
-	if (now + env->greylist.whiteexp - was >= FW_REFRESH_MIN)
+	time_t	 every = env->greylist.whiteexp / 2;
+
+	if (every > FW_REFRESH_MIN)
+		every = FW_REFRESH_MIN;
+	if (now + env->greylist.whiteexp - was >= every)
 		grey_fw_change(FW_WHITE, key, 1, env->greylist.whiteexp);
 }
 
@@ -186,7 +199,7 @@ grey_fw_resync(enum firewall_table table)
 {
 	struct fw_resync	 r;
 	struct grey_list	*l, *w;
-	struct addrset		*set, *minus;
+	struct addrset		*set;
 	int			 t = table;
 
 	if (!grey_fw_on(table))
@@ -207,6 +220,7 @@ grey_fw_resync(enum firewall_table table)
 		grey_fw_walk(GREY_LIST_TRAP, &r);
 		break;
 	case FW_BLOCK:
+		/* Blocked and trapped clients are never whitelisted ones. */
 		grey_fw_walk(GREY_LIST_BLOCK, &r);
 		if (env->firewall.block_trapped) {
 			r.only_trapped = 1;
@@ -217,18 +231,18 @@ grey_fw_resync(enum firewall_table table)
 		TAILQ_FOREACH(l, &grey_lists, entry) {
 			if (l->white || l->set == NULL)
 				continue;
-			/* As at connect: a whitelist file takes them off. */
+			/*
+			 * As at connect: the whitelist table and the
+			 * whitelist files take them off.
+			 */
 			set = l->set;
 			TAILQ_FOREACH(w, &grey_lists, entry) {
 				if (!w->white || w->set == NULL)
 					continue;
-				if ((minus = addrset_subtract(set, w->set)) ==
-				    NULL)
-					fatal("grey_fw_resync");
-				if (set != l->set)
-					addrset_free(set);
-				set = minus;
+				set = grey_fw_minus(set, w->set, l->set);
 			}
+			if (whitelist_set != NULL)
+				set = grey_fw_minus(set, whitelist_set, l->set);
 			(void)addrset_walk(set, grey_fw_set_entry, &r);
 			if (set != l->set)
 				addrset_free(set);
@@ -249,6 +263,20 @@ grey_fw_resync(enum firewall_table table)
 	if (imsgev_compose(iev_peer[PROC_PF], IMSG_PF_TABLE_END, 0, 0, -1,
 	    &t, sizeof(t)) == -1)
 		fatal("grey_fw_resync");
+}
+
+/* set less white; the set given is freed unless it is the list's own. */
+static struct addrset *
+grey_fw_minus(struct addrset *set, const struct addrset *white,
+    const struct addrset *own)
+{
+	struct addrset	*minus;
+
+	if ((minus = addrset_subtract(set, white)) == NULL)
+		fatal("grey_fw_resync");
+	if (set != own)
+		addrset_free(set);
+	return (minus);
 }
 
 static void
@@ -291,7 +319,7 @@ grey_fw_walk_entry(const struct ctl_grey_entry *ge, void *arg)
 		return;
 	e.table = r->table;
 	e.add = 1;
-	e.timeout = ge->expire - r->now > UINT32_MAX ? UINT32_MAX :
+	e.timeout = ge->expire - r->now > FW_TIMEOUT_MAX ? FW_TIMEOUT_MAX :
 	    (uint32_t)(ge->expire - r->now);
 	grey_fw_put(&e);
 }
@@ -308,6 +336,23 @@ grey_fw_set_entry(const struct fw_addr *a, void *arg)
 	e.table = r->table;
 	e.add = 1;
 	grey_fw_put(&e);
+}
+
+/*
+ * This host's own loopback address: mail submitted on the host itself
+ * (a webmail) must not lock the host out over one stale password.
+ */
+static int
+grey_fw_own(const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in	*sin = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6	*sin6 = (const struct sockaddr_in6 *)ss;
+
+	if (ss->ss_family == AF_INET)
+		return (ntohl(sin->sin_addr.s_addr) == INADDR_LOOPBACK);
+	if (ss->ss_family == AF_INET6)
+		return (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+	return (0);
 }
 
 int
@@ -327,7 +372,8 @@ grey_auth_failed(const struct sockaddr_storage *client)
 	const struct firewall_config *fw = &env->firewall;
 	time_t			 now = time(NULL);
 
-	if (fw->block_auth_failures == 0 || addr_client_key(client,
+	if (fw->block_auth_failures == 0 || grey_whitelisted(client) ||
+	    grey_fw_own(client) || addr_client_key(client,
 	    env->greylist.ipv6_prefix, find.key, sizeof(find.key)) == -1)
 		return;
 	if ((c = RB_FIND(auth_clients, &auth_clients, &find)) == NULL) {
@@ -339,8 +385,13 @@ grey_auth_failed(const struct sockaddr_storage *client)
 					nauth_clients--;
 					free(c);
 				}
-		if (nauth_clients >= FW_AUTH_CLIENTS_MAX)
-			return;
+		/* Still full: one goes, so that filling it buys nothing. */
+		if (nauth_clients >= FW_AUTH_CLIENTS_MAX &&
+		    (c = RB_ROOT(&auth_clients)) != NULL) {
+			RB_REMOVE(auth_clients, &auth_clients, c);
+			nauth_clients--;
+			free(c);
+		}
 		if ((c = calloc(1, sizeof(*c))) == NULL)
 			fatal("grey_auth_failed");
 		(void)strlcpy(c->key, find.key, sizeof(c->key));

@@ -54,7 +54,7 @@ struct addrset			*spf_white;
 time_t				 spf_white_built;
 
 static struct event		 ev_load;
-static struct addrset		*whitelist_set;
+struct addrset			*whitelist_set;
 static int			 spf_white_dirty;
 
 void

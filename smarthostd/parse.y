@@ -283,6 +283,7 @@ static void	 match_cond(struct match_cond *, const char *, int, int,
 static void	 match_finish(void);
 static void	 firewall_begin(enum firewall_kind);
 static void	 firewall_table(int, const char *, const char *);
+static const char *firewall_name_taken(int, const char *);
 static void	 nft_table(const char *);
 static void	 string_list_clear(struct string_list *);
 static void	 spam_levels_finish(void);
@@ -3194,11 +3195,46 @@ firewall_table(int which, const char *name, const char *what)
 		yyerror("%s %s specified twice", what, names[which]);
 	fw_set |= 1 << which;
 	if ((why = config_firewall_name_error(conf->firewall.kind, name)) !=
-	    NULL)
+	    NULL) {
 		yyerror("invalid %s name \"%s\": %s", what, name, why);
-	else
-		(void)strlcpy(conf->firewall.tables[which], name,
-		    sizeof(conf->firewall.tables[which]));
+		return;
+	}
+	if ((why = firewall_name_taken(which, name)) != NULL) {
+		yyerror("%s %s \"%s\": the name is taken by %s", what,
+		    names[which], name, why);
+		return;
+	}
+	(void)strlcpy(conf->firewall.tables[which], name,
+	    sizeof(conf->firewall.tables[which]));
+}
+
+/*
+ * Two lists in one set would overwrite each other at every resync;
+ * with nftables, NAME6 is a set of its own too.
+ */
+static const char *
+firewall_name_taken(int which, const char *name)
+{
+	static const char	*names[FW_TABLE_MAX] = {
+		"white", "trap", "block", "spf-white"
+	};
+	const char		*other;
+	size_t			 len, olen;
+	int			 i, nft = conf->firewall.kind == FIREWALL_NFTABLES;
+
+	len = strlen(name);
+	for (i = 0; i < FW_TABLE_MAX; i++) {
+		other = conf->firewall.tables[i];
+		if (i == which || other[0] == '\0')
+			continue;
+		olen = strlen(other);
+		if (strcmp(other, name) == 0 || (nft && ((olen == len + 1 &&
+		    strncmp(other, name, len) == 0 && other[len] == '6') ||
+		    (len == olen + 1 && strncmp(name, other, olen) == 0 &&
+		    name[olen] == '6'))))
+			return (names[i]);
+	}
+	return (NULL);
 }
 
 /* "family name", as nft(8) names a table. */

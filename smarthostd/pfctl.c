@@ -111,6 +111,7 @@ static int			 resync_table = -1;
 static struct pfctl_tree	 resync_view = RB_INITIALIZER(&resync_view);
 static size_t			 resync_n;
 static int			 started;
+static time_t			 full_logged;	/* a table full, then */
 static struct event		 ev_tick;
 
 void
@@ -269,8 +270,9 @@ pfctl_check(struct fw_entry *e)
 		fatalx("grey sent an entry of table %u", e->table);
 	if (e->add > 1 || e->reserved != 0)
 		fatalx("grey sent a malformed entry");
+	/* A clock set wrong when grey.mdb was written: no reason to die. */
 	if (e->timeout > PFCTL_TIMEOUT_MAX)
-		fatalx("grey sent a timeout of %u seconds", e->timeout);
+		e->timeout = PFCTL_TIMEOUT_MAX;
 	pfctl_mask(&e->addr, e->addr.prefixlen);
 }
 
@@ -391,14 +393,18 @@ pfctl_change(struct fw_entry *e, struct fw_entry *ops, time_t now)
 			ops[nops] = *e;
 			ops[nops++].add = 0;
 		}
-		old = pfctl_insert(&tb->view, &tb->n, e, now);
+		if ((old = pfctl_insert(&tb->view, &tb->n, e, now)) == NULL)
+			return (nops);
 		if (covered || quiet)
 			return (nops);
 		if (pfctl_covers_others(&tb->view, old)) {
 			tb->dirty = 1;
 			return (0);
 		}
-		ops[nops++] = *e;
+		/* The firewall gets the time the view keeps. */
+		ops[nops] = *e;
+		ops[nops++].timeout = old->expire == 0 ? 0 :
+		    (uint32_t)(old->expire - now);
 		return (nops);
 	}
 	if (old == NULL)
@@ -554,13 +560,27 @@ pfctl_insert(struct pfctl_tree *tree, size_t *n, const struct fw_entry *fe,
 	e->addr = fe->addr;
 	e->expire = fe->timeout == 0 ? 0 : now + fe->timeout;
 	if ((old = RB_INSERT(pfctl_tree, tree, e)) != NULL) {
-		old->expire = e->expire;
+		/*
+		 * Sources that share an address (a blocklist, a trap, an
+		 * AUTH block): the longest time wins, and 0 is forever.
+		 */
+		if (old->expire != 0 && (e->expire == 0 ||
+		    e->expire > old->expire))
+			old->expire = e->expire;
 		free(e);
 		return (old);
 	}
-	if (++*n > PFCTL_ENTRIES_MAX)
-		fatalx("grey sent more than %d entries for a table",
-		    PFCTL_ENTRIES_MAX);
+	if (*n >= PFCTL_ENTRIES_MAX) {
+		RB_REMOVE(pfctl_tree, tree, e);
+		free(e);
+		if (now - full_logged >= 60) {
+			log_warnx("a table is full at %d entries; the rest "
+			    "is left out", PFCTL_ENTRIES_MAX);
+			full_logged = now;
+		}
+		return (NULL);
+	}
+	++*n;
 	return (e);
 }
 

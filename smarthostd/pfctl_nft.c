@@ -248,8 +248,11 @@ nft_elem(FILE *f, const struct fw_entry *e)
 	(void)fprintf(f, "%s", a);
 	if (e->addr.prefixlen != max)
 		(void)fprintf(f, "/%u", e->addr.prefixlen);
+	/* nft 1.0.6 refuses 100000000s and more, but not 1200d. */
 	if (e->add && e->timeout > 0)
-		(void)fprintf(f, " timeout %us", e->timeout);
+		(void)fprintf(f, " timeout %ud%uh%um%us", e->timeout / 86400,
+		    e->timeout / 3600 % 24, e->timeout / 60 % 60,
+		    e->timeout % 60);
 }
 
 /* Run the commands written to f as one transaction. */

@@ -862,20 +862,30 @@ void
 smtp_auth_failed(const struct smtp_session *s)
 {
 	struct smtp_auth_client	*c;
-	struct grey_connect	 gc;
 
 	smtp_stats.auth_failed++;
 	c = smtp_auth_client(s->peer_addr, 1);
 	c->failures++;
-	/* grey counts them for the firewall's block table. */
-	if (env->firewall.block_auth_failures > 0 &&
-	    iev_peer[PROC_GREY] != NULL) {
-		memset(&gc, 0, sizeof(gc));
-		gc.client = s->peer;
-		if (imsgev_compose(iev_peer[PROC_GREY], IMSG_GREY_AUTH_FAILED,
-		    s->id, 0, -1, &gc, sizeof(gc)) == -1)
-			log_warnx("session %u: cannot tell grey", s->id);
-	}
+	smtp_auth_tell_grey(s);
+}
+
+/*
+ * grey counts failed AUTHs, and those refused for too many failures,
+ * for the firewall's block table.
+ */
+void
+smtp_auth_tell_grey(const struct smtp_session *s)
+{
+	struct grey_connect	 gc;
+
+	if (env->firewall.block_auth_failures == 0 ||
+	    iev_peer[PROC_GREY] == NULL)
+		return;
+	memset(&gc, 0, sizeof(gc));
+	gc.client = s->peer;
+	if (imsgev_compose(iev_peer[PROC_GREY], IMSG_GREY_AUTH_FAILED, s->id,
+	    0, -1, &gc, sizeof(gc)) == -1)
+		log_warnx("session %u: cannot tell grey", s->id);
 }
 
 /*

@@ -216,6 +216,7 @@ void	 smtp_session_register(struct smtp_session *);
 void	 smtp_session_unregister(struct smtp_session *);
 int	 smtp_auth_blocked(const struct smtp_session *);
 void	 smtp_auth_failed(const struct smtp_session *);
+void	 smtp_auth_tell_grey(const struct smtp_session *);
 int	 smtp_send_auth(struct smtp_session *, const char *, const char *);
 int	 smtp_send_message(struct smtp_session *, struct envelope *);
 int	 smtp_grey_wanted(void);

@@ -1034,6 +1034,7 @@ cmd_auth(struct smtp_session *s, char *arg)
 	if (smtp_auth_blocked(s)) {
 		log_info("session %u: AUTH refused: too many failures from "
 		    "%s", s->id, s->peer_addr);
+		smtp_auth_tell_grey(s);
 		session_reply(s, "454 4.7.0 Too many authentication "
 		    "failures, try again later");
 		return;
