@@ -40,7 +40,7 @@
  * The control protocol version.  smarthostctl sends it first; any change
  * to an IMSG_CTL_* payload bumps it.
  */
-#define CONTROL_VERSION		6
+#define CONTROL_VERSION		7
 
 #define SMARTHOSTD_CONF		"/etc/smarthostd.conf"
 #define SMARTHOSTD_STATE	"/var/smarthostd"
@@ -117,6 +117,7 @@ enum imsg_type {
 	IMSG_CTL_SHOW_QUARANTINE,	/* answered as SHOW_QUEUE is */
 	IMSG_CTL_QUARANTINE_RELEASE,	/* string: message id */
 	IMSG_CTL_QUARANTINE_DELETE,	/* string: message id */
+	IMSG_CTL_BACKUP,		/* string: absolute archive path */
 
 	/* Process plumbing. */
 	IMSG_PROC_PEER = 100,
@@ -184,7 +185,15 @@ enum imsg_type {
 	IMSG_CONF_READY,
 	IMSG_CONF_FAILED,
 	IMSG_CONF_COMMIT,
-	IMSG_CONF_ABORT
+	IMSG_CONF_ABORT,
+
+	/*
+	 * parent -> queue, grey: copy your database into backup/ of the
+	 * state directory; the answer is DONE, or FAILED with a string.
+	 */
+	IMSG_BACKUP_COPY = 240,
+	IMSG_BACKUP_DONE,
+	IMSG_BACKUP_FAILED
 };
 
 /*
@@ -1173,6 +1182,7 @@ struct grey_tuple {
 int	 greydb_open(const char *, uint64_t);
 void	 greydb_close(void);
 int	 greydb_commit(void);
+int	 greydb_backup(const char *, char *, size_t);
 enum grey_verdict greydb_check(const struct greylist_config *,
 	    const struct grey_tuple *, const char *, time_t);
 int	 greydb_white_check(const struct greylist_config *, const char *,
