@@ -244,9 +244,15 @@ void	 session_continue(struct smtp_session *);
 void	 session_timer_reset(struct smtp_session *);
 void	 session_reply(struct smtp_session *, const char *, ...)
 	    __attribute__((__format__(printf, 2, 3)));
+void	 session_close_with(struct smtp_session *, const char *);
+void	 session_reset(struct smtp_session *);
+void	 sanitize(char *, const char *, size_t);
+
+/* smtp_data.c */
+int	 data_start(struct smtp_session *);
+int	 data_process(struct smtp_session *);
 void	 data_queue(struct smtp_session *, uint32_t);
 void	 data_answered(struct smtp_session *);
-void	 sanitize(char *, const char *, size_t);
 
 /* smtp_scan.c */
 void	 smtp_session_facts(struct smtp_session *,
