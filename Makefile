@@ -60,7 +60,7 @@ DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
 		smarthostd/message.c smarthostd/scan_score.c \
 		smarthostd/grey_lists.c smarthostd/grey_dns.c \
 		smarthostd/grey_ctl.c smarthostd/grey_fw.c smarthostd/smtp_scan.c \
-		smarthostd/smtp_data.c \
+		smarthostd/smtp_data.c smarthostd/smtp_auth.c \
 		$(PFCTL_BACKEND)
 CTL_SRCS =	smarthostctl/smarthostctl.c smarthostctl/parser.c
 
@@ -150,7 +150,7 @@ regress/unit/message_test: regress/unit/message_test.c smarthostd/message.o \
 	    $(COMPAT_SRCS:.c=.o) $(LDLIBS)
 
 smarthostd/smtp.o smarthostd/smtp_session.o smarthostd/smtp_scan.o \
-    smarthostd/smtp_data.o \
+    smarthostd/smtp_data.o smarthostd/smtp_auth.o \
     smarthostd/message.o: smarthostd/smtp.h
 smarthostd/pfctl.o $(PFCTL_BACKEND:.c=.o): smarthostd/pfctl.h
 smarthostd/grey.o smarthostd/grey_lists.o smarthostd/grey_dns.o \

@@ -244,9 +244,15 @@ void	 session_continue(struct smtp_session *);
 void	 session_timer_reset(struct smtp_session *);
 void	 session_reply(struct smtp_session *, const char *, ...)
 	    __attribute__((__format__(printf, 2, 3)));
+void	 session_error(struct smtp_session *, const char *, ...)
+	    __attribute__((__format__(printf, 2, 3)));
 void	 session_close_with(struct smtp_session *, const char *);
 void	 session_reset(struct smtp_session *);
 void	 sanitize(char *, const char *, size_t);
+
+/* smtp_auth.c */
+void	 cmd_auth(struct smtp_session *, char *);
+void	 auth_continue(struct smtp_session *, char *);
 
 /* smtp_data.c */
 int	 data_start(struct smtp_session *);
