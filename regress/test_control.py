@@ -53,8 +53,9 @@ def test_unknown_or_incomplete_command_is_a_usage_error():
                        text=True)
     assert r.returncode == 2
     assert "unknown argument: frob" in r.stderr
-    assert ("valid commands: encrypt explain greylist log pause quarantine "
-            "reload remove resume schedule show trap update") in r.stderr
+    assert ("valid commands: backup encrypt explain greylist log pause "
+            "quarantine reload remove resume schedule show trap "
+            "update") in r.stderr
     r = subprocess.run([SMARTHOSTCTL, "show"], capture_output=True,
                        text=True)
     assert r.returncode == 2

@@ -26,10 +26,12 @@
 #include <arpa/inet.h>
 
 #include <ctype.h>
+#include <err.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "smarthostd.h"
 #include "smarthostctl.h"
@@ -46,6 +48,7 @@ enum token_type {
 	GREYKEY,	/* an address, a network, or a greylist tuple */
 	MAILADDR,	/* local@domain */
 	TABLENAME,	/* a table or list name as the grammar takes it */
+	FILENAME,	/* a path, made absolute against the cwd */
 	STRING		/* any word */
 };
 
@@ -74,8 +77,10 @@ static const struct token t_ipaddr[];
 static const struct token t_greykey[];
 static const struct token t_mailaddr[];
 static const struct token t_tablename[];
+static const struct token t_filename[];
 
 static const struct token t_main[] = {
+	{ KEYWORD,	"backup",	CTL_BACKUP,	t_filename },
 	{ KEYWORD,	"encrypt",	CTL_ENCRYPT,	t_encrypt },
 	{ KEYWORD,	"explain",	CTL_EXPLAIN,	t_ipaddr },
 	{ KEYWORD,	"greylist",	CTL_NONE,	t_greylist },
@@ -152,6 +157,11 @@ static const struct token t_mailaddr[] = {
 
 static const struct token t_tablename[] = {
 	{ TABLENAME,	"NAME",		CTL_NONE,	NULL },
+	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
+};
+
+static const struct token t_filename[] = {
+	{ FILENAME,	"FILE",		CTL_NONE,	NULL },
 	{ ENDTOKEN,	"",		CTL_NONE,	NULL }
 };
 
@@ -324,6 +334,27 @@ valid_tablename(const char *s)
 }
 
 /*
+ * A file name the daemon can use, which runs elsewhere: relative to
+ * our working directory made absolute.  The file need not exist yet.
+ */
+static int
+absolute_path(const char *word, char *buf, size_t size)
+{
+	char	 cwd[PATH_MAX];
+	int	 n;
+
+	if (*word == '\0' || word[strlen(word) - 1] == '/')
+		return (0);
+	if (word[0] == '/')
+		return (strlcpy(buf, word, size) < size);
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		err(EXIT_USAGE, "getcwd");
+	n = snprintf(buf, size, "%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd,
+	    word);
+	return (n >= 0 && (size_t)n < size);
+}
+
+/*
  * A keyword by its full name or an unambiguous prefix; failing that, a
  * value the table takes (an id, a password).
  */
@@ -387,6 +418,10 @@ match_token(const char *word, const struct token *table,
 			if (!valid_tablename(word))
 				show_valid("invalid table name", word, table);
 			(void)strlcpy(res->arg, word, sizeof(res->arg));
+			return (&table[i]);
+		case FILENAME:
+			if (!absolute_path(word, res->path, sizeof(res->path)))
+				show_valid("invalid file name", word, table);
 			return (&table[i]);
 		case STRING:
 			res->password = word;

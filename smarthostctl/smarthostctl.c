@@ -185,6 +185,9 @@ main(int argc, char *argv[])
 	case CTL_EXPLAIN:
 		ctl_request(IMSG_CTL_EXPLAIN, res->arg, strlen(res->arg) + 1);
 		return (ctl_text());
+	case CTL_BACKUP:
+		ctl_request(IMSG_CTL_BACKUP, res->path, strlen(res->path) + 1);
+		return (ctl_result());
 	case CTL_ENCRYPT:
 	case CTL_NONE:
 		break;

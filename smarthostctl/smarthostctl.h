@@ -47,7 +47,8 @@ enum ctl_action {
 	CTL_EXPLAIN,
 	CTL_SHOW_QUARANTINE,
 	CTL_QUARANTINE_RELEASE,
-	CTL_QUARANTINE_DELETE
+	CTL_QUARANTINE_DELETE,
+	CTL_BACKUP
 };
 
 /* The longest argument: a tuple "client|helo|from|to". */
@@ -58,6 +59,7 @@ struct parse_result {
 	char		 id[32];	/* message id, or "all" */
 	char		 arg[CTL_ARG_MAX];	/* address, tuple, name */
 	const char	*password;	/* encrypt; NULL: read stdin */
+	char		 path[PATH_MAX];	/* backup: absolute */
 };
 
 /* Exit statuses that scripts can trust. */

@@ -70,6 +70,7 @@ static int	 control_client_forward(struct ctl_client *, uint32_t,
 		    uint32_t, const void *, size_t);
 static int	 control_client_string(struct imsg *, char *, size_t);
 static int	 control_client_grey(struct ctl_client *, struct imsg *);
+static int	 control_client_backup(struct ctl_client *, struct imsg *);
 static int	 control_arg_ok(uint32_t, const char *);
 static int	 control_client_count(uid_t);
 static struct ctl_client *control_client_find(uint32_t);
@@ -512,6 +513,8 @@ control_client_request(struct ctl_client *c, struct imsg *imsg)
 		    (unsigned int)c->uid);
 		return (control_client_forward(c, 1U << (smtp ? PROC_SMTP :
 		    PROC_QUEUE), type, NULL, 0));
+	case IMSG_CTL_BACKUP:
+		return (control_client_backup(c, imsg));
 	case IMSG_CTL_SHOW_GREYLIST:
 	case IMSG_CTL_SHOW_TABLES:
 	case IMSG_CTL_GREY_WHITE:
@@ -575,6 +578,35 @@ control_client_grey(struct ctl_client *c, struct imsg *imsg)
 	}
 	control_client_close(c, "bad request");
 	return (0);
+}
+
+/*
+ * backup FILE: the parent writes the archive, as root, where the client
+ * says, so only a privileged client may ask.  The path is absolute
+ * (smarthostctl resolves it) and printable, for the log.
+ */
+static int
+control_client_backup(struct ctl_client *c, struct imsg *imsg)
+{
+	char		 path[PATH_MAX];
+	const char	*p;
+
+	if (control_client_string(imsg, path, sizeof(path)) == -1) {
+		control_client_close(c, "bad request");
+		return (0);
+	}
+	if (path[0] != '/')
+		return (control_client_fail(c, "the archive path must be "
+		    "absolute"));
+	for (p = path; *p != '\0'; p++)
+		if (*p < ' ' || *p > '~')
+			return (control_client_fail(c, "invalid argument"));
+	if (!control_client_privileged(c))
+		return (control_client_fail(c, "permission denied"));
+	log_info("backup to %s requested by uid %u", path,
+	    (unsigned int)c->uid);
+	return (control_client_forward(c, 1U << PROC_PARENT, IMSG_CTL_BACKUP,
+	    path, strlen(path) + 1));
 }
 
 /*

@@ -92,6 +92,7 @@ static void	 grey_dispatch_peer(struct imsgev *, struct imsg *);
 static void	 grey_config_commit(struct smarthost_config *);
 static void	 grey_shutdown(void);
 static void	 grey_open(void);
+static void	 grey_backup(struct imsgev *, uint32_t);
 static void	 grey_tick(int, short, void *);
 
 static void	 grey_not_ready(struct imsgev *, struct imsg *);
@@ -226,6 +227,10 @@ grey_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 	case IMSG_GREY_LIST_FILE:
 		grey_list_file(imsg);
 		break;
+	case IMSG_BACKUP_COPY:
+		imsg_expect_size(imsg, 0);
+		grey_backup(iev, imsg_get_id(imsg));
+		break;
 	case IMSG_GREY_LIST_MISSING:
 		name = imsg_expect_string(imsg);
 		log_debug("list %s: no file; keeping what it had", name);
@@ -246,6 +251,30 @@ grey_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 		fatalx("unexpected imsg %u from the parent",
 		    imsg_get_type(imsg));
 	}
+}
+
+/*
+ * The parent's backup: a copy of grey.mdb in backup/ of the state
+ * directory, which the parent made for us and then archives.
+ */
+static void
+grey_backup(struct imsgev *iev, uint32_t id)
+{
+	char	 path[PATH_MAX], why[MESSAGE_LEN];
+
+	why[0] = '\0';
+	if ((size_t)snprintf(path, sizeof(path), "%s/backup/grey.mdb",
+	    strcmp(grey_dir, "/") == 0 ? "" : grey_dir) >= sizeof(path))
+		(void)strlcpy(why, "grey.mdb: backup path too long",
+		    sizeof(why));
+	else if (!grey_opened)
+		(void)strlcpy(why, "grey.mdb is not open yet", sizeof(why));
+	else
+		(void)greydb_backup(path, why, sizeof(why));
+	if (why[0] != '\0')
+		log_warnx("backup: %s", why);
+	imsgev_compose(iev, why[0] == '\0' ? IMSG_BACKUP_DONE :
+	    IMSG_BACKUP_FAILED, id, 0, -1, why, strlen(why) + 1);
 }
 
 static void

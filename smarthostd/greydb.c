@@ -187,6 +187,33 @@ greydb_commit(void)
 	return (0);
 }
 
+/*
+ * A consistent, compacted copy of grey.mdb at path (which must not
+ * exist), for a backup.  What was written is committed first, so the
+ * copy holds it.  The copy runs in a read transaction and blocks the
+ * process until it is done.  Returns -1 with the reason in why.
+ */
+int
+greydb_backup(const char *path, char *why, size_t len)
+{
+	int	 rc;
+
+	if (grey_env == NULL) {
+		(void)strlcpy(why, "grey.mdb is not open", len);
+		return (-1);
+	}
+	if (greydb_commit() == -1) {
+		(void)strlcpy(why, "grey.mdb: commit failed", len);
+		return (-1);
+	}
+	if ((rc = mdb_env_copy2(grey_env, path, MDB_CP_COMPACT)) != 0) {
+		(void)snprintf(why, len, "grey.mdb: copy: %s",
+		    mdb_strerror(rc));
+		return (-1);
+	}
+	return (0);
+}
+
 static MDB_txn *
 greydb_txn(void)
 {

@@ -116,6 +116,8 @@ static void	 queue_config_commit(struct smarthost_config *);
 static void	 queue_shutdown(void);
 static void	 queue_events_init(void);
 static void	 queue_open(void);
+static void	 queue_dispatch_parent(struct imsgev *, struct imsg *);
+static void	 queue_backup(struct imsgev *, uint32_t);
 static void	 queue_message_received(struct imsg *);
 static void	 queue_commit_pending(int, short, void *);
 static void	 queue_drain_smtp(void);
@@ -151,6 +153,7 @@ static void	 queue_stat_send(const char *, uint64_t, void *);
 static void	 text_escaped(FILE *, const unsigned char *, size_t);
 
 static const struct proc_handlers	 queue_handlers = {
+	.parent =		queue_dispatch_parent,
 	.peer =			queue_dispatch_peer,
 	.config_commit =	queue_config_commit,
 	.shutdown =		queue_shutdown
@@ -196,6 +199,54 @@ queue_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
 		fatalx("unexpected imsg %u from %s", imsg_get_type(imsg),
 		    proc_name(iev->peer));
 	}
+}
+
+static void
+queue_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
+{
+	queue_events_init();
+	switch (imsg_get_type(imsg)) {
+	case IMSG_BACKUP_COPY:
+		imsg_expect_size(imsg, 0);
+		queue_backup(iev, imsg_get_id(imsg));
+		break;
+	default:
+		fatalx("unexpected imsg %u from the parent",
+		    imsg_get_type(imsg));
+	}
+}
+
+/*
+ * The parent's backup: a consistent, compacted copy of queue.mdb in
+ * backup/ of the state directory, which the parent made for us and
+ * then archives.  Messages received and not yet committed go in first.
+ * The copy is a read transaction: deliveries could go on, but this
+ * process waits for the copy to finish.
+ */
+static void
+queue_backup(struct imsgev *iev, uint32_t id)
+{
+	char	 path[PATH_MAX], why[MESSAGE_LEN];
+	int	 rc;
+
+	why[0] = '\0';
+	if ((size_t)snprintf(path, sizeof(path), "%s/backup/%s",
+	    strcmp(queue_dir, "/") == 0 ? "" : queue_dir, QUEUE_DB_FILE) >=
+	    sizeof(path))
+		(void)strlcpy(why, "queue.mdb: backup path too long",
+		    sizeof(why));
+	else if (queue_env == NULL)
+		(void)strlcpy(why, "queue.mdb is not open yet", sizeof(why));
+	else {
+		queue_flush();
+		if ((rc = mdb_env_copy2(queue_env, path, MDB_CP_COMPACT)) != 0)
+			(void)snprintf(why, sizeof(why), "queue.mdb: copy: %s",
+			    mdb_strerror(rc));
+	}
+	if (why[0] != '\0')
+		log_warnx("backup: %s", why);
+	imsgev_compose(iev, why[0] == '\0' ? IMSG_BACKUP_DONE :
+	    IMSG_BACKUP_FAILED, id, 0, -1, why, strlen(why) + 1);
 }
 
 /*

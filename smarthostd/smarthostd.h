@@ -189,7 +189,8 @@ enum imsg_type {
 
 	/*
 	 * parent -> queue, grey: copy your database into backup/ of the
-	 * state directory; the answer is DONE, or FAILED with a string.
+	 * state directory; the answer is DONE with an empty string, or
+	 * FAILED with the reason.
 	 */
 	IMSG_BACKUP_COPY = 240,
 	IMSG_BACKUP_DONE,
