@@ -225,15 +225,91 @@ run: deps users
 	@echo "  stop with ^C"
 	./smarthostd/smarthostd -d -f etc/smarthostd-dev.conf -D vardir=$(CURDIR)/var
 
-install: all users
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
-	install -m 0555 smarthostd/smarthostd $(DESTDIR)$(SBINDIR)/smarthostd
-	install -m 0555 smarthostctl/smarthostctl $(DESTDIR)$(SBINDIR)/smarthostctl
-	install -m 0444 man/smarthostd.8 man/smarthostctl.8 $(DESTDIR)$(MANDIR)/man8/
+# Where install puts what is not a binary or a manual.  STATEDIR must
+# match "state" in smarthostd.conf; the service files name SBINDIR.
+STATEDIR ?=	/var/smarthostd
+EXAMPLEDIR ?=	$(PREFIX)/share/examples/smarthostd
+SYSTEMDDIR ?=	/lib/systemd/system
+RCDIR ?=	/etc/rc.d
+INSTALL_FILES =	$(DESTDIR)$(SBINDIR)/smarthostd \
+		$(DESTDIR)$(SBINDIR)/smarthostctl \
+		$(DESTDIR)$(MANDIR)/man8/smarthostd.8 \
+		$(DESTDIR)$(MANDIR)/man8/smarthostctl.8 \
+		$(DESTDIR)$(MANDIR)/man5/smarthostd.conf.5 \
+		$(DESTDIR)$(SYSCONFDIR)/smarthostd.conf.example \
+		$(DESTDIR)$(SYSTEMDDIR)/smarthostd.service \
+		$(DESTDIR)$(SYSTEMDDIR)/smarthostd-backup.service \
+		$(DESTDIR)$(SYSTEMDDIR)/smarthostd-backup.timer \
+		$(DESTDIR)$(SYSCONFDIR)/logrotate.d/smarthostd \
+		$(DESTDIR)$(SYSCONFDIR)/rsyslog.d/smarthostd.conf \
+		$(DESTDIR)$(RCDIR)/smarthostd
+EXAMPLES =	etc/pf.conf etc/nftables.conf etc/cron.example \
+		etc/syslog.conf etc/newsyslog.conf
+SYSTEMD_UNITS =	smarthostd.service smarthostd-backup.service \
+		smarthostd-backup.timer
+
+.PHONY: install uninstall
+
+# Never overwrites an existing smarthostd.conf.  With DESTDIR set (a
+# package build), the users are not created and the state directory is
+# left owned by whoever installs: both are the package's job.
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR) \
+	    $(DESTDIR)$(EXAMPLEDIR)
+	install -m 0555 smarthostd/smarthostd smarthostctl/smarthostctl \
+	    $(DESTDIR)$(SBINDIR)/
+	install -m 0444 man/smarthostd.8 man/smarthostctl.8 \
+	    $(DESTDIR)$(MANDIR)/man8/
 	install -m 0444 man/smarthostd.conf.5 $(DESTDIR)$(MANDIR)/man5/
-	install -d $(DESTDIR)$(SYSCONFDIR)
-	[ -e $(DESTDIR)$(SYSCONFDIR)/smarthostd.conf ] || \
-	    install -m 0644 etc/smarthostd.conf $(DESTDIR)$(SYSCONFDIR)/smarthostd.conf
+	install -m 0444 $(EXAMPLES) $(DESTDIR)$(EXAMPLEDIR)/
+	install -m 0644 etc/smarthostd.conf \
+	    $(DESTDIR)$(SYSCONFDIR)/smarthostd.conf.example
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/smarthostd.conf ]; then \
+		echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/smarthostd.conf;" \
+		    "the new example is smarthostd.conf.example"; \
+	else \
+		echo "install -m 0644 etc/smarthostd.conf" \
+		    "$(DESTDIR)$(SYSCONFDIR)/smarthostd.conf"; \
+		install -m 0644 etc/smarthostd.conf \
+		    $(DESTDIR)$(SYSCONFDIR)/smarthostd.conf; \
+	fi
+ifeq ($(OS),OpenBSD)
+	install -d $(DESTDIR)$(RCDIR)
+	sed 's,/usr/local/sbin/,$(SBINDIR)/,g' etc/rc.d/smarthostd \
+	    >$(DESTDIR)$(RCDIR)/smarthostd
+	chmod 0555 $(DESTDIR)$(RCDIR)/smarthostd
+else
+	install -d $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(SYSCONFDIR)/logrotate.d \
+	    $(DESTDIR)$(SYSCONFDIR)/rsyslog.d
+	for u in $(SYSTEMD_UNITS); do \
+		sed 's,/usr/local/sbin/,$(SBINDIR)/,g' etc/systemd/$$u \
+		    >$(DESTDIR)$(SYSTEMDDIR)/$$u && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/$$u || exit 1; \
+	done
+	install -d -m 0700 $(DESTDIR)/var/backups/smarthostd
+	install -m 0644 etc/logrotate.d/smarthostd \
+	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d/smarthostd
+	install -m 0644 etc/rsyslog.d/smarthostd.conf \
+	    $(DESTDIR)$(SYSCONFDIR)/rsyslog.d/smarthostd.conf
+endif
+	install -d -m 0755 $(DESTDIR)/var/empty
+ifeq ($(DESTDIR),)
+	@$(MAKE) -s users
+	install -d -m 0700 -o _smarthostd -g "$$(id -g _smarthostd)" \
+	    $(STATEDIR)
+else
+	install -d -m 0700 $(DESTDIR)$(STATEDIR)
+	@echo "install: DESTDIR is set: not creating the users _smarthostd" \
+	    "and _smarthostd_scan, and $(STATEDIR) is not chowned to" \
+	    "_smarthostd; the package must do both"
+endif
+
+# Leaves smarthostd.conf, the state directory and the users alone.
+uninstall:
+	rm -f $(INSTALL_FILES)
+	rm -f $(addprefix $(DESTDIR)$(EXAMPLEDIR)/,$(notdir $(EXAMPLES)))
+	-rmdir $(DESTDIR)$(EXAMPLEDIR)
 
 lint:
 	mandoc -Tlint -W warning $(MANPAGES)
