@@ -60,7 +60,7 @@ DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
 		smarthostd/message.c smarthostd/scan_score.c \
 		smarthostd/grey_lists.c smarthostd/grey_dns.c \
 		smarthostd/grey_ctl.c smarthostd/grey_fw.c smarthostd/smtp_scan.c \
-		smarthostd/smtp_data.c smarthostd/smtp_auth.c \
+		smarthostd/smtp_data.c smarthostd/smtp_auth.c smarthostd/backup.c \
 		$(PFCTL_BACKEND)
 CTL_SRCS =	smarthostctl/smarthostctl.c smarthostctl/parser.c
 

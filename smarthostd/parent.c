@@ -53,8 +53,6 @@
 #define CONFIG_ANSWER_TIMEOUT	30	/* seconds for children to answer */
 #define SHUTDOWN_GRACE		10	/* seconds before SIGKILL */
 #define LIST_POLL_INTERVAL	5	/* seconds between stat()s of lists */
-#define BACKUP_TIMEOUT		600	/* seconds for the database copies */
-#define TAR_BLOCK		512
 
 enum conf_state {
 	CONF_IDLE,
@@ -119,17 +117,6 @@ static struct event		 list_timer;
 /* The table of an update table that waits for the reload, or "". */
 static char			 conf_update[NAME_MAX_LEN];
 
-/* The backup in progress: one at a time. */
-static struct {
-	int			 active;
-	uint32_t		 requester;	/* control client */
-	uint32_t		 seq;		/* imsg id of the copies */
-	uint32_t		 waiting;	/* bits: queue, grey */
-	char			 path[PATH_MAX];
-	char			 failed[MESSAGE_LEN - 64];
-	struct event		 timer;
-} backup;
-
 /* Listening sockets, bound once at start-up and handed to smtp. */
 static struct {
 	struct listener		*listener;
@@ -165,25 +152,7 @@ static void	 parent_config_answer(struct child *, struct imsg *);
 static void	 parent_config_end(int, const char *);
 static void	 parent_config_timeout(int, short, void *);
 static void	 parent_keep_restart_settings(struct smarthost_config *);
-static void	 parent_reply(uint32_t, int, const char *);
 static void	 parent_send_status(uint32_t);
-static void	 parent_backup_start(uint32_t, const char *);
-static void	 parent_backup_answer(struct imsgev *, struct imsg *);
-static void	 parent_backup_timeout(int, short, void *);
-static void	 parent_backup_end(void);
-static void	 parent_backup_clean(void);
-static int	 parent_backup_write(const char *, char *, size_t);
-static int	 backup_state_path(char *, size_t, const char *);
-static void	 backup_named_files(struct string_list *);
-static void	 backup_name_add(struct string_list *, const char *);
-static int	 backup_tar_file(int, FILE *, const char *, const char *,
-		    const char *, char *, size_t);
-static int	 backup_tar_header(int, const char *, uint64_t, time_t,
-		    char *, size_t);
-static int	 backup_write(int, const void *, size_t, char *, size_t);
-static void	 backup_octal(unsigned char *, size_t, uint64_t);
-static void	 backup_msg(char *, size_t, const char *, ...)
-		    __attribute__((__format__(printf, 3, 4)));
 
 int
 parent_main(int debug, int verbose, const char *file, const char *argv0)
@@ -235,7 +204,7 @@ parent_main(int debug, int verbose, const char *file, const char *argv0)
 	signal_add(&ev_sigchld, NULL);
 	evtimer_set(&conf_timer, parent_config_timeout, NULL);
 	evtimer_set(&list_timer, parent_lists_poll, NULL);
-	evtimer_set(&backup.timer, parent_backup_timeout, NULL);
+	backup_init();
 
 	parent_start_children(conf, control_fd);
 	parent_send_listeners();
@@ -645,7 +614,7 @@ parent_dispatch_child(struct imsgev *iev, struct imsg *imsg)
 		break;
 	case IMSG_BACKUP_DONE:
 	case IMSG_BACKUP_FAILED:
-		parent_backup_answer(iev, imsg);
+		backup_answer(iev, imsg);
 		break;
 	case IMSG_CTL_OK:
 	case IMSG_CTL_FAIL:
@@ -754,7 +723,7 @@ parent_dispatch_control(struct imsg *imsg)
 		name = imsg_expect_string(imsg);
 		if (name[0] != '/')
 			fatalx("control sent a relative backup path");
-		parent_backup_start(id, name);
+		backup_start(id, name);
 		free(name);
 		break;
 	case IMSG_CTL_LOG_VERBOSE:
@@ -776,7 +745,7 @@ parent_dispatch_control(struct imsg *imsg)
 	}
 }
 
-static void
+void
 parent_reply(uint32_t id, int ok, const char *message)
 {
 	struct ctl_result	 res;
@@ -786,6 +755,13 @@ parent_reply(uint32_t id, int ok, const char *message)
 	(void)strlcpy(res.message, message, sizeof(res.message));
 	imsgev_compose(&children[PROC_CONTROL].iev,
 	    ok ? IMSG_CTL_OK : IMSG_CTL_FAIL, id, 0, -1, &res, sizeof(res));
+}
+
+/* The channel to a child, for the parent's other files. */
+struct imsgev *
+parent_child(enum smarthost_proc p)
+{
+	return (&children[p].iev);
 }
 
 static void
@@ -1286,486 +1262,4 @@ parent_lists_poll(int fd, short event, void *arg)
 		(void)parent_list_send(lf, 0, why, sizeof(why));
 	}
 	evtimer_add(&list_timer, &tv);
-}
-
-/*
- * backup FILE.  queue and grey each write a consistent copy of their
- * database into backup/ of the state directory (they are chrooted
- * there); then the parent, which alone can read the configuration and
- * the files it names, writes one POSIX ustar archive at FILE: first
- * under a temporary name, mode 0600 (it holds keys and password
- * hashes), then renamed.  Writing the archive blocks the parent for
- * its duration, as the copies block queue and grey.
- */
-
-static void
-parent_backup_start(uint32_t id, const char *path)
-{
-	struct timeval		 tv = { BACKUP_TIMEOUT, 0 };
-	struct stat		 sb;
-	struct passwd		*pw;
-	char			 dir[PATH_MAX], msg[MESSAGE_LEN];
-	char			*slash;
-	int			 rc;
-
-	if (backup.active) {
-		parent_reply(id, 0, "a backup is already in progress");
-		return;
-	}
-	/* Say at once that the archive cannot be written there. */
-	(void)strlcpy(dir, path, sizeof(dir));
-	if ((slash = strrchr(dir, '/')) == NULL || slash[1] == '\0') {
-		parent_reply(id, 0, "the archive path must name a file");
-		return;
-	}
-	slash[slash == dir ? 1 : 0] = '\0';
-	errno = 0;
-	if (stat(dir, &sb) == -1 || !S_ISDIR(sb.st_mode)) {
-		backup_msg(msg, sizeof(msg), "cannot write the archive "
-		    "in %s: %s", dir, errno != 0 ? strerror(errno) :
-		    "not a directory");
-		parent_reply(id, 0, msg);
-		return;
-	}
-
-	parent_backup_clean();
-	if (backup_state_path(dir, sizeof(dir), NULL) == -1) {
-		parent_reply(id, 0, "state directory path too long");
-		return;
-	}
-	if (!proc_privsep())
-		rc = mkdir(dir, 0700) == -1 && errno != EEXIST ? -1 : 0;
-	else if ((pw = getpwnam(env->user)) == NULL) {
-		errno = ENOENT;
-		rc = -1;
-	} else
-		rc = mkdir_owned(dir, pw->pw_uid, pw->pw_gid, 0700);
-	if (rc == -1) {
-		backup_msg(msg, sizeof(msg), "%s: %s", dir,
-		    strerror(errno));
-		parent_reply(id, 0, msg);
-		return;
-	}
-
-	backup.active = 1;
-	backup.requester = id;
-	backup.seq++;
-	backup.waiting = 1U << PROC_QUEUE | 1U << PROC_GREY;
-	backup.failed[0] = '\0';
-	(void)strlcpy(backup.path, path, sizeof(backup.path));
-	imsgev_compose(&children[PROC_QUEUE].iev, IMSG_BACKUP_COPY,
-	    backup.seq, 0, -1, NULL, 0);
-	imsgev_compose(&children[PROC_GREY].iev, IMSG_BACKUP_COPY,
-	    backup.seq, 0, -1, NULL, 0);
-	evtimer_add(&backup.timer, &tv);
-}
-
-/* A copy is done, or failed; an answer to an abandoned backup is late. */
-static void
-parent_backup_answer(struct imsgev *iev, struct imsg *imsg)
-{
-	uint32_t	 bit = 1U << iev->peer;
-	char		*reason;
-
-	if (iev->peer != PROC_QUEUE && iev->peer != PROC_GREY)
-		fatalx("backup answer from %s", proc_name(iev->peer));
-	reason = imsg_expect_string(imsg);
-	if ((imsg_get_type(imsg) == IMSG_BACKUP_DONE) != (reason[0] == '\0'))
-		fatalx("malformed backup answer from %s",
-		    proc_name(iev->peer));
-	if (!backup.active || imsg_get_id(imsg) != backup.seq ||
-	    (backup.waiting & bit) == 0) {
-		log_debug("backup: late answer from %s", proc_name(iev->peer));
-		free(reason);
-		return;
-	}
-	backup.waiting &= ~bit;
-	if (reason[0] != '\0' && backup.failed[0] == '\0')
-		backup_msg(backup.failed, sizeof(backup.failed),
-		    "%s process: %s", proc_name(iev->peer), reason);
-	free(reason);
-	if (backup.waiting == 0)
-		parent_backup_end();
-}
-
-static void
-parent_backup_timeout(int fd, short event, void *arg)
-{
-	(void)fd;
-	(void)event;
-	(void)arg;
-	backup_msg(backup.failed, sizeof(backup.failed),
-	    "the %s process did not finish its copy within %d seconds",
-	    proc_name(backup.waiting & 1U << PROC_QUEUE ? PROC_QUEUE :
-	    PROC_GREY), BACKUP_TIMEOUT);
-	backup.waiting = 0;
-	parent_backup_end();
-}
-
-static void
-parent_backup_end(void)
-{
-	char	 msg[MESSAGE_LEN];
-
-	evtimer_del(&backup.timer);
-	if (backup.failed[0] != '\0')
-		backup_msg(msg, sizeof(msg), "backup failed: %s",
-		    backup.failed);
-	else if (parent_backup_write(backup.path, msg, sizeof(msg)) == 0) {
-		log_info("backup written: %s", msg);
-		parent_reply(backup.requester, 1, msg);
-		msg[0] = '\0';
-	}
-	if (msg[0] != '\0') {
-		log_warnx("%s", msg);
-		parent_reply(backup.requester, 0, msg);
-	}
-	parent_backup_clean();
-	backup.active = 0;
-}
-
-/* <state>/backup, or a file in it; -1 when too long. */
-static int
-backup_state_path(char *buf, size_t len, const char *file)
-{
-	int	 n;
-
-	n = snprintf(buf, len, "%s/backup%s%s", env->state_dir,
-	    file != NULL ? "/" : "", file != NULL ? file : "");
-	return (n < 0 || (size_t)n >= len ? -1 : 0);
-}
-
-static void
-parent_backup_clean(void)
-{
-	const char	*files[] = { "queue.mdb", "grey.mdb" };
-	char		 path[PATH_MAX];
-	size_t		 i;
-
-	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++)
-		if (backup_state_path(path, sizeof(path), files[i]) == 0 &&
-		    unlink(path) == -1 && errno != ENOENT)
-			log_warn("backup: %s", path);
-	if (backup_state_path(path, sizeof(path), NULL) == 0 &&
-	    rmdir(path) == -1 && errno != ENOENT)
-		log_warn("backup: %s", path);
-}
-
-/*
- * The archive: MANIFEST (where each file came from), state/queue.mdb,
- * state/grey.mdb, etc/smarthostd.conf, and under files/ by their
- * absolute paths the files the configuration names.  On success msg is
- * "FILE: N bytes"; otherwise the reason.
- */
-static int
-parent_backup_write(const char *path, char *msg, size_t len)
-{
-	struct string_list	 named;
-	struct string_entry	*se;
-	struct stat		 sb;
-	FILE			*manifest = NULL;
-	char			*text = NULL;
-	char			 tmp[PATH_MAX], src[PATH_MAX], name[PATH_MAX];
-	char			 why[MESSAGE_LEN - 64];
-	size_t			 text_len = 0;
-	time_t			 now = time(NULL);
-	int			 fd = -1, rc = -1;
-
-	TAILQ_INIT(&named);
-	why[0] = '\0';
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >=
-	    sizeof(tmp)) {
-		backup_msg(msg, len, "%s: path too long", path);
-		return (-1);
-	}
-	if ((fd = mkstemp(tmp)) == -1 || fchmod(fd, 0600) == -1) {
-		backup_msg(msg, len, "%s: %s", tmp, strerror(errno));
-		if (fd != -1) {
-			(void)close(fd);
-			(void)unlink(tmp);
-		}
-		return (-1);
-	}
-	if ((manifest = open_memstream(&text, &text_len)) == NULL) {
-		(void)strlcpy(why, "out of memory", sizeof(why));
-		goto done;
-	}
-	(void)fprintf(manifest, "# smarthostd %s backup of %s, %lld\n"
-	    "# name in the archive, then where it came from\n",
-	    SMARTHOSTD_VERSION, env->hostname, (long long)now);
-
-	if (backup_state_path(src, sizeof(src), "queue.mdb") == -1 ||
-	    backup_tar_file(fd, manifest, "state/queue.mdb", src,
-	    env->state_dir, why, sizeof(why)) == -1 ||
-	    backup_state_path(src, sizeof(src), "grey.mdb") == -1 ||
-	    backup_tar_file(fd, manifest, "state/grey.mdb", src,
-	    env->state_dir, why, sizeof(why)) == -1 ||
-	    backup_tar_file(fd, manifest, "etc/smarthostd.conf", conffile,
-	    NULL, why, sizeof(why)) == -1)
-		goto done;
-
-	backup_named_files(&named);
-	TAILQ_FOREACH(se, &named, entry) {
-		if ((size_t)snprintf(name, sizeof(name), "files%s%s",
-		    se->value[0] == '/' ? "" : "/", se->value) >=
-		    sizeof(name)) {
-			backup_msg(why, sizeof(why), "%s: path too long",
-			    se->value);
-			goto done;
-		}
-		if (backup_tar_file(fd, manifest, name, se->value, NULL, why,
-		    sizeof(why)) == -1) {
-			if (errno != ENOENT)
-				goto done;
-			/* A list's file may be missing: the daemon runs on. */
-			log_warnx("backup: %s", why);
-			(void)fprintf(manifest, "# missing: %s\n", se->value);
-			why[0] = '\0';
-		}
-	}
-
-	if (fclose(manifest) == EOF) {
-		manifest = NULL;
-		(void)strlcpy(why, "MANIFEST: out of memory", sizeof(why));
-		goto done;
-	}
-	manifest = NULL;
-	if (backup_tar_header(fd, "MANIFEST", text_len, now, why,
-	    sizeof(why)) == -1 ||
-	    backup_write(fd, text, text_len, why, sizeof(why)) == -1 ||
-	    backup_write(fd, NULL, (TAR_BLOCK - text_len % TAR_BLOCK) %
-	    TAR_BLOCK + 2 * TAR_BLOCK, why, sizeof(why)) == -1)
-		goto done;
-	if (fsync(fd) == -1 || fstat(fd, &sb) == -1) {
-		backup_msg(why, sizeof(why), "%s", strerror(errno));
-		goto done;
-	}
-	if (close(fd) == -1 || rename(tmp, path) == -1) {
-		fd = -1;
-		backup_msg(why, sizeof(why), "%s", strerror(errno));
-		goto done;
-	}
-	fd = -1;
-	backup_msg(msg, len, "%s: %lld bytes", path,
-	    (long long)sb.st_size);
-	rc = 0;
- done:
-	if (manifest != NULL)
-		(void)fclose(manifest);
-	free(text);
-	while ((se = TAILQ_FIRST(&named)) != NULL) {
-		TAILQ_REMOVE(&named, se, entry);
-		free(se->value);
-		free(se);
-	}
-	if (rc == -1) {
-		if (fd != -1)
-			(void)close(fd);
-		(void)unlink(tmp);
-		backup_msg(msg, len, "backup failed: %s: %s", path, why);
-	}
-	return (rc);
-}
-
-/* Every file the configuration names, once; the maildir is not one. */
-static void
-backup_named_files(struct string_list *named)
-{
-	struct table		*t;
-	struct pki		*p;
-	struct blocklist	*b;
-	struct action		*a;
-
-	TAILQ_FOREACH(t, &env->tables, entry)
-		if (t->source == TABLE_FILE)
-			backup_name_add(named, t->path);
-	TAILQ_FOREACH(p, &env->pkis, entry) {
-		backup_name_add(named, p->cert_file);
-		backup_name_add(named, p->key_file);
-	}
-	TAILQ_FOREACH(b, &env->blocklists, entry)
-		backup_name_add(named, b->path);
-	TAILQ_FOREACH(a, &env->actions, entry)
-		backup_name_add(named, a->ca_file);
-}
-
-static void
-backup_name_add(struct string_list *named, const char *path)
-{
-	struct string_entry	*se;
-
-	if (path[0] == '\0')
-		return;
-	TAILQ_FOREACH(se, named, entry)
-		if (strcmp(se->value, path) == 0)
-			return;
-	if (string_list_add(named, path) == -1)
-		fatal("backup");
-}
-
-/*
- * One regular file into the archive as name, and a line of the
- * manifest saying where it came from: from, or src.  A copy in the
- * state directory is opened without following links: queue and grey
- * could have put one there.  On error errno is kept for the caller.
- */
-static int
-backup_tar_file(int out, FILE *manifest, const char *name, const char *src,
-    const char *from, char *why, size_t len)
-{
-	struct stat	 sb;
-	unsigned char	 buf[64 * 1024];
-	uint64_t	 left;
-	ssize_t		 n;
-	int		 fd, saved;
-
-	if ((fd = open(src, O_RDONLY | O_CLOEXEC |
-	    (from != NULL ? O_NOFOLLOW : 0))) == -1 || fstat(fd, &sb) == -1) {
-		saved = errno;
-		backup_msg(why, len, "%s: %s", src, strerror(errno));
-		if (fd != -1)
-			(void)close(fd);
-		errno = saved;
-		return (-1);
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		(void)close(fd);
-		backup_msg(why, len, "%s: not a regular file", src);
-		errno = EINVAL;
-		return (-1);
-	}
-	if (backup_tar_header(out, name, sb.st_size, sb.st_mtime, why,
-	    len) == -1) {
-		(void)close(fd);
-		errno = EINVAL;
-		return (-1);
-	}
-	for (left = sb.st_size; left > 0; left -= n) {
-		n = read(fd, buf, left < sizeof(buf) ? left : sizeof(buf));
-		if (n <= 0) {
-			backup_msg(why, len, "%s: %s", src, n == 0 ?
-			    "changed while being read" : strerror(errno));
-			(void)close(fd);
-			errno = EIO;
-			return (-1);
-		}
-		if (backup_write(out, buf, n, why, len) == -1) {
-			(void)close(fd);
-			return (-1);
-		}
-	}
-	(void)close(fd);
-	/* The data ends on a block boundary. */
-	if (backup_write(out, NULL, (TAR_BLOCK - sb.st_size %
-	    TAR_BLOCK) % TAR_BLOCK, why, len) == -1)
-		return (-1);
-	if (from != NULL)
-		(void)fprintf(manifest, "%s\t%s/%s\n", name, from,
-		    strrchr(src, '/') + 1);
-	else
-		(void)fprintf(manifest, "%s\t%s\n", name, src);
-	return (0);
-}
-
-/*
- * A ustar header: a name of up to 100 bytes, or up to 255 split at a
- * slash into prefix and name; sizes below 8 GB.  Every entry is mode
- * 0600, owned by root.
- */
-static int
-backup_tar_header(int out, const char *name, uint64_t size, time_t mtime,
-    char *why, size_t len)
-{
-	unsigned char	 h[TAR_BLOCK];
-	const char	*split = NULL;
-	size_t		 nlen = strlen(name), i, sum = 0;
-
-	if (size > 077777777777ULL) {
-		backup_msg(why, len, "%s: too large for a tar archive",
-		    name);
-		return (-1);
-	}
-	memset(h, 0, sizeof(h));
-	if (nlen <= 100)
-		memcpy(h, name, nlen);
-	else {
-		for (i = nlen - 101; i < nlen && i <= 155; i++)
-			if (name[i] == '/') {
-				split = name + i;
-				break;
-			}
-		if (split == NULL || split[1] == '\0') {
-			backup_msg(why, len, "%s: name too long for a tar "
-			    "archive", name);
-			return (-1);
-		}
-		memcpy(h + 345, name, split - name);
-		memcpy(h, split + 1, nlen - (split - name) - 1);
-	}
-	backup_octal(h + 100, 8, 0600);
-	backup_octal(h + 108, 8, 0);
-	backup_octal(h + 116, 8, 0);
-	backup_octal(h + 124, 12, size);
-	backup_octal(h + 136, 12, mtime > 0 ? (uint64_t)mtime : 0);
-	h[156] = '0';
-	memcpy(h + 257, "ustar", 6);
-	memcpy(h + 263, "00", 2);
-	memcpy(h + 265, "root", 4);
-	memcpy(h + 297, "root", 4);
-	memset(h + 148, ' ', 8);
-	for (i = 0; i < sizeof(h); i++)
-		sum += h[i];
-	backup_octal(h + 148, 7, sum);
-	h[155] = ' ';
-	return (backup_write(out, h, sizeof(h), why, len));
-}
-
-/* Write data, or when data is NULL that many zero bytes. */
-static int
-backup_write(int out, const void *data, size_t size, char *why,
-    size_t len)
-{
-	static const unsigned char	 zero[TAR_BLOCK];
-	const unsigned char		*p = data;
-	size_t				 chunk;
-	ssize_t				 n;
-
-	while (size > 0) {
-		chunk = data != NULL ? size : size < sizeof(zero) ? size :
-		    sizeof(zero);
-		if ((n = write(out, data != NULL ? p : zero, chunk)) == -1) {
-			if (errno == EINTR)
-				continue;
-			backup_msg(why, len, "write: %s", strerror(errno));
-			return (-1);
-		}
-		size -= n;
-		if (data != NULL)
-			p += n;
-	}
-	return (0);
-}
-
-/* A tar number field: octal digits, zero-padded, then a NUL. */
-static void
-backup_octal(unsigned char *field, size_t size, uint64_t value)
-{
-	size_t	 i;
-
-	field[size - 1] = '\0';
-	for (i = size - 1; i > 0; i--) {
-		field[i - 1] = '0' + (value & 7);
-		value >>= 3;
-	}
-}
-
-/* A message cut short to fit, as answers and the log take it. */
-static void
-backup_msg(char *buf, size_t len, const char *fmt, ...)
-{
-	va_list	 ap;
-
-	va_start(ap, fmt);
-	(void)vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
 }

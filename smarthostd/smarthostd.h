@@ -919,6 +919,13 @@ char	*imsg_expect_string(struct imsg *);
 
 /* parent.c */
 int	 parent_main(int, int, const char *, const char *);
+void	 parent_reply(uint32_t, int, const char *);
+struct imsgev *parent_child(enum smarthost_proc);
+
+/* backup.c */
+void	 backup_init(void);
+void	 backup_start(uint32_t, const char *);
+void	 backup_answer(struct imsgev *, struct imsg *);
 
 /* smtp.c, grey.c, scan.c, queue.c, pfctl.c, control.c */
 void	 smtp_main(void) __attribute__((__noreturn__));
