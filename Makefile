@@ -311,6 +311,31 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(EXAMPLEDIR)/,$(notdir $(EXAMPLES)))
 	-rmdir $(DESTDIR)$(EXAMPLEDIR)
 
+# The appliance (vm/): a Debian 12 qcow2 image with smarthostd, and its
+# boot test under qemu with software emulation.  Not part of make test;
+# their packages are installed here, not with DEBIAN_PACKAGES.
+VM_PACKAGES =	mmdebstrap qemu-system-x86 qemu-utils grub-pc-bin fdisk \
+		e2fsprogs
+VM_IMAGE =	vm/smarthostd.qcow2
+VM_INPUTS =	smarthostd/smarthostd smarthostctl/smarthostctl $(MANPAGES) \
+		etc/systemd/smarthostd.service etc/nftables.conf \
+		vm/build-image.sh vm/customize.sh $(shell find vm/rootfs -type f)
+
+.PHONY: vm-image vm-test
+
+vm-image: deps
+	@rm -f $(VM_IMAGE)
+	@$(MAKE) -s $(VM_IMAGE)
+
+$(VM_IMAGE): $(VM_INPUTS)
+	@$(MAKE) -s deps DEBIAN_PACKAGES="$(VM_PACKAGES)"
+	vm/build-image.sh $@
+
+vm-test: deps
+	@$(MAKE) -s $(VM_IMAGE)
+	@$(MAKE) -s deps DEBIAN_PACKAGES="$(VM_PACKAGES)"
+	$(PYTHON) vm/vmtest.py qemu $(VM_IMAGE)
+
 lint:
 	mandoc -Tlint -W warning $(MANPAGES)
 
