@@ -146,6 +146,7 @@ class LibvirtVM:
             self.daemons.append(p)
         lib.wait_for(lambda: self.virsh("version", check=False)
                      .returncode == 0, 30, "libvirtd")
+        print("vmtest: libvirtd answers", flush=True)
         disk = os.path.join(self.tmp, "disk.qcow2")
         subprocess.run([
             os.path.join(VM, "create-vm.sh"), "--name", self.name,
