@@ -15,6 +15,7 @@ ACPI.  Everything runs in a new network namespace: nothing leaves this
 machine, and the guest's DNS and freshclam go nowhere."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -27,7 +28,7 @@ REPO = os.path.dirname(VM)
 sys.path.insert(0, os.path.join(REPO, "regress"))
 import lib  # noqa: E402
 
-BOOT_TIMEOUT = 300
+BOOT_TIMEOUT = 180
 PASSTIME = 3
 
 TEST_CONFIG = """\
@@ -111,10 +112,10 @@ class QemuVM:
             self.proc.kill()
             self.proc.wait()
 
-    def console_tail(self):
+    def console_tail(self, size=3000):
         try:
             with open(self.console, "rb") as f:
-                return f.read()[-3000:].decode(errors="replace")
+                return f.read()[-size:].decode(errors="replace")
         except OSError:
             return ""
 
@@ -180,8 +181,8 @@ class LibvirtVM:
                 p.wait(30)
             self.daemons = []
 
-    def console_tail(self):
-        return QemuVM.console_tail(self)
+    def console_tail(self, size=3000):
+        return QemuVM.console_tail(self, size)
 
 
 def run(kind, image):
@@ -234,6 +235,12 @@ def run(kind, image):
             raise AssertionError("the VM did not power off with ACPI")
         step(t0, "powered off; %.0fs after the banner"
              % (time.monotonic() - booted))
+        # create-vm.sh grows the disk to 20G: the first boot grows the
+        # root file system with it.
+        if kind == "libvirt" and not re.search(
+                r"root file system: +(19|20)G", vm.console_tail(1 << 24)):
+            raise AssertionError("the first boot did not grow the root "
+                                 "file system to the 20G disk")
         ok = True
     except AssertionError as e:
         print("vmtest: FAIL: %s" % e, flush=True)
