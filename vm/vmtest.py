@@ -176,6 +176,10 @@ class LibvirtVM:
         if self.daemons:
             self.virsh("destroy", self.name, check=False)
             self.virsh("undefine", self.name, check=False)
+            # virt-install made a storage pool of the disk's directory.
+            pool = os.path.basename(self.tmp)
+            self.virsh("pool-destroy", pool, check=False)
+            self.virsh("pool-undefine", pool, check=False)
             for p in reversed(self.daemons):
                 p.terminate()
                 p.wait(30)
