@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "smarthostd.h"
@@ -230,7 +231,17 @@ proc_child_start(enum smarthost_proc proc, const char *user,
 
 	if (fstat(PROC_PARENT_FD, &sb) == -1 || !S_ISSOCK(sb.st_mode))
 		fatalx("not started by the smarthostd parent");
+	/*
+	 * closefrom() would take syslog's socket from under libc, which
+	 * would later close whatever took its number (an LMDB file), and
+	 * nothing logged after the chroot would arrive: close it first,
+	 * and open it again while /dev/log is still in sight.
+	 */
+	if (!log_on_stderr())
+		closelog();
 	closefrom(PROC_PARENT_FD + 1);
+	if (!log_on_stderr())
+		log_init(0, LOG_MAIL);
 
 	proc_drop_privileges(user, chroot_dir);
 
