@@ -79,7 +79,6 @@ static void	 grey_white(uint32_t, const char *);
 static void	 grey_delete(uint32_t, const char *);
 static void	 grey_trap_set(uint32_t, const char *, int);
 static void	 grey_tables(uint32_t);
-static void	 grey_stat(uint32_t, const char *, uint64_t);
 static void	 grey_show_stats(uint32_t);
 static void	 grey_table_info(uint32_t, const char *, const char *,
 		    const char *, uint64_t, time_t);
@@ -490,35 +489,24 @@ grey_tables(uint32_t client)
 	grey_ctl_send(client, IMSG_CTL_END, NULL, 0);
 }
 
-static void
-grey_stat(uint32_t client, const char *name, uint64_t value)
-{
-	struct ctl_stat	 st;
-
-	memset(&st, 0, sizeof(st));
-	(void)snprintf(st.name, sizeof(st.name), "grey.%s", name);
-	st.value = value;
-	grey_ctl_send(client, IMSG_CTL_STAT, &st, sizeof(st));
-}
-
 /* show stats: grey's decisions since start, and grey.mdb's sizes. */
 static void
 grey_show_stats(uint32_t client)
 {
-	grey_stat(client, "connects", grey_stats.connects);
-	grey_stat(client, "blocked", grey_stats.blocked);
-	grey_stat(client, "trapped_connects", grey_stats.trapped_connects);
-	grey_stat(client, "checks", grey_stats.checks);
-	grey_stat(client, "passed", grey_stats.passed);
-	grey_stat(client, "greylisted", grey_stats.greylisted);
-	grey_stat(client, "trapped", grey_stats.trapped);
-	grey_stat(client, "tempfail", grey_stats.tempfail);
-	grey_stat(client, "tuples", greydb_count("grey"));
-	grey_stat(client, "white", greydb_count("white"));
-	grey_stat(client, "trapped_clients", greydb_count("trap"));
-	grey_stat(client, "spamtraps", greydb_count("spamtrap"));
-	grey_stat(client, "learned", greydb_count("learned"));
-	grey_stat(client, "dnsbl_cached", dnsbl_cache_count);
+	proc_ctl_stat(client, "connects", grey_stats.connects);
+	proc_ctl_stat(client, "blocked", grey_stats.blocked);
+	proc_ctl_stat(client, "trapped_connects", grey_stats.trapped_connects);
+	proc_ctl_stat(client, "checks", grey_stats.checks);
+	proc_ctl_stat(client, "passed", grey_stats.passed);
+	proc_ctl_stat(client, "greylisted", grey_stats.greylisted);
+	proc_ctl_stat(client, "trapped", grey_stats.trapped);
+	proc_ctl_stat(client, "tempfail", grey_stats.tempfail);
+	proc_ctl_stat(client, "tuples", greydb_count("grey"));
+	proc_ctl_stat(client, "white", greydb_count("white"));
+	proc_ctl_stat(client, "trapped_clients", greydb_count("trap"));
+	proc_ctl_stat(client, "spamtraps", greydb_count("spamtrap"));
+	proc_ctl_stat(client, "learned", greydb_count("learned"));
+	proc_ctl_stat(client, "dnsbl_cached", dnsbl_cache_count);
 	grey_ctl_send(client, IMSG_CTL_END, NULL, 0);
 }
 

@@ -597,3 +597,22 @@ imsg_expect_string(struct imsg *imsg)
 		fatalx("imsg %u: malformed string", imsg_get_type(imsg));
 	return (s);
 }
+
+/*
+ * One counter of show stats to control for client, named after this
+ * process ("grey.checks").
+ */
+void
+proc_ctl_stat(uint32_t client, const char *name, uint64_t value)
+{
+	struct ctl_stat	 st;
+
+	memset(&st, 0, sizeof(st));
+	(void)snprintf(st.name, sizeof(st.name), "%s.%s",
+	    proc_name(smarthost_process), name);
+	st.value = value;
+	if (iev_peer[PROC_CONTROL] == NULL ||
+	    imsgev_compose(iev_peer[PROC_CONTROL], IMSG_CTL_STAT, client, 0,
+	    -1, &st, sizeof(st)) == -1)
+		log_warnx("cannot answer control");
+}

@@ -127,7 +127,6 @@ static void	 scan_notes(int, short, void *);
 static void	 scan_job_done(struct scan_job *);
 static void	 scan_watchdog(int, short, void *);
 static void	 scan_stats(uint32_t);
-static void	 scan_stat(uint32_t, const char *, uint64_t);
 static struct scan_settings *settings_new(struct smarthost_config *);
 static void	 settings_release(struct scan_settings *);
 static void	 engine_release(struct scan_engine *);
@@ -488,30 +487,18 @@ scan_watchdog(int fd, short event, void *arg)
 }
 
 static void
-scan_stat(uint32_t client, const char *name, uint64_t value)
-{
-	struct ctl_stat	 st;
-
-	memset(&st, 0, sizeof(st));
-	(void)snprintf(st.name, sizeof(st.name), "scan.%s", name);
-	st.value = value;
-	imsgev_compose(iev_peer[PROC_CONTROL], IMSG_CTL_STAT, client, 0, -1,
-	    &st, sizeof(st));
-}
-
-static void
 scan_stats(uint32_t client)
 {
-	scan_stat(client, "messages", stats.messages);
-	scan_stat(client, "clean", stats.clean);
-	scan_stat(client, "viruses", stats.viruses);
-	scan_stat(client, "banned", stats.banned);
-	scan_stat(client, "spam_rejected", stats.spam_rejected);
-	scan_stat(client, "quarantined", stats.quarantined);
-	scan_stat(client, "tagged", stats.tagged);
-	scan_stat(client, "tempfail", stats.tempfail);
-	scan_stat(client, "engine_reloads", stats.engine_reloads);
-	scan_stat(client, "signatures", stats.signatures);
+	proc_ctl_stat(client, "messages", stats.messages);
+	proc_ctl_stat(client, "clean", stats.clean);
+	proc_ctl_stat(client, "viruses", stats.viruses);
+	proc_ctl_stat(client, "banned", stats.banned);
+	proc_ctl_stat(client, "spam_rejected", stats.spam_rejected);
+	proc_ctl_stat(client, "quarantined", stats.quarantined);
+	proc_ctl_stat(client, "tagged", stats.tagged);
+	proc_ctl_stat(client, "tempfail", stats.tempfail);
+	proc_ctl_stat(client, "engine_reloads", stats.engine_reloads);
+	proc_ctl_stat(client, "signatures", stats.signatures);
 	imsgev_compose(iev_peer[PROC_CONTROL], IMSG_CTL_END, client, 0, -1,
 	    NULL, 0);
 }

@@ -916,6 +916,7 @@ int	 imsgev_compose(struct imsgev *, uint32_t, uint32_t, pid_t, int,
 void	 imsgev_clear(struct imsgev *);
 void	 imsg_expect_size(struct imsg *, size_t);
 char	*imsg_expect_string(struct imsg *);
+void	 proc_ctl_stat(uint32_t, const char *, uint64_t);
 
 /* parent.c */
 int	 parent_main(int, int, const char *, const char *);

@@ -893,48 +893,36 @@ smtp_auth_tell_grey(const struct smtp_session *s)
  */
 
 static void
-smtp_ctl_stat(struct imsgev *iev, uint32_t id, const char *name,
-    uint64_t value)
-{
-	struct ctl_stat	 st;
-
-	memset(&st, 0, sizeof(st));
-	(void)snprintf(st.name, sizeof(st.name), "smtp.%s", name);
-	st.value = value;
-	imsgev_compose(iev, IMSG_CTL_STAT, id, 0, -1, &st, sizeof(st));
-}
-
-static void
 smtp_ctl_stats(struct imsgev *iev, uint32_t id)
 {
 	const struct smtp_stats	*s = &smtp_stats;
 
-	smtp_ctl_stat(iev, id, "connections", s->connections);
-	smtp_ctl_stat(iev, id, "sessions.active", s->sessions_active);
-	smtp_ctl_stat(iev, id, "sessions.refused", s->refused_sessions);
-	smtp_ctl_stat(iev, id, "sessions.tls", s->sessions_tls);
-	smtp_ctl_stat(iev, id, "sessions.timeout", s->timeouts);
-	smtp_ctl_stat(iev, id, "auth.ok", s->auth_ok);
-	smtp_ctl_stat(iev, id, "auth.failed", s->auth_failed);
-	smtp_ctl_stat(iev, id, "messages.accepted", s->messages_accepted);
-	smtp_ctl_stat(iev, id, "messages.bytes", s->bytes_accepted);
-	smtp_ctl_stat(iev, id, "rejected.relay", s->rejected_relay);
-	smtp_ctl_stat(iev, id, "rejected.recipients",
+	proc_ctl_stat(id, "connections", s->connections);
+	proc_ctl_stat(id, "sessions.active", s->sessions_active);
+	proc_ctl_stat(id, "sessions.refused", s->refused_sessions);
+	proc_ctl_stat(id, "sessions.tls", s->sessions_tls);
+	proc_ctl_stat(id, "sessions.timeout", s->timeouts);
+	proc_ctl_stat(id, "auth.ok", s->auth_ok);
+	proc_ctl_stat(id, "auth.failed", s->auth_failed);
+	proc_ctl_stat(id, "messages.accepted", s->messages_accepted);
+	proc_ctl_stat(id, "messages.bytes", s->bytes_accepted);
+	proc_ctl_stat(id, "rejected.relay", s->rejected_relay);
+	proc_ctl_stat(id, "rejected.recipients",
 	    s->rejected_rcpt_limit);
-	smtp_ctl_stat(iev, id, "rejected.size", s->rejected_size);
-	smtp_ctl_stat(iev, id, "rejected.syntax", s->rejected_syntax);
-	smtp_ctl_stat(iev, id, "rejected.data", s->rejected_data);
-	smtp_ctl_stat(iev, id, "tempfail.queue", s->tempfail_queue);
-	smtp_ctl_stat(iev, id, "greylisted", s->greylisted);
-	smtp_ctl_stat(iev, id, "grey_passed", s->grey_passed);
-	smtp_ctl_stat(iev, id, "grey_tempfail", s->grey_tempfail);
-	smtp_ctl_stat(iev, id, "tarpitted", s->tarpitted);
-	smtp_ctl_stat(iev, id, "tarpit.stuttering", nstuttering);
-	smtp_ctl_stat(iev, id, "trapped", s->trapped);
-	smtp_ctl_stat(iev, id, "blocked_at_connect", s->blocked_at_connect);
-	smtp_ctl_stat(iev, id, "scan_rejected", s->scan_rejected);
-	smtp_ctl_stat(iev, id, "scan_tempfail", s->scan_tempfail);
-	smtp_ctl_stat(iev, id, "quarantined", s->quarantined);
+	proc_ctl_stat(id, "rejected.size", s->rejected_size);
+	proc_ctl_stat(id, "rejected.syntax", s->rejected_syntax);
+	proc_ctl_stat(id, "rejected.data", s->rejected_data);
+	proc_ctl_stat(id, "tempfail.queue", s->tempfail_queue);
+	proc_ctl_stat(id, "greylisted", s->greylisted);
+	proc_ctl_stat(id, "grey_passed", s->grey_passed);
+	proc_ctl_stat(id, "grey_tempfail", s->grey_tempfail);
+	proc_ctl_stat(id, "tarpitted", s->tarpitted);
+	proc_ctl_stat(id, "tarpit.stuttering", nstuttering);
+	proc_ctl_stat(id, "trapped", s->trapped);
+	proc_ctl_stat(id, "blocked_at_connect", s->blocked_at_connect);
+	proc_ctl_stat(id, "scan_rejected", s->scan_rejected);
+	proc_ctl_stat(id, "scan_tempfail", s->scan_tempfail);
+	proc_ctl_stat(id, "quarantined", s->quarantined);
 	imsgev_compose(iev, IMSG_CTL_END, id, 0, -1, NULL, 0);
 }
 
