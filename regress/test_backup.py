@@ -23,9 +23,9 @@ def _tail(d):
     return d.logtext()[-3000:]
 
 
-def _config(tmp, port, table_path):
+def _config(tmp, port, include_path):
     return base_config(tmp, GREY_CONFIG + queue_config(port) +
-                       'table "common" file "%s"\n' % table_path)
+                       'include "%s"\n' % include_path)
 
 
 def _queued_ids(d):
@@ -73,8 +73,12 @@ def test_backup_archive_restores_queue_and_greylist_into_a_fresh_state():
     assert len("files" + table) > 100
     with open(table, "w") as f:
         f.write("example.org\nexample.com\n")
+    # An included file is archived too, and names the table.
+    include = os.path.join(lists, "tables.conf")
+    with open(include, "w") as f:
+        f.write('table "common" file "%s"\n' % table)
     d = Daemon()
-    d.write_config(_config(d.tmp, port, table))
+    d.write_config(_config(d.tmp, port, include))
     archive = os.path.join(d.tmp, "out", "smarthostd.tar")
     os.mkdir(os.path.dirname(archive))
     with d, LogOnFailure(d, _tail):
@@ -102,7 +106,7 @@ def test_backup_archive_restores_queue_and_greylist_into_a_fresh_state():
         with tarfile.open(archive) as tar:
             names = tar.getnames()
             assert {"MANIFEST", "state/queue.mdb", "state/grey.mdb",
-                    "etc/smarthostd.conf",
+                    "etc/smarthostd.conf", "files" + include,
                     "files" + table}.issubset(names), names
             for m in tar.getmembers():
                 assert m.isfile() and m.mode == 0o600, (m.name, m.mode)
@@ -114,17 +118,21 @@ def test_backup_archive_restores_queue_and_greylist_into_a_fresh_state():
             assert "state/queue.mdb\t%s/queue.mdb\n" % d.state in manifest
             assert "etc/smarthostd.conf\t%s\n" % d.conf in manifest
             assert "files%s\t%s\n" % (table, table) in manifest
+            assert "files%s\t%s\n" % (include, include) in manifest
 
         # The daemon kept working: mail is still accepted.
         code, text = smtp_send(port, smtp_message("after the backup"))
         assert code == 250, (code, text)
         d.wait_log("backup written: %s" % archive)
 
-    # The restore: the table file is gone and comes back from the archive.
+    # The restore: the table and the included file are gone and come
+    # back from the archive.
     os.unlink(table)
+    os.unlink(include)
     d2 = Daemon()
     _restore(archive, d2, d.tmp)
     assert open(table).read() == "example.org\nexample.com\n"
+    assert open(include).read() == 'table "common" file "%s"\n' % table
     with d2, LogOnFailure(d2, _tail):
         assert _queued_ids(d2) == ids
         out = d2.ctl("show", "greylist", "white").stdout

@@ -27,10 +27,12 @@
 #include <event.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +43,9 @@
 
 static void	 parent_backup_timeout(int, short, void *);
 static void	 parent_backup_end(void);
+static int	 parent_backup_fork(void);
+static void	 parent_backup_written(int, short, void *);
+static void	 parent_backup_finish(int, const char *);
 static void	 parent_backup_clean(void);
 static int	 parent_backup_write(const char *, char *, size_t);
 static int	 backup_state_path(char *, size_t, const char *);
@@ -64,6 +69,7 @@ static struct {
 	char			 path[PATH_MAX];
 	char			 failed[MESSAGE_LEN - 64];
 	struct event		 timer;
+	struct event		 writer;	/* its answer, on a pipe */
 } backup;
 
 void
@@ -78,8 +84,10 @@ backup_init(void)
  * there); then the parent, which alone can read the configuration and
  * the files it names, writes one POSIX ustar archive at FILE: first
  * under a temporary name, mode 0600 (it holds keys and password
- * hashes), then renamed.  Writing the archive blocks the parent for
- * its duration, as the copies block queue and grey.
+ * hashes), then renamed.  The archive is written by a child of the
+ * parent, so that a large queue does not keep the parent from its
+ * children, control and reloads meanwhile; the copies block queue and
+ * grey for their duration.
  */
 
 void
@@ -192,18 +200,92 @@ parent_backup_end(void)
 	char	 msg[MESSAGE_LEN];
 
 	evtimer_del(&backup.timer);
-	if (backup.failed[0] != '\0')
-		backup_msg(msg, sizeof(msg), "backup failed: %s",
-		    backup.failed);
-	else if (parent_backup_write(backup.path, msg, sizeof(msg)) == 0) {
+	if (backup.failed[0] == '\0' && parent_backup_fork() == 0)
+		return;		/* the writer answers */
+	backup_msg(msg, sizeof(msg), "backup failed: %s", backup.failed);
+	parent_backup_finish(0, msg);
+}
+
+/*
+ * The writer: a child of the parent with the parent's privileges, no
+ * event loop and default signals (libevent's handlers would report its
+ * signals to the parent).  It keeps only the pipe it answers on, a
+ * "1" or "0" and the message, in one write of less than PIPE_BUF.
+ */
+static int
+parent_backup_fork(void)
+{
+	char	 msg[MESSAGE_LEN];
+	int	 fds[2], rc;
+
+	if (pipe2(fds, O_CLOEXEC) == -1) {
+		backup_msg(backup.failed, sizeof(backup.failed), "pipe: %s",
+		    strerror(errno));
+		return (-1);
+	}
+	switch (fork()) {
+	case -1:
+		backup_msg(backup.failed, sizeof(backup.failed), "fork: %s",
+		    strerror(errno));
+		(void)close(fds[0]);
+		(void)close(fds[1]);
+		return (-1);
+	case 0:
+		(void)signal(SIGTERM, SIG_DFL);
+		(void)signal(SIGINT, SIG_DFL);
+		(void)signal(SIGHUP, SIG_DFL);
+		(void)signal(SIGCHLD, SIG_DFL);
+		if (!log_on_stderr())
+			closelog();
+		if (dup2(fds[1], STDERR_FILENO + 1) == -1)
+			_exit(1);
+		closefrom(STDERR_FILENO + 2);
+		if (!log_on_stderr())
+			log_init(0, LOG_MAIL);
+		log_procinit("backup");
+		setproctitle("backup writer");
+		rc = parent_backup_write(backup.path, msg + 1, sizeof(msg) - 1);
+		msg[0] = rc == 0 ? '1' : '0';
+		(void)write(STDERR_FILENO + 1, msg, strlen(msg));
+		_exit(rc == 0 ? 0 : 1);
+	}
+	(void)close(fds[1]);
+	event_set(&backup.writer, fds[0], EV_READ, parent_backup_written,
+	    NULL);
+	event_add(&backup.writer, NULL);
+	return (0);
+}
+
+/* The writer's answer; nothing at all when it died.  SIGCHLD reaps it. */
+static void
+parent_backup_written(int fd, short event, void *arg)
+{
+	char	 msg[MESSAGE_LEN];
+	ssize_t	 n;
+
+	(void)event;
+	(void)arg;
+	while ((n = read(fd, msg, sizeof(msg) - 1)) == -1 && errno == EINTR)
+		;
+	(void)close(fd);
+	if (n <= 0 || (msg[0] != '0' && msg[0] != '1')) {
+		backup_msg(msg, sizeof(msg), "backup failed: %s: the writer "
+		    "died", backup.path);
+		parent_backup_finish(0, msg);
+		return;
+	}
+	msg[n] = '\0';
+	parent_backup_finish(msg[0] == '1', msg + 1);
+}
+
+static void
+parent_backup_finish(int ok, const char *msg)
+{
+	if (ok)
 		log_info("backup written: %s", msg);
-		parent_reply(backup.requester, 1, msg);
-		msg[0] = '\0';
-	}
-	if (msg[0] != '\0') {
+	else
 		log_warnx("%s", msg);
-		parent_reply(backup.requester, 0, msg);
-	}
+	parent_reply(backup.requester, ok, msg);
 	parent_backup_clean();
 	backup.active = 0;
 }
@@ -351,7 +433,10 @@ parent_backup_write(const char *path, char *msg, size_t len)
 	return (rc);
 }
 
-/* Every file the configuration names, once; the maildir is not one. */
+/*
+ * Every file the configuration includes or names, once; the maildir is
+ * not one.
+ */
 static void
 backup_named_files(struct string_list *named)
 {
@@ -359,7 +444,10 @@ backup_named_files(struct string_list *named)
 	struct pki		*p;
 	struct blocklist	*b;
 	struct action		*a;
+	struct string_entry	*se;
 
+	TAILQ_FOREACH(se, &env->includes, entry)
+		backup_name_add(named, se->value);
 	TAILQ_FOREACH(t, &env->tables, entry)
 		if (t->source == TABLE_FILE)
 			backup_name_add(named, t->path);

@@ -99,6 +99,7 @@ config_new(void)
 	TAILQ_INIT(&conf->actions);
 	TAILQ_INIT(&conf->matches);
 	TAILQ_INIT(&conf->scan.banned_files);
+	TAILQ_INIT(&conf->includes);
 	config_set_defaults(conf);
 	return (conf);
 }
@@ -226,6 +227,11 @@ config_free(struct smarthost_config *conf)
 	}
 	while ((s = TAILQ_FIRST(&conf->scan.banned_files)) != NULL) {
 		TAILQ_REMOVE(&conf->scan.banned_files, s, entry);
+		free(s->value);
+		free(s);
+	}
+	while ((s = TAILQ_FIRST(&conf->includes)) != NULL) {
+		TAILQ_REMOVE(&conf->includes, s, entry);
 		free(s->value);
 		free(s);
 	}

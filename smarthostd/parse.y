@@ -361,6 +361,8 @@ include		: INCLUDE STRING		{
 			    sizeof(errbuf))) == NULL)
 				yyerror("include \"%s\": %s", path, errbuf);
 			else {
+				if (string_list_add(&conf->includes, path) == -1)
+					fatal("include");
 				file = nfile;
 				lungetc('\n');
 			}

@@ -500,6 +500,7 @@ struct smarthost_config {
 	struct dnsbls		 dnsbls;
 	struct actions		 actions;
 	struct match_rules	 matches;
+	struct string_list	 includes;	/* files included, for backup */
 };
 
 /*
