@@ -1207,6 +1207,17 @@ def test_auth_is_not_offered_and_refused_with_530_before_tls():
             c.cmd("AUTH PLAIN " + b64("\0alice\0x"), 503, "5.5.1")
 
 
+def test_show_tables_counts_a_password_table_it_keeps_secret():
+    """A table of credentials stays in the parent; show tables, which
+    grey answers, still gives its size."""
+    with smtpd(listeners=(AUTH_TLS,), tls=True, passwd=True) as d:
+        users = len(password_hashes())
+        assert users > 0
+        tables = json.loads(d.ctl("-j", "show", "tables").stdout)
+        passwd = [t for t in tables if t["name"] == "passwd"]
+        assert len(passwd) == 1 and passwd[0]["count"] == users, tables
+
+
 def test_auth_plain_with_initial_response_succeeds_for_both_hash_sources():
     if not need_users("alice", "bob"):
         return

@@ -645,7 +645,8 @@ config_send_table(struct imsgev *iev, struct smarthost_config *conf,
 	wire = *t;
 	memset(&wire.entry, 0, sizeof(wire.entry));
 	RB_INIT(&wire.entries);
-	if (!send)
+	/* Entries count themselves; a secret table keeps its size. */
+	if (send)
 		wire.count = 0;
 	compose_or_die(iev, IMSG_CONF_TABLE, &wire, sizeof(wire));
 	if (!send)
@@ -924,7 +925,6 @@ config_recv_table(struct smarthost_config *conf, struct imsg *imsg)
 	CHECK_STRING(t->name);
 	CHECK_STRING(t->path);
 	RB_INIT(&t->entries);
-	t->count = 0;
 	if (table_find(conf, t->name) != NULL)
 		fatalx("config_recv: duplicate table %s", t->name);
 	TAILQ_INSERT_TAIL(&conf->tables, t, entry);
