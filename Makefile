@@ -28,6 +28,18 @@ OS :=		$(shell uname -s)
 ifeq ($(OS),Linux)
 CPPFLAGS +=	-D_GNU_SOURCE
 LDLIBS +=	-lresolv		# b64_pton, b64_ntop: in libc elsewhere
+USERADD =	useradd -r -M -d /var/empty -s /usr/sbin/nologin
+endif
+# Not yet a working build (README, "Install on OpenBSD"): base has
+# libtls, libevent 1.4 and libz without pkg-config files, crypt(3) and
+# b64_pton(3) in libc; lmdb and libspf2 come as packages without them.
+ifeq ($(OS),OpenBSD)
+PKGS =		libcares libclamav
+YACC =		yacc
+CPPFLAGS +=	-I/usr/local/include
+LDFLAGS +=	-L/usr/local/lib -pthread
+LDLIBS +=	-levent -ltls -lssl -lcrypto -llmdb
+USERADD =	useradd -L daemon -g =uid -d /var/empty -s /sbin/nologin
 endif
 
 # The pf process's firewall backend: nftables on Linux, pf on OpenBSD.
@@ -178,10 +190,9 @@ deps:
 users:
 	@if [ "$$(id -u)" = 0 ]; then \
 		for u in _smarthostd _smarthostd_scan; do \
-			id -u $$u >/dev/null 2>&1 || { \
-				echo "users: creating $$u"; \
-				useradd -r -M -d /var/empty -s /usr/sbin/nologin \
-				    -c "smarthostd privsep" $$u; }; \
+			id -u $$u >/dev/null 2>&1 && continue; \
+			echo "users: creating $$u"; \
+			$(USERADD) -c "smarthostd privsep" $$u || exit 1; \
 		done; \
 	fi
 
@@ -243,8 +254,11 @@ INSTALL_FILES =	$(DESTDIR)$(SBINDIR)/smarthostd \
 		$(DESTDIR)$(SYSCONFDIR)/logrotate.d/smarthostd \
 		$(DESTDIR)$(SYSCONFDIR)/rsyslog.d/smarthostd.conf \
 		$(DESTDIR)$(RCDIR)/smarthostd
-EXAMPLES =	etc/pf.conf etc/nftables.conf etc/cron.example \
-		etc/syslog.conf etc/newsyslog.conf
+EXAMPLES =	etc/pf.conf etc/cron.example etc/syslog.conf \
+		etc/newsyslog.conf
+ifneq ($(OS),OpenBSD)
+EXAMPLES +=	etc/nftables.conf
+endif
 SYSTEMD_UNITS =	smarthostd.service smarthostd-backup.service \
 		smarthostd-backup.timer
 
