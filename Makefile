@@ -253,7 +253,8 @@ INSTALL_FILES =	$(DESTDIR)$(SBINDIR)/smarthostd \
 		$(DESTDIR)$(SYSTEMDDIR)/smarthostd-backup.timer \
 		$(DESTDIR)$(SYSCONFDIR)/logrotate.d/smarthostd \
 		$(DESTDIR)$(SYSCONFDIR)/rsyslog.d/smarthostd.conf \
-		$(DESTDIR)$(RCDIR)/smarthostd
+		$(DESTDIR)$(RCDIR)/smarthostd \
+		$(DESTDIR)$(SYSCONFDIR)/login.conf.d/smarthostd
 EXAMPLES =	etc/pf.conf etc/cron.example etc/syslog.conf \
 		etc/newsyslog.conf
 ifneq ($(OS),OpenBSD)
@@ -289,10 +290,12 @@ install: all
 		    $(DESTDIR)$(SYSCONFDIR)/smarthostd.conf; \
 	fi
 ifeq ($(OS),OpenBSD)
-	install -d $(DESTDIR)$(RCDIR)
+	install -d $(DESTDIR)$(RCDIR) $(DESTDIR)$(SYSCONFDIR)/login.conf.d
 	sed 's,/usr/local/sbin/,$(SBINDIR)/,g' etc/rc.d/smarthostd \
 	    >$(DESTDIR)$(RCDIR)/smarthostd
 	chmod 0555 $(DESTDIR)$(RCDIR)/smarthostd
+	install -m 0644 etc/login.conf.d/smarthostd \
+	    $(DESTDIR)$(SYSCONFDIR)/login.conf.d/smarthostd
 else
 	install -d $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(SYSCONFDIR)/logrotate.d \
 	    $(DESTDIR)$(SYSCONFDIR)/rsyslog.d

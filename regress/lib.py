@@ -5,6 +5,7 @@ import json
 import os
 import pwd
 import re
+import resource
 import signal
 import socket
 import struct
@@ -93,7 +94,8 @@ class Daemon:
     """The real smarthostd in the foreground (-d -v) with a temporary
     state directory, control socket and pidfile."""
 
-    def __init__(self, extra_config="", config=None, args=(), user=None):
+    def __init__(self, extra_config="", config=None, args=(), user=None,
+                 nofile=None):
         self.tmp = tempfile.mkdtemp(prefix="smarthostd-test-")
         os.chmod(self.tmp, 0o755)
         self.conf = os.path.join(self.tmp, "smarthostd.conf")
@@ -105,6 +107,7 @@ class Daemon:
                           base_config(self.tmp, extra_config))
         self.args = list(args)
         self.user = user
+        self.nofile = nofile        # (soft, hard) to start with
         self.proc = None
 
     def write_config(self, text):
@@ -113,13 +116,16 @@ class Daemon:
 
     def start(self, wait=True):
         self.log = open(self.logpath, "ab")
-        preexec = None
+        pw = None
         if self.user is not None:
             pw = pwd.getpwnam(self.user)
             os.chown(self.tmp, pw.pw_uid, pw.pw_gid)
             os.chown(self.conf, pw.pw_uid, pw.pw_gid)
 
-            def preexec():
+        def preexec():
+            if self.nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
+            if pw is not None:
                 os.setgroups([])
                 os.setgid(pw.pw_gid)
                 os.setuid(pw.pw_uid)

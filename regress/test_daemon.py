@@ -202,3 +202,26 @@ def test_reload_keeps_settings_that_need_a_restart():
         assert d.ctl("reload").returncode == 0
         d.wait_log('reload: changing state takes a restart; keeping '
                    '"%s/state"' % d.tmp)
+
+
+def _nofile(pid):
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return tuple(int(x) for x in line.split()[3:5])
+    raise AssertionError("no Max open files in /proc/%d/limits" % pid)
+
+
+def test_descriptor_limit_raised_to_the_hard_one_in_every_process():
+    with Daemon(nofile=(256, 4096)) as d:
+        pids = d.pids()
+        assert set(CHILDREN) <= set(pids), pids
+        for name, pid in pids.items():
+            assert _nofile(pid) == (4096, 4096), (name, _nofile(pid))
+        assert "file descriptors" not in d.logtext(), d.logtext()
+
+
+def test_descriptor_limit_below_max_sessions_is_said_at_startup():
+    with Daemon(nofile=(256, 512)) as d:
+        d.wait_log("max-sessions 1000 needs about 2064 file descriptors, "
+                   "but the limit is 512")

@@ -22,6 +22,7 @@
 
 #include <sys/types.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -132,6 +133,7 @@ static void	 parent_write_pidfile(const char *);
 static int	 parent_control_socket(const char *);
 static void	 parent_start_children(struct smarthost_config *, int);
 static void	 parent_bind_listeners(struct smarthost_config *);
+static void	 parent_raise_fd_limit(const struct smarthost_config *);
 static void	 parent_bind(struct listener *, struct sockaddr *, socklen_t);
 static void	 parent_send_listeners(void);
 static void	 parent_dispatch_child(struct imsgev *, struct imsg *);
@@ -182,6 +184,7 @@ parent_main(int debug, int verbose, const char *file, const char *argv0)
 	log_init(debug, LOG_MAIL);
 	log_setverbose(verbose);
 	setproctitle("parent");
+	parent_raise_fd_limit(conf);
 
 	if (!proc_privsep())
 		log_warnx("not running as root: every process runs as uid %u "
@@ -321,6 +324,38 @@ parent_copy_resolv_conf(struct smarthost_config *conf)
 		log_warn("%s", path);
 		(void)unlink(tmp);
 	}
+}
+
+/*
+ * Every session holds its socket and its message file, and the queue a
+ * socket per delivery: the soft limit on descriptors (1024 under
+ * systemd, 128 in OpenBSD's daemon class) is raised to the hard one,
+ * which the children inherit, and a limit below what max-sessions needs
+ * is said at startup rather than found in the log at the first busy hour.
+ */
+static void
+parent_raise_fd_limit(const struct smarthost_config *conf)
+{
+	struct rlimit	 rl;
+	rlim_t		 need;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit nofile");
+		return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("setrlimit nofile %llu",
+			    (unsigned long long)rl.rlim_max);
+	}
+	need = 2 * (rlim_t)conf->smtp.max_sessions + 64;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		log_warnx("max-sessions %u needs about %llu file descriptors, "
+		    "but the limit is %llu: sessions past it are refused",
+		    (unsigned int)conf->smtp.max_sessions,
+		    (unsigned long long)need,
+		    (unsigned long long)rl.rlim_cur);
 }
 
 /*
