@@ -1,8 +1,12 @@
 """vm/create-vm.sh's argument handling, through --dry-run (no VM is
-started, nothing is written), and the appliance's starter configuration,
-which its first boot writes, through `smarthostd -n`."""
+started, nothing is written); vm/openbsd/mksite.sh's checks of its
+arguments, which come before it reads the ISO; and the starter
+configurations that the Debian appliance's first boot and the OpenBSD
+site set's install.site write, through `smarthostd -n`."""
 
 import os
+import re
+import shutil
 import subprocess
 import tempfile
 
@@ -12,6 +16,12 @@ CREATE_VM = os.path.join(REPO, "vm", "create-vm.sh")
 FIRSTBOOT = os.path.join(REPO, "vm", "rootfs", "usr", "local", "libexec",
                          "smarthostd-firstboot")
 SMARTHOSTD = os.path.join(REPO, "smarthostd", "smarthostd")
+MKSITE = os.path.join(REPO, "vm", "openbsd", "mksite.sh")
+INSTALL_SITE = os.path.join(REPO, "vm", "openbsd", "site", "install.site")
+WWW = os.path.join(REPO, "vm", "openbsd", "www")
+# A real public key; its private half was thrown away.
+ADMIN_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOVOgRA/InnChTrwCjqWJTa"
+             "luYG34+lhpUJUjtKQY+E+ admin@example.com")
 
 
 def create_vm(*args):
@@ -67,6 +77,105 @@ def test_vm_args_iso_installs_with_a_new_disk():
     assert "size=20," in line and "--import" not in line, line
 
 
+def test_vm_args_iso_installs_on_vnc_and_waits_for_the_reboot():
+    line = virt_install_line(create_vm("--iso", "install76.iso"))
+    for want in ("--graphics vnc,listen=127.0.0.1 ", "--noautoconsole ",
+                 "--serial pty ", "--wait=-1"):
+        assert want in line, (want, line)
+    assert "--graphics none" not in line, line
+
+
+def test_vm_args_image_keeps_no_graphics_and_does_not_wait():
+    r = create_vm("--image", "a.qcow2")
+    line = virt_install_line(r)
+    assert "--graphics none --noautoconsole " in line, line
+    assert "--wait" not in line and "--serial pty" not in line, line
+    assert r.stderr == "", r.stderr
+
+
+def test_vm_args_iso_serial_log_takes_the_serial_port():
+    line = virt_install_line(create_vm("--iso", "install76.iso",
+                                       "--serial-log", "/tmp/mx1.log"))
+    assert "--serial file,path=/tmp/mx1.log " in line, line
+    assert "--serial pty" not in line, line
+
+
+def test_vm_args_iso_says_how_to_answer_the_installer():
+    r = create_vm("--iso", "install76.iso", "--name", "mx1")
+    virt_install_line(r)
+    for want in ("vm/openbsd/mksite.sh install76.iso 192.168.122.1 ",
+                 "python3 -m http.server -b 192.168.122.1 "
+                 "-d vm/openbsd/www 80",
+                 "(A)utoinstall or (S)hell?\" answer A",
+                 "http://192.168.122.1/install.conf",
+                 "vncdisplay mx1", "start mx1", "console mx1",
+                 "libvirt-qemu"):
+        assert want in r.stderr, (want, r.stderr)
+
+
+def mksite(*args):
+    return subprocess.run(["sh", MKSITE] + list(args), capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_vm_mksite_usage_errors():
+    for args in ((), ("a.iso",), ("a.iso", "192.168.122.1"),
+                 ("a.iso", "192.168.122.1", "k.pub", "more")):
+        r = mksite(*args)
+        assert r.returncode == 2, (args, r.returncode, r.stderr)
+        assert r.stderr.startswith("usage: mksite.sh "), (args, r.stderr)
+
+
+def test_vm_mksite_refuses_a_bad_key_before_reading_the_iso():
+    had_www = os.path.exists(WWW)
+    bad = {
+        "placeholder": "ssh-ed25519 AAAA...REPLACE... admin@example.com\n",
+        "empty": "",
+        "two keys": ADMIN_KEY + "\n" + ADMIN_KEY + "\n",
+        "private": "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+                   "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n"
+                   "-----END OPENSSH PRIVATE KEY-----\n",
+        "no type": ADMIN_KEY.split(" ", 1)[1] + "\n",
+    }
+    if shutil.which("ssh-keygen"):
+        # Looks like a key, but its base64 is not one.
+        bad["not a key"] = "ssh-ed25519 AAAAnotakeyatall admin@example.com\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = [("missing", os.path.join(tmp, "none.pub"))]
+        for why, text in bad.items():
+            path = os.path.join(tmp, why.replace(" ", "_") + ".pub")
+            with open(path, "w") as f:
+                f.write(text)
+            cases.append((why, path))
+        for why, path in cases:
+            r = mksite(os.path.join(tmp, "no.iso"), "192.168.122.1", path)
+            assert r.returncode == 1, (why, r.returncode, r.stderr)
+            assert re.search(r"ssh public key|ssh-keygen cannot read|"
+                             r"cannot read the admin's public key",
+                             r.stderr), (why, r.stderr)
+            assert "no.iso" not in r.stderr, (why, r.stderr)
+    assert os.path.exists(WWW) == had_www
+
+
+def test_vm_mksite_takes_a_good_key_and_then_wants_the_iso():
+    had_www = os.path.exists(WWW)
+    with tempfile.TemporaryDirectory() as tmp:
+        key = os.path.join(tmp, "id_ed25519.pub")
+        with open(key, "w") as f:
+            f.write(ADMIN_KEY + "\n")
+        iso = os.path.join(tmp, "no.iso")
+        for server in ("192.168.122.1", "192.168.122.1:8080",
+                       "http://host.example"):
+            r = mksite(iso, server, key)
+            assert r.returncode == 1, (server, r.stderr)
+            assert "cannot read " + iso in r.stderr, (server, r.stderr)
+        for server in ("", "a b", "host/dir", "https://host"):
+            r = mksite(iso, server, key)
+            assert r.returncode == 1, (server, r.stderr)
+            assert "bad server" in r.stderr, (server, r.stderr)
+    assert os.path.exists(WWW) == had_www
+
+
 def test_vm_args_bad_arguments_are_refused():
     cases = [
         ((), "one of --image or --iso"),
@@ -107,3 +216,27 @@ def test_vm_starter_config_is_accepted_by_smarthostd():
                            capture_output=True, text=True, timeout=30)
         assert n.returncode == 0, n.stderr + conf
         assert "greylist" in conf and "relay host" in conf, conf
+
+
+def test_vm_openbsd_starter_config_is_accepted_by_smarthostd():
+    with open(INSTALL_SITE) as f:
+        site = f.read()
+    m = re.search(r"\tcat >/etc/smarthostd.conf <<EOT\n(.*?)\nEOT\n", site,
+                  re.S)
+    assert m, "no starter configuration in install.site"
+    conf = m.group(1).replace("$host", "smarthost.my.domain")
+    assert "$" not in conf, conf
+    assert "firewall pf {" in conf and "relay host" in conf, conf
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = conf.replace("/etc/ssl/private/smarthostd.key",
+                            tmp + "/k").replace(
+                                "/etc/ssl/smarthostd.crt", tmp + "/c")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                        "-nodes", "-days", "1", "-subj", "/CN=t",
+                        "-keyout", tmp + "/k", "-out", tmp + "/c"],
+                       check=True, capture_output=True)
+        with open(tmp + "/smarthostd.conf", "w") as f:
+            f.write(conf)
+        n = subprocess.run([SMARTHOSTD, "-n", "-f", tmp + "/smarthostd.conf"],
+                           capture_output=True, text=True, timeout=30)
+        assert n.returncode == 0, n.stderr + conf

@@ -7,10 +7,11 @@
 #
 # --image imports the Debian appliance image (make vm-image): a copy of
 # it, grown to the disk size, becomes the VM's disk.  --iso installs
-# OpenBSD from its install ISO, answering the installer from
-# vm/openbsd/install.conf, with the site set that builds and installs
-# smarthostd (vm/openbsd/site); see vm/openbsd/README.  --dry-run prints
-# the commands instead of running them.
+# OpenBSD from its install ISO: the installer runs on a VNC console,
+# where you choose (A)utoinstall and give it the install.conf that
+# vm/openbsd/mksite.sh made and you serve, with the site set that builds
+# and installs smarthostd; see vm/openbsd/README.  --dry-run prints the
+# commands instead of running them.
 
 set -eu
 
@@ -134,9 +135,14 @@ else
 	[ "$network" = none ] || net="network=$network,model=virtio"
 fi
 
+# The install ISO's boot loader and installer talk to the VGA console
+# only: the install needs a graphical one.  VNC on loopback, for
+# virt-viewer or a VNC viewer on "virsh vncdisplay".
+graphics=none
+[ -z "$iso" ] || graphics=vnc,listen=127.0.0.1
 set -- virt-install --connect "$connect" --name "$name" \
     --virt-type "$domain_type" --memory "$memory" --vcpus "$vcpus" \
-    --network "$net" --graphics none --noautoconsole
+    --network "$net" --graphics "$graphics" --noautoconsole
 if [ -n "$serial_log" ]; then
 	set -- "$@" --serial "file,path=$serial_log"
 fi
@@ -150,16 +156,40 @@ if [ -n "$image" ]; then
 	[ -z "$config" ] ||
 	    set -- "$@" --qemu-commandline="-fw_cfg name=opt/smarthostd/conf,file=$config"
 else
+	# The installed system's console is com0 (install.conf): a serial
+	# port for virsh console, unless --serial-log took it.  The
+	# installer ends with a reboot, which ends virt-install's install
+	# phase with the VM off; --wait keeps virt-install there to boot
+	# it from its disk.
+	[ -n "$serial_log" ] || set -- "$@" --serial pty
 	set -- "$@" --osinfo "${osinfo:-openbsd7.0}" --cdrom "$iso" \
-	    --disk "path=$disk,format=qcow2,size=$disk_gb,bus=virtio"
+	    --disk "path=$disk,format=qcow2,size=$disk_gb,bus=virtio" \
+	    --wait=-1
 fi
 [ -z "$qemu_cmdline" ] || set -- "$@" --qemu-commandline="$qemu_cmdline"
-run "$@"
 
-if [ -n "$iso" ] && [ "$dry_run" = 0 ]; then
-	cat <<EOT
-create-vm.sh: $name boots the OpenBSD installer: answer (A)utoinstall and
-give it the URL of vm/openbsd/install.conf as vm/openbsd/README describes
-(virsh console $name).
+# Said before virt-install, which waits for the end of the install.
+if [ -n "$iso" ]; then
+	vc="virsh --connect $connect"
+	cat >&2 <<EOT
+create-vm.sh: $name boots the OpenBSD installer on a VNC console.  To
+answer it (vm/openbsd/README has the details):
+  1. On this host, make the set server's files and serve them (port 80:
+     as root):
+       vm/openbsd/mksite.sh $iso 192.168.122.1 ~/.ssh/id_ed25519.pub
+       python3 -m http.server -b 192.168.122.1 -d vm/openbsd/www 80
+     192.168.122.1 is this host on libvirt's network "default"; on
+     another network or a bridge, use this host's address there.
+  2. Open the console: virt-viewer --connect $connect $name
+     (or a VNC viewer on 127.0.0.1, display: $vc vncdisplay $name).
+  3. At "(I)nstall, (U)pgrade, (A)utoinstall or (S)hell?" answer A; at
+     "Response file location?" give http://192.168.122.1/install.conf
+The install then runs by itself and reboots; virt-install waits for that
+and boots $name from its disk (if it was interrupted: $vc start $name).
+The first boot adds the packages and builds smarthostd; from then on the
+console is com0: $vc console $name
+qemu runs as libvirt-qemu, which must be able to read $iso
+(e.g. keep it in /var/lib/libvirt/images).
 EOT
 fi
+run "$@"
