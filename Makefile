@@ -335,7 +335,9 @@ VM_PACKAGES =	mmdebstrap qemu-system-x86 qemu-utils grub-pc-bin fdisk \
 		e2fsprogs
 VM_IMAGE =	vm/smarthostd.qcow2
 VM_INPUTS =	smarthostd/smarthostd smarthostctl/smarthostctl $(MANPAGES) \
-		etc/systemd/smarthostd.service etc/nftables.conf \
+		etc/smarthostd.conf $(EXAMPLES) \
+		$(addprefix etc/systemd/,$(SYSTEMD_UNITS)) \
+		etc/logrotate.d/smarthostd etc/rsyslog.d/smarthostd.conf \
 		vm/build-image.sh vm/customize.sh $(shell find vm/rootfs -type f)
 
 .PHONY: vm-image vm-test

@@ -14,15 +14,13 @@ in_root() {
 	chroot "$root" "$@"
 }
 
-install -d "$root/usr/local/sbin" "$root/usr/local/share/man/man5" \
-    "$root/usr/local/share/man/man8"
-install -m 0555 "$top/smarthostd/smarthostd" "$top/smarthostctl/smarthostctl" \
-    "$root/usr/local/sbin/"
-install -m 0444 "$top/man/smarthostd.8" "$top/man/smarthostctl.8" \
-    "$root/usr/local/share/man/man8/"
-install -m 0444 "$top/man/smarthostd.conf.5" "$root/usr/local/share/man/man5/"
-install -m 0644 "$top/etc/systemd/smarthostd.service" \
-    "$root/etc/systemd/system/smarthostd.service"
+# What make install puts on a Debian machine, as a package would
+# (DESTDIR): the binaries, manuals, units, examples and directories.
+# The users and the state directory's owner are the package's job.  The
+# example configuration goes again: the first boot writes the starter
+# configuration where there is none.
+make -s -C "$top" install DESTDIR="$root" >/dev/null
+rm "$root/etc/smarthostd.conf"
 install -m 0755 "$top/etc/nftables.conf" "$root/etc/nftables.conf"
 cp -R "$top/vm/rootfs/." "$root/"
 
@@ -30,8 +28,7 @@ for u in _smarthostd _smarthostd_scan; do
 	in_root useradd -r -M -d /var/empty -s /usr/sbin/nologin \
 	    -c "smarthostd privsep" "$u"
 done
-install -d -m 0755 "$root/var/empty"
-in_root install -d -m 0700 -o _smarthostd -g _smarthostd /var/smarthostd
+in_root chown _smarthostd:_smarthostd /var/smarthostd
 
 in_root systemctl enable -q smarthostd-firstboot.service smarthostd.service \
     nftables.service systemd-networkd.service systemd-resolved.service \
