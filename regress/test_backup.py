@@ -73,12 +73,14 @@ def test_backup_archive_restores_queue_and_greylist_into_a_fresh_state():
     assert len("files" + table) > 100
     with open(table, "w") as f:
         f.write("example.org\nexample.com\n")
-    # An included file is archived too, and names the table.
+    # An included file is archived too, and names the table; named
+    # through "..", it is archived under its real directory.
     include = os.path.join(lists, "tables.conf")
     with open(include, "w") as f:
         f.write('table "common" file "%s"\n' % table)
     d = Daemon()
-    d.write_config(_config(d.tmp, port, include))
+    d.write_config(_config(d.tmp, port, os.path.join(
+        os.path.dirname(table), "..", "tables.conf")))
     archive = os.path.join(d.tmp, "out", "smarthostd.tar")
     os.mkdir(os.path.dirname(archive))
     with d, LogOnFailure(d, _tail):
@@ -192,3 +194,30 @@ def test_backup_refused_to_an_unprivileged_client():
                            capture_output=True, text=True, timeout=30,
                            preexec_fn=as_nobody)
         assert r.returncode == 0, r
+
+
+def test_backup_of_a_fifo_in_a_files_place_fails_at_once():
+    """A named file replaced by a FIFO is refused, not read forever."""
+    tmp = tempfile.mkdtemp(prefix="smarthostd-backup-fifo-")
+    table = os.path.join(tmp, "common.txt")
+    with open(table, "w") as f:
+        f.write("example.org\n")
+    d = Daemon()
+    d.write_config(base_config(d.tmp, GREY_CONFIG +
+                               'table "common" file "%s"\n' % table))
+    with d, LogOnFailure(d, _tail):
+        os.unlink(table)
+        os.mkfifo(table)
+        target = os.path.join(d.tmp, "b.tar")
+        r = d.ctl("backup", target, check=False)
+        assert r.returncode == 1, r
+        assert r.stderr.strip() == "smarthostctl: backup failed: %s: %s: " \
+            "not a regular file" % (target, table), r
+        assert [n for n in os.listdir(d.tmp) if n.startswith("b.tar")] \
+            == [], os.listdir(d.tmp)
+        # The next backup is not refused as one in progress.
+        os.unlink(table)
+        open(table, "w").close()
+        d.ctl("backup", target)
+        assert os.path.exists(target)
+    shutil.rmtree(tmp)

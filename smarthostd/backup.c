@@ -22,6 +22,7 @@
 
 #include <sys/types.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <event.h>
@@ -39,6 +40,9 @@
 #include "smarthostd.h"
 
 #define BACKUP_TIMEOUT		600	/* seconds for the database copies */
+#define WRITER_TIMEOUT		3600	/* seconds for the archive */
+#define WRITER_ANSWER_FD	3	/* the writer's descriptors */
+#define WRITER_ARCHIVE_FD	4
 #define TAR_BLOCK		512
 
 static void	 parent_backup_timeout(int, short, void *);
@@ -47,7 +51,8 @@ static int	 parent_backup_fork(void);
 static void	 parent_backup_written(int, short, void *);
 static void	 parent_backup_finish(int, const char *);
 static void	 parent_backup_clean(void);
-static int	 parent_backup_write(const char *, char *, size_t);
+static int	 backup_archive(int, char *, size_t);
+static void	 backup_writer_main(int, int);
 static int	 backup_state_path(char *, size_t, const char *);
 static void	 backup_named_files(struct string_list *);
 static void	 backup_name_add(struct string_list *, const char *);
@@ -67,8 +72,10 @@ static struct {
 	uint32_t		 seq;		/* imsg id of the copies */
 	uint32_t		 waiting;	/* bits: queue, grey */
 	char			 path[PATH_MAX];
+	char			 tmp[PATH_MAX];	/* the archive until done */
 	char			 failed[MESSAGE_LEN - 64];
 	struct event		 timer;
+	pid_t			 writer_pid;
 	struct event		 writer;	/* its answer, on a pipe */
 } backup;
 
@@ -183,9 +190,19 @@ backup_answer(struct imsgev *iev, struct imsg *imsg)
 static void
 parent_backup_timeout(int fd, short event, void *arg)
 {
+	char	 msg[MESSAGE_LEN];
+
 	(void)fd;
 	(void)event;
 	(void)arg;
+	if (backup.writer_pid > 0) {
+		backup_abort();
+		backup_msg(msg, sizeof(msg), "backup failed: %s: the archive "
+		    "was not written within %d seconds", backup.path,
+		    WRITER_TIMEOUT);
+		parent_backup_finish(0, msg);
+		return;
+	}
 	backup_msg(backup.failed, sizeof(backup.failed),
 	    "the %s process did not finish its copy within %d seconds",
 	    proc_name(backup.waiting & 1U << PROC_QUEUE ? PROC_QUEUE :
@@ -207,80 +224,175 @@ parent_backup_end(void)
 }
 
 /*
- * The writer: a child of the parent with the parent's privileges, no
- * event loop and default signals (libevent's handlers would report its
- * signals to the parent).  It keeps only the pipe it answers on, a
- * "1" or "0" and the message, in one write of less than PIPE_BUF.
+ * The archive is made by a child of the parent under a temporary name
+ * the parent chose, so that the parent can remove it whatever becomes
+ * of the child, and renamed by the parent once the child says it is
+ * complete and on disk.  The signals libevent catches are blocked
+ * across fork(): its handlers, still in place in the child until reset,
+ * would tell the parent of the child's signals.
  */
 static int
 parent_backup_fork(void)
 {
-	char	 msg[MESSAGE_LEN];
-	int	 fds[2], rc;
+	struct timeval	 tv = { WRITER_TIMEOUT, 0 };
+	sigset_t	 mask, saved;
+	pid_t		 pid;
+	int		 fds[2], fd;
 
-	if (pipe2(fds, O_CLOEXEC) == -1) {
-		backup_msg(backup.failed, sizeof(backup.failed), "pipe: %s",
-		    strerror(errno));
+	if ((size_t)snprintf(backup.tmp, sizeof(backup.tmp), "%s.XXXXXX",
+	    backup.path) >= sizeof(backup.tmp)) {
+		backup_msg(backup.failed, sizeof(backup.failed),
+		    "%s: path too long", backup.path);
 		return (-1);
 	}
-	switch (fork()) {
-	case -1:
-		backup_msg(backup.failed, sizeof(backup.failed), "fork: %s",
-		    strerror(errno));
-		(void)close(fds[0]);
-		(void)close(fds[1]);
+	if ((fd = mkstemp(backup.tmp)) == -1) {
+		backup_msg(backup.failed, sizeof(backup.failed), "%s: %s",
+		    backup.tmp, strerror(errno));
 		return (-1);
-	case 0:
+	}
+	if (fchmod(fd, 0600) == -1 || pipe2(fds, O_CLOEXEC) == -1) {
+		backup_msg(backup.failed, sizeof(backup.failed), "%s: %s",
+		    backup.tmp, strerror(errno));
+		(void)close(fd);
+		(void)unlink(backup.tmp);
+		return (-1);
+	}
+	(void)sigemptyset(&mask);
+	(void)sigaddset(&mask, SIGTERM);
+	(void)sigaddset(&mask, SIGINT);
+	(void)sigaddset(&mask, SIGHUP);
+	(void)sigaddset(&mask, SIGCHLD);
+	(void)sigprocmask(SIG_BLOCK, &mask, &saved);
+	if ((pid = fork()) == 0) {
 		(void)signal(SIGTERM, SIG_DFL);
 		(void)signal(SIGINT, SIG_DFL);
 		(void)signal(SIGHUP, SIG_DFL);
 		(void)signal(SIGCHLD, SIG_DFL);
-		if (!log_on_stderr())
-			closelog();
-		if (dup2(fds[1], STDERR_FILENO + 1) == -1)
-			_exit(1);
-		closefrom(STDERR_FILENO + 2);
-		if (!log_on_stderr())
-			log_init(0, LOG_MAIL);
-		log_procinit("backup");
-		setproctitle("backup writer");
-		rc = parent_backup_write(backup.path, msg + 1, sizeof(msg) - 1);
-		msg[0] = rc == 0 ? '1' : '0';
-		(void)write(STDERR_FILENO + 1, msg, strlen(msg));
-		_exit(rc == 0 ? 0 : 1);
+		(void)sigprocmask(SIG_SETMASK, &saved, NULL);
+		backup_writer_main(fds[1], fd);
+		/* NOTREACHED */
 	}
+	(void)sigprocmask(SIG_SETMASK, &saved, NULL);
 	(void)close(fds[1]);
+	(void)close(fd);
+	if (pid == -1) {
+		backup_msg(backup.failed, sizeof(backup.failed), "fork: %s",
+		    strerror(errno));
+		(void)close(fds[0]);
+		(void)unlink(backup.tmp);
+		return (-1);
+	}
+	backup.writer_pid = pid;
 	event_set(&backup.writer, fds[0], EV_READ, parent_backup_written,
 	    NULL);
 	event_add(&backup.writer, NULL);
+	evtimer_add(&backup.timer, &tv);
 	return (0);
 }
 
-/* The writer's answer; nothing at all when it died.  SIGCHLD reaps it. */
+/*
+ * The writer keeps only its answer pipe and the archive, and answers
+ * with one write of less than PIPE_BUF: "1" and the archive's size, or
+ * "0" and why not.
+ */
+static void
+backup_writer_main(int answer, int archive)
+{
+	char	 msg[MESSAGE_LEN];
+	int	 rc;
+
+	if (!log_on_stderr())
+		closelog();
+	if ((answer = fcntl(answer, F_DUPFD, WRITER_ARCHIVE_FD + 1)) == -1 ||
+	    (archive = fcntl(archive, F_DUPFD, WRITER_ARCHIVE_FD + 1)) == -1 ||
+	    dup2(answer, WRITER_ANSWER_FD) == -1 ||
+	    dup2(archive, WRITER_ARCHIVE_FD) == -1)
+		_exit(1);
+	closefrom(WRITER_ARCHIVE_FD + 1);
+	if (!log_on_stderr())
+		log_init(0, LOG_MAIL);
+	log_procinit("backup");
+	setproctitle("backup writer");
+	rc = backup_archive(WRITER_ARCHIVE_FD, msg + 1, sizeof(msg) - 1);
+	msg[0] = rc == 0 ? '1' : '0';
+	(void)write(WRITER_ANSWER_FD, msg, strlen(msg));
+	_exit(rc == 0 ? 0 : 1);
+}
+
+/*
+ * The writer's answer; nothing at all when it died.  SIGCHLD reaps it,
+ * and backup_reaped says how it ended if that was not normally.
+ */
 static void
 parent_backup_written(int fd, short event, void *arg)
 {
-	char	 msg[MESSAGE_LEN];
+	char	 msg[MESSAGE_LEN], answer[MESSAGE_LEN];
 	ssize_t	 n;
 
 	(void)event;
 	(void)arg;
-	while ((n = read(fd, msg, sizeof(msg) - 1)) == -1 && errno == EINTR)
+	evtimer_del(&backup.timer);
+	backup.writer_pid = 0;
+	while ((n = read(fd, answer, sizeof(answer) - 1)) == -1 &&
+	    errno == EINTR)
 		;
 	(void)close(fd);
-	if (n <= 0 || (msg[0] != '0' && msg[0] != '1')) {
+	if (n > 0)
+		answer[n] = '\0';
+	if (n <= 0 || (answer[0] != '0' && answer[0] != '1'))
 		backup_msg(msg, sizeof(msg), "backup failed: %s: the writer "
 		    "died", backup.path);
-		parent_backup_finish(0, msg);
+	else if (answer[0] == '0')
+		backup_msg(msg, sizeof(msg), "backup failed: %s: %s",
+		    backup.path, answer + 1);
+	else if (rename(backup.tmp, backup.path) == -1)
+		backup_msg(msg, sizeof(msg), "backup failed: %s: %s",
+		    backup.path, strerror(errno));
+	else {
+		backup.tmp[0] = '\0';
+		backup_msg(msg, sizeof(msg), "%s: %s", backup.path,
+		    answer + 1);
+		parent_backup_finish(1, msg);
 		return;
 	}
-	msg[n] = '\0';
-	parent_backup_finish(msg[0] == '1', msg + 1);
+	parent_backup_finish(0, msg);
+}
+
+/* The writer is stopped and its file removed: a timeout, or shutdown. */
+void
+backup_abort(void)
+{
+	if (backup.writer_pid <= 0)
+		return;
+	(void)kill(backup.writer_pid, SIGKILL);
+	backup.writer_pid = 0;
+	event_del(&backup.writer);
+	(void)close(EVENT_FD(&backup.writer));
+	evtimer_del(&backup.timer);
+	if (unlink(backup.tmp) == -1 && errno != ENOENT)
+		log_warn("backup: %s", backup.tmp);
+	backup.tmp[0] = '\0';
+}
+
+/* A process of the parent's that is none of its children ended. */
+void
+backup_reaped(pid_t pid, int status)
+{
+	char	 how[128];
+
+	if (WIFEXITED(status) && WEXITSTATUS(status) <= 1)
+		return;
+	log_warnx("backup writer (pid %ld) %s", (long)pid,
+	    wait_status_string(status, how, sizeof(how)));
 }
 
 static void
 parent_backup_finish(int ok, const char *msg)
 {
+	if (backup.tmp[0] != '\0' && unlink(backup.tmp) == -1 &&
+	    errno != ENOENT)
+		log_warn("backup: %s", backup.tmp);
+	backup.tmp[0] = '\0';
 	if (ok)
 		log_info("backup written: %s", msg);
 	else
@@ -320,38 +432,25 @@ parent_backup_clean(void)
 /*
  * The archive: MANIFEST (where each file came from), state/queue.mdb,
  * state/grey.mdb, etc/smarthostd.conf, and under files/ by their
- * absolute paths the files the configuration names.  On success msg is
- * "FILE: N bytes"; otherwise the reason.
+ * absolute paths the files the configuration names, written to fd and
+ * synced.  On success msg is "N bytes"; otherwise the reason.
  */
 static int
-parent_backup_write(const char *path, char *msg, size_t len)
+backup_archive(int fd, char *msg, size_t len)
 {
 	struct string_list	 named;
 	struct string_entry	*se;
 	struct stat		 sb;
 	FILE			*manifest = NULL;
 	char			*text = NULL;
-	char			 tmp[PATH_MAX], src[PATH_MAX], name[PATH_MAX];
+	char			 src[PATH_MAX], name[PATH_MAX];
 	char			 why[MESSAGE_LEN - 64];
 	size_t			 text_len = 0;
 	time_t			 now = time(NULL);
-	int			 fd = -1, rc = -1;
+	int			 rc = -1;
 
 	TAILQ_INIT(&named);
 	why[0] = '\0';
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >=
-	    sizeof(tmp)) {
-		backup_msg(msg, len, "%s: path too long", path);
-		return (-1);
-	}
-	if ((fd = mkstemp(tmp)) == -1 || fchmod(fd, 0600) == -1) {
-		backup_msg(msg, len, "%s: %s", tmp, strerror(errno));
-		if (fd != -1) {
-			(void)close(fd);
-			(void)unlink(tmp);
-		}
-		return (-1);
-	}
 	if ((manifest = open_memstream(&text, &text_len)) == NULL) {
 		(void)strlcpy(why, "out of memory", sizeof(why));
 		goto done;
@@ -402,18 +501,11 @@ parent_backup_write(const char *path, char *msg, size_t len)
 	    backup_write(fd, NULL, (TAR_BLOCK - text_len % TAR_BLOCK) %
 	    TAR_BLOCK + 2 * TAR_BLOCK, why, sizeof(why)) == -1)
 		goto done;
-	if (fsync(fd) == -1 || fstat(fd, &sb) == -1) {
+	if (fsync(fd) == -1 || fstat(fd, &sb) == -1 || close(fd) == -1) {
 		backup_msg(why, sizeof(why), "%s", strerror(errno));
 		goto done;
 	}
-	if (close(fd) == -1 || rename(tmp, path) == -1) {
-		fd = -1;
-		backup_msg(why, sizeof(why), "%s", strerror(errno));
-		goto done;
-	}
-	fd = -1;
-	backup_msg(msg, len, "%s: %lld bytes", path,
-	    (long long)sb.st_size);
+	backup_msg(msg, len, "%lld bytes", (long long)sb.st_size);
 	rc = 0;
  done:
 	if (manifest != NULL)
@@ -424,12 +516,8 @@ parent_backup_write(const char *path, char *msg, size_t len)
 		free(se->value);
 		free(se);
 	}
-	if (rc == -1) {
-		if (fd != -1)
-			(void)close(fd);
-		(void)unlink(tmp);
-		backup_msg(msg, len, "backup failed: %s: %s", path, why);
-	}
+	if (rc == -1)
+		(void)strlcpy(msg, why, len);
 	return (rc);
 }
 
@@ -465,9 +553,28 @@ static void
 backup_name_add(struct string_list *named, const char *path)
 {
 	struct string_entry	*se;
+	char			 dir[PATH_MAX], real[PATH_MAX];
+	const char		*slash;
 
 	if (path[0] == '\0')
 		return;
+	/*
+	 * "include ../common.conf" is /etc/smarthostd/../common.conf: tar
+	 * refuses a member named with "..", so the directory is resolved.
+	 * The file's own name stays, a link or not, as the restore must
+	 * put it back where the configuration names it.
+	 */
+	if ((slash = strrchr(path, '/')) != NULL && slash != path &&
+	    (size_t)(slash - path) < sizeof(dir)) {
+		(void)memcpy(dir, path, slash - path);
+		dir[slash - path] = '\0';
+		if (realpath(dir, real) != NULL) {
+			if (strcmp(real, "/") == 0)
+				real[0] = '\0';
+			if (strlcat(real, slash, sizeof(real)) < sizeof(real))
+				path = real;
+		}
+	}
 	TAILQ_FOREACH(se, named, entry)
 		if (strcmp(se->value, path) == 0)
 			return;
@@ -480,6 +587,7 @@ backup_name_add(struct string_list *named, const char *path)
  * manifest saying where it came from: from, or src.  A copy in the
  * state directory is opened without following links: queue and grey
  * could have put one there.  On error errno is kept for the caller.
+ * (O_NONBLOCK does nothing to the reads of a regular file.)
  */
 static int
 backup_tar_file(int out, FILE *manifest, const char *name, const char *src,
@@ -491,7 +599,8 @@ backup_tar_file(int out, FILE *manifest, const char *name, const char *src,
 	ssize_t		 n;
 	int		 fd, saved;
 
-	if ((fd = open(src, O_RDONLY | O_CLOEXEC |
+	/* O_NONBLOCK: a FIFO in a file's place must not hang the writer. */
+	if ((fd = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK |
 	    (from != NULL ? O_NOFOLLOW : 0))) == -1 || fstat(fd, &sb) == -1) {
 		saved = errno;
 		backup_msg(why, len, "%s: %s", src, strerror(errno));

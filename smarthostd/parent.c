@@ -339,20 +339,27 @@ parent_raise_fd_limit(const struct smarthost_config *conf)
 	struct rlimit	 rl;
 	rlim_t		 need;
 
+	need = 2 * (rlim_t)conf->smtp.max_sessions + 64;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
 		log_warn("getrlimit nofile");
 		return;
 	}
 	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
+		/* An infinite hard limit is not one to ask for. */
+		rl.rlim_cur = rl.rlim_max != RLIM_INFINITY ? rl.rlim_max :
+		    (need > rl.rlim_cur ? need : rl.rlim_cur);
 		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
 			log_warn("setrlimit nofile %llu",
-			    (unsigned long long)rl.rlim_max);
+			    (unsigned long long)rl.rlim_cur);
 	}
-	need = 2 * (rlim_t)conf->smtp.max_sessions + 64;
+	/* What was granted, not what was asked for. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit nofile");
+		return;
+	}
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
 		log_warnx("max-sessions %u needs about %llu file descriptors, "
-		    "but the limit is %llu: sessions past it are refused",
+		    "but the limit is %llu: connections past it wait",
 		    (unsigned int)conf->smtp.max_sessions,
 		    (unsigned long long)need,
 		    (unsigned long long)rl.rlim_cur);
@@ -876,8 +883,10 @@ parent_reap(void)
 		for (p = PROC_PARENT + 1; p < PROC_MAX; p++)
 			if (children[p].pid == pid)
 				break;
-		if (p == PROC_MAX)
+		if (p == PROC_MAX) {
+			backup_reaped(pid, status);
 			continue;
+		}
 		children[p].pid = 0;
 		children[p].running = 0;
 		if (shutting_down)
@@ -920,6 +929,7 @@ parent_shutdown(int status)
 	int		 ws;
 
 	shutting_down = 1;
+	backup_abort();
 	parent_signal_children(SIGTERM);
 	deadline = time(NULL) + SHUTDOWN_GRACE;
 	while (parent_children_left() > 0) {

@@ -928,6 +928,8 @@ struct imsgev *parent_child(enum smarthost_proc);
 void	 backup_init(void);
 void	 backup_start(uint32_t, const char *);
 void	 backup_answer(struct imsgev *, struct imsg *);
+void	 backup_abort(void);
+void	 backup_reaped(pid_t, int);
 
 /* smtp.c, grey.c, scan.c, queue.c, pfctl.c, control.c */
 void	 smtp_main(void) __attribute__((__noreturn__));
