@@ -188,6 +188,11 @@ deps:
 
 # The unprivileged users the daemon runs its processes as (root only).
 users:
+	@if [ -z "$(USERADD)" ]; then \
+		echo "users: on $(OS), create _smarthostd and" \
+		    "_smarthostd_scan by hand"; \
+		exit 1; \
+	fi
 	@if [ "$$(id -u)" = 0 ]; then \
 		for u in _smarthostd _smarthostd_scan; do \
 			id -u $$u >/dev/null 2>&1 && continue; \
