@@ -68,6 +68,7 @@ DAEMON_SRCS =	smarthostd/smarthostd.c smarthostd/parse.c \
 		smarthostd/envelope.c smarthostd/smtp_session.c \
 		smarthostd/mailaddr.c smarthostd/ruleset.c smarthostd/dns.c \
 		smarthostd/bounce.c smarthostd/scheduler.c smarthostd/relay.c \
+		smarthostd/relay_conn.c smarthostd/relay_smtp.c \
 		smarthostd/spf.c smarthostd/addrset.c smarthostd/greydb.c \
 		smarthostd/message.c smarthostd/scan_score.c \
 		smarthostd/grey_lists.c smarthostd/grey_dns.c \
@@ -124,7 +125,8 @@ regress/unit/dns_lookup: regress/unit/dns_lookup.c smarthostd/dns.o \
 
 # Not a unit test of its own: regress/test_relay_client.py runs it against
 # smtp-sink and small Python servers.
-RELAY_SEND_OBJS = smarthostd/relay.o smarthostd/dns.o smarthostd/log.o \
+RELAY_SEND_OBJS = smarthostd/relay.o smarthostd/relay_conn.o \
+		smarthostd/relay_smtp.o smarthostd/dns.o smarthostd/log.o \
 		smarthostd/util.o $(COMPAT_SRCS:.c=.o)
 regress/unit/relay_send: regress/unit/relay_send.c $(RELAY_SEND_OBJS)
 	$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ regress/unit/relay_send.c \
@@ -167,6 +169,8 @@ smarthostd/smtp.o smarthostd/smtp_session.o smarthostd/smtp_scan.o \
 smarthostd/pfctl.o $(PFCTL_BACKEND:.c=.o): smarthostd/pfctl.h
 smarthostd/grey.o smarthostd/grey_lists.o smarthostd/grey_dns.o \
     smarthostd/grey_ctl.o smarthostd/grey_fw.o: smarthostd/grey.h
+smarthostd/relay.o smarthostd/relay_conn.o \
+    smarthostd/relay_smtp.o: smarthostd/relay.h
 
 # Install missing Debian packages, by name; a no-op when all are present.
 deps:
