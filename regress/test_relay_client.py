@@ -3,8 +3,9 @@ against real peers on loopback: Postfix's smtp-sink, dnsmasq for the MX
 path, and a scripted Python server (regress/lib.py ScriptedSmtpPeer) for
 per-recipient replies, STARTTLS, AUTH and hostile replies.
 
-regress/unit/relay_send runs relay.c and dns.c on a libevent loop, as
-the queue process does, and prints one line per recipient:
+regress/unit/relay_send runs the relay engine (relay*.c) and dns.c on a
+libevent loop, as the queue process does, and prints one line per
+recipient:
 "JOB RCPT STATUS CODE ENHANCED TEXT"."""
 
 import os

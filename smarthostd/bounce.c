@@ -465,7 +465,7 @@ bounce_diag(const char *last_error, int delayed, struct bounce_diag *d)
 	d->reply = d->text;
 
 	/*
-	 * relay.c writes "NAME [ADDR]:PORT: said: REPLY", an expiry puts
+	 * relay_smtp.c writes "NAME [ADDR]:PORT: said: REPLY", an expiry puts
 	 * "...; last error: " before that, and other MTAs' style is
 	 * "host NAME[ADDR] said: REPLY".
 	 */

@@ -15,7 +15,7 @@
  */
 
 /*
- * relay_send: the relay engine (relay.c with dns.c) on a libevent loop,
+ * relay_send: the relay engine (relay*.c with dns.c) on a libevent loop,
  * outside the daemon, for the tests in regress/test_relay_client.py.
  *
  *	relay_send [-8Sv] [-a user:password] [-c cafile] [-d domain]
