@@ -443,6 +443,8 @@ proc_child_peer_fd(struct imsg *imsg)
 			fatal("imsgbuf_set_maxsize");
 	iev_peer[peer] = iev;
 	log_debug("connected to %s", proc_name(peer));
+	if (child_handlers->peer_up != NULL)
+		child_handlers->peer_up(peer);
 }
 
 /*

@@ -114,6 +114,7 @@ static int			 disk_ok = -1;	/* -1: not told yet */
 static void	 queue_dispatch_peer(struct imsgev *, struct imsg *);
 static void	 queue_config_commit(struct smarthost_config *);
 static void	 queue_shutdown(void);
+static void	 queue_peer_up(enum smarthost_proc);
 static void	 queue_events_init(void);
 static void	 queue_open(void);
 static void	 queue_dispatch_parent(struct imsgev *, struct imsg *);
@@ -156,7 +157,8 @@ static const struct proc_handlers	 queue_handlers = {
 	.parent =		queue_dispatch_parent,
 	.peer =			queue_dispatch_peer,
 	.config_commit =	queue_config_commit,
-	.shutdown =		queue_shutdown
+	.shutdown =		queue_shutdown,
+	.peer_up =		queue_peer_up
 };
 
 void
@@ -693,6 +695,18 @@ queue_shutdown(void)
  * The free space reserve: smtp refuses MAIL while the state directory's
  * file system has less than min_free available to us.
  */
+/*
+ * smtp takes the disk for fine until told otherwise: tell it as soon as
+ * it can be told, not at the next check, so that a daemon started on a
+ * full disk refuses mail from its first session.
+ */
+static void
+queue_peer_up(enum smarthost_proc peer)
+{
+	if (peer == PROC_SMTP)
+		queue_disk_check();
+}
+
 static void
 queue_disk_timer(int fd, short event, void *arg)
 {

@@ -891,6 +891,8 @@ struct proc_handlers {
 	 * proc_exit_deferred, in which case it calls exit() itself.
 	 */
 	void	(*shutdown)(void);
+	/* a peer child's socket arrived: it can be talked to (may be NULL) */
+	void	(*peer_up)(enum smarthost_proc);
 	/* a peer child's socket closed: it died (may be NULL) */
 	void	(*peer_lost)(enum smarthost_proc);
 };
