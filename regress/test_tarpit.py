@@ -9,11 +9,12 @@ Clients connect from 127.0.0.x; the list holds 127.0.0.5 and 127.0.0.6.
 
 import contextlib
 import gzip
+import json
 import os
 import tempfile
 import time
 
-from lib import Daemon, base_config
+from lib import Daemon, base_config, wait_for
 from test_smtp import (HOST, TLS, Client, free_ports, password_hashes,
                        tls_context, write_pki)
 
@@ -53,6 +54,12 @@ def tarpitd(tarpit="", gz=False, extra="",
     d.write_config(base_config(d.tmp, conf))
     d.port = port
     with d:
+        # grey loads the list a moment after the start: a session before
+        # that is not tarpitted (seen on a loaded machine).
+        wait_for(lambda: any(t["name"] == "local" and t["count"] > 0
+                             for t in json.loads(d.ctl(
+                                 "-j", "show", "tables").stdout)),
+                 10, "the blocklist to be loaded")
         yield d
 
 
