@@ -26,6 +26,9 @@
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
+#ifndef __OpenBSD__
+#include <crypt.h>
+#endif
 
 #include "compat.h"
 
@@ -128,5 +131,66 @@ int
 compat_memfd(const char *name)
 {
 	return (memfd_create(name, MFD_CLOEXEC));
+}
+#endif
+
+#ifdef __OpenBSD__
+int
+compat_crypt_check(const char *password, const char *hash)
+{
+	return (crypt_checkpass(password, hash) == 0 ? 0 : -1);
+}
+
+int
+compat_crypt_newhash(const char *password, int cost, char *hash, size_t len)
+{
+	char	 pref[32];
+
+	(void)snprintf(pref, sizeof(pref), "bcrypt,%d", cost);
+	return (crypt_newhash(password, pref, hash, len));
+}
+#else
+/* The parent checks one password at a time: one crypt_data will do. */
+int
+compat_crypt_check(const char *password, const char *hash)
+{
+	static struct crypt_data	 cd;
+	const char			*res;
+	size_t				 len = strlen(hash);
+	int				 rc = -1;
+
+	res = crypt_r(password, hash, &cd);
+	if (res != NULL && res[0] != '*' && strlen(res) == len &&
+	    timingsafe_bcmp(res, hash, len) == 0)
+		rc = 0;
+	explicit_bzero(&cd, sizeof(cd));
+	return (rc);
+}
+
+int
+compat_crypt_newhash(const char *password, int cost, char *hash, size_t len)
+{
+	struct crypt_data	*cd;
+	char			*salt, *res;
+	int			 rc = -1;
+
+	if ((salt = crypt_gensalt_ra("$2b$", cost, NULL, 0)) == NULL)
+		return (-1);
+	if ((cd = calloc(1, sizeof(*cd))) == NULL) {
+		free(salt);
+		return (-1);
+	}
+	res = crypt_rn(password, salt, cd, sizeof(*cd));
+	if (res != NULL && res[0] != '*') {
+		if (strlcpy(hash, res, len) < len)
+			rc = 0;
+		else
+			errno = ERANGE;
+	} else if (errno == 0)
+		errno = EINVAL;
+	explicit_bzero(cd, sizeof(*cd));
+	free(cd);
+	free(salt);
+	return (rc);
 }
 #endif

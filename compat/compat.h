@@ -49,4 +49,23 @@ int	 compat_memfd(const char *);
 /* Absolute path of the running executable, for re-exec. */
 int	 compat_exec_path(const char *, char *, size_t);
 
+/*
+ * bcrypt: 0 when the password matches the hash ("$2b$..."), and a new
+ * hash of a password at cost 2^cost.  OpenBSD's crypt_checkpass(3) and
+ * crypt_newhash(3); libxcrypt's crypt_r(3) and crypt_gensalt_ra(3)
+ * elsewhere.
+ */
+int	 compat_crypt_check(const char *, const char *);
+int	 compat_crypt_newhash(const char *, int, char *, size_t);
+
+/*
+ * OpenBSD's base libevent is 1.4, whose buffers are always one piece:
+ * the two libevent 2 buffer calls the daemon makes, in 1.4's words.
+ */
+#ifdef __OpenBSD__
+#include <event.h>
+#define evbuffer_get_length(b)		EVBUFFER_LENGTH(b)
+#define evbuffer_pullup(b, n)		((void)(n), EVBUFFER_DATA(b))
+#endif
+
 #endif /* SMARTHOSTD_COMPAT_H */

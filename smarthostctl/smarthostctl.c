@@ -18,7 +18,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include <crypt.h>
 #include <err.h>
 #include <errno.h>
 #include <readpassphrase.h>
@@ -881,9 +880,8 @@ ctl_next_string(uint32_t type)
 static int
 ctl_encrypt(const char *arg)
 {
-	struct crypt_data	*data;
-	char			*line = NULL, *salt, *hash;
-	char			 prompt[AUTH_PASSWORD_MAX + 1];
+	char			*line = NULL;
+	char			 prompt[AUTH_PASSWORD_MAX + 1], hash[128];
 	const char		*password = arg;
 	size_t			 size = 0, len;
 	ssize_t			 n;
@@ -917,13 +915,9 @@ ctl_encrypt(const char *arg)
 		warnx("only the first %d bytes of the password count",
 		    BCRYPT_PASSWORD_MAX);
 
-	if ((salt = crypt_gensalt_ra("$2b$", BCRYPT_COST, NULL, 0)) == NULL)
-		err(EXIT_DAEMON_FAILURE, "crypt_gensalt");
-	if ((data = calloc(1, sizeof(*data))) == NULL)
-		err(EXIT_DAEMON_FAILURE, NULL);
-	hash = crypt_rn(password, salt, data, sizeof(*data));
-	if (hash == NULL || hash[0] == '*')
-		err(EXIT_DAEMON_FAILURE, "crypt");
+	if (compat_crypt_newhash(password, BCRYPT_COST, hash,
+	    sizeof(hash)) == -1)
+		err(EXIT_DAEMON_FAILURE, "bcrypt");
 	if (json) {
 		(void)printf("{\"hash\":");
 		json_string(hash);
@@ -936,9 +930,6 @@ ctl_encrypt(const char *arg)
 		explicit_bzero(line, size);
 		free(line);
 	}
-	explicit_bzero(data, sizeof(*data));
-	free(data);
-	free(salt);
 	return (0);
 }
 

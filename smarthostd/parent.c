@@ -31,7 +31,6 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
-#include <crypt.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
@@ -680,14 +679,12 @@ parent_dispatch_child(struct imsgev *iev, struct imsg *imsg)
 static void
 parent_auth(struct imsgev *iev, struct imsg *imsg)
 {
-	static struct crypt_data	 cd;
 	static const char		*dummy =
 	    "$2b$10$SLJkE88LCadmAIm8hY23peNIJQNQl44vldq7GrM4C9kCZ3fmRzqsm";
 	struct auth_request		 req;
 	struct table			*t;
 	struct table_entry		*e = NULL, *other, find;
 	const char			*hash = dummy;
-	char				*res;
 	int				 ok;
 
 	imsg_expect_size(imsg, sizeof(req));
@@ -714,12 +711,8 @@ parent_auth(struct imsgev *iev, struct imsg *imsg)
 				hash = other->value;
 		}
 	}
-	res = crypt_r(req.password, hash, &cd);
-	ok = e != NULL && res != NULL && res[0] != '*' &&
-	    strlen(res) == strlen(hash) &&
-	    timingsafe_bcmp(res, hash, strlen(hash)) == 0;
+	ok = compat_crypt_check(req.password, hash) == 0 && e != NULL;
 	explicit_bzero(&req, sizeof(req));
-	explicit_bzero(&cd, sizeof(cd));
 	imsgev_compose(iev, IMSG_SMTP_AUTH_RESULT, imsg_get_id(imsg), 0, -1,
 	    &ok, sizeof(ok));
 }
