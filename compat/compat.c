@@ -25,6 +25,8 @@
 
 #ifdef __linux__
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
 #endif
 #ifndef __OpenBSD__
 #include <crypt.h>
@@ -75,6 +77,45 @@ compat_no_new_privs(void)
 	return (0);
 #endif
 }
+
+#ifdef __linux__
+int
+compat_caps_keep(void)
+{
+	return (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0));
+}
+
+int
+compat_caps_net_admin_only(void)
+{
+	struct __user_cap_header_struct	 head;
+	struct __user_cap_data_struct	 data[_LINUX_CAPABILITY_U32S_3];
+
+	memset(&head, 0, sizeof(head));
+	memset(data, 0, sizeof(data));
+	head.version = _LINUX_CAPABILITY_VERSION_3;
+	data[CAP_TO_INDEX(CAP_NET_ADMIN)].permitted =
+	    CAP_TO_MASK(CAP_NET_ADMIN);
+	data[CAP_TO_INDEX(CAP_NET_ADMIN)].effective =
+	    CAP_TO_MASK(CAP_NET_ADMIN);
+	if (syscall(SYS_capset, &head, data) == -1)
+		return (-1);
+	return (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0));
+}
+#else
+/* No capabilities: the descriptors opened as root are what is kept. */
+int
+compat_caps_keep(void)
+{
+	return (0);
+}
+
+int
+compat_caps_net_admin_only(void)
+{
+	return (0);
+}
+#endif
 
 void
 compat_setproctitle_init(int argc, char *argv[], char *envp[])

@@ -29,6 +29,8 @@
 #ifdef __OpenBSD__
 #define compat_setproctitle_init(argc, argv, envp)	do { } while (0)
 #define compat_no_new_privs()				(0)
+#define compat_caps_keep()				(0)
+#define compat_caps_net_admin_only()			(0)
 #else
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,12 @@
 int	 pledge(const char *, const char *);
 int	 unveil(const char *, const char *);
 int	 compat_no_new_privs(void);
+/*
+ * Around setresuid: keep the capabilities (PR_SET_KEEPCAPS), then keep
+ * CAP_NET_ADMIN only, permitted and effective.
+ */
+int	 compat_caps_keep(void);
+int	 compat_caps_net_admin_only(void);
 int	 timingsafe_bcmp(const void *, const void *, size_t);
 void	 compat_setproctitle_init(int, char *[], char *[]);
 #endif

@@ -38,17 +38,21 @@ def test_children_drop_privileges_and_chroot_as_root():
             "grey": (user.pw_uid, d.state),
             "queue": (user.pw_uid, d.state),
             "scan": (scan.pw_uid, "/var/empty"),
-            "pf": (0, "/"),
+            "pf": (user.pw_uid, "/var/empty"),
         }
+        net_admin = 1 << 12     # CAP_NET_ADMIN, pf's only capability
         for name, (uid, root) in expect.items():
             st = proc_status(pids[name])
             uids = [int(u) for u in st["Uid"].split()]
             gids = [int(g) for g in st["Gid"].split()]
             assert uids == [uid] * 4, (name, uids)
-            if uid != 0:
-                assert gids[0] != 0 and len(set(gids)) == 1, (name, gids)
-                assert st["Groups"].split() == [str(gids[0])], (name, st)
-                assert st["NoNewPrivs"] == "1", name
+            assert gids[0] != 0 and len(set(gids)) == 1, (name, gids)
+            assert st["Groups"].split() == [str(gids[0])], (name, st)
+            assert st["NoNewPrivs"] == "1", name
+            caps = net_admin if name == "pf" else 0
+            for field in ("CapEff", "CapPrm", "CapInh", "CapAmb"):
+                want = caps if field in ("CapEff", "CapPrm") else 0
+                assert int(st[field], 16) == want, (name, field, st[field])
             assert os.readlink("/proc/%d/root" % pids[name]) == root, name
         assert os.stat(d.state).st_uid == user.pw_uid
         assert os.stat(d.state).st_mode & 0o777 == 0o700

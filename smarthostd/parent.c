@@ -574,11 +574,6 @@ parent_start_children(struct smarthost_config *conf, int control_fd)
 			user = conf->scan.user;
 			root = parent_scan_root(conf);
 			break;
-		case PROC_PF:
-			/* Firewall tables need root; it parses no text. */
-			user = NULL;
-			root = NULL;
-			break;
 		default:
 			break;
 		}

@@ -114,8 +114,13 @@ static int			 started;
 static time_t			 full_logged;	/* a table full, then */
 static struct event		 ev_tick;
 
+/*
+ * The firewall handle (libnftables' netlink socket, /dev/pf) is opened
+ * as root; then the process is chrooted and unprivileged like the
+ * others, keeping that handle and, on Linux, CAP_NET_ADMIN alone.
+ */
 void
-pfctl_main(void)
+pfctl_main(const char *user, const char *chroot_dir)
 {
 	static const struct proc_handlers	 handlers = {
 		.peer =			pfctl_dispatch_peer,
@@ -126,6 +131,7 @@ pfctl_main(void)
 	for (t = 0; t < FW_TABLE_MAX; t++)
 		RB_INIT(&tables[t].view);
 	pfctl_backend.init();
+	proc_drop_privileges(user, chroot_dir, 1);
 	if (pledge(pfctl_backend.promises, NULL) == -1)
 		fatal("pledge");
 	proc_child_run(&handlers);

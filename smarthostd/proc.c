@@ -182,9 +182,13 @@ proc_exec_child(enum smarthost_proc proc, const char *path, int fd,
  * Drop privileges in the order design.md gives: chroot, chdir, groups,
  * gids, uids; then forbid regaining any.  Without root this is a no-op:
  * the parent has already said, once, that privilege separation is off.
+ * keep_net_admin keeps the one capability the pf process needs to
+ * change firewall tables (Linux; elsewhere it keeps the descriptors
+ * opened before, and nothing else).
  */
 void
-proc_drop_privileges(const char *user, const char *chroot_dir)
+proc_drop_privileges(const char *user, const char *chroot_dir,
+    int keep_net_admin)
 {
 	struct passwd	*pw;
 
@@ -201,10 +205,14 @@ proc_drop_privileges(const char *user, const char *chroot_dir)
 		if (chdir("/") == -1)
 			fatal("chdir /");
 	}
+	if (keep_net_admin && compat_caps_keep() == -1)
+		fatal("cannot keep capabilities across setresuid");
 	if (setgroups(1, &pw->pw_gid) == -1 ||
 	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1 ||
 	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)
 		fatal("cannot drop privileges to %s", user);
+	if (keep_net_admin && compat_caps_net_admin_only() == -1)
+		fatal("cannot keep only CAP_NET_ADMIN");
 	if (compat_no_new_privs() == -1)
 		fatal("no_new_privs");
 }
@@ -243,7 +251,9 @@ proc_child_start(enum smarthost_proc proc, const char *user,
 	if (!log_on_stderr())
 		log_init(0, LOG_MAIL);
 
-	proc_drop_privileges(user, chroot_dir);
+	/* pf opens its firewall handle as root first (pfctl_main). */
+	if (proc != PROC_PF)
+		proc_drop_privileges(user, chroot_dir, 0);
 
 	switch (proc) {
 	case PROC_SMTP:
@@ -259,7 +269,7 @@ proc_child_start(enum smarthost_proc proc, const char *user,
 		queue_main();
 		break;
 	case PROC_PF:
-		pfctl_main();
+		pfctl_main(user, chroot_dir);
 		break;
 	case PROC_CONTROL:
 		control_main();

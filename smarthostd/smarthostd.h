@@ -909,7 +909,7 @@ void	 proc_child_start(enum smarthost_proc, const char *, const char *)
 void	 proc_child_run(const struct proc_handlers *)
 	    __attribute__((__noreturn__));
 void	 proc_child_dispatch_parent(struct imsgev *, struct imsg *);
-void	 proc_drop_privileges(const char *, const char *);
+void	 proc_drop_privileges(const char *, const char *, int);
 int	 proc_privsep(void);
 void	 imsgev_init(struct imsgev *, int, enum smarthost_proc,
 	    void (*)(struct imsgev *, struct imsg *));
@@ -938,7 +938,7 @@ void	 smtp_main(void) __attribute__((__noreturn__));
 void	 grey_main(void) __attribute__((__noreturn__));
 void	 scan_main(void) __attribute__((__noreturn__));
 void	 queue_main(void) __attribute__((__noreturn__));
-void	 pfctl_main(void) __attribute__((__noreturn__));
+void	 pfctl_main(const char *, const char *) __attribute__((__noreturn__));
 void	 control_main(void) __attribute__((__noreturn__));
 
 /* scan_score.c: spam scoring and headers, from scan.c's worker threads */
