@@ -129,6 +129,25 @@ def test_firewall_expiry_removes_white_entries_from_set_and_view():
         assert firewall_rows(d)["white"]["firewall_count"] == 0
 
 
+def test_firewall_set_renamed_by_a_reload_is_emptied_and_the_new_filled():
+    with fwd() as d:
+        d.ctl("greylist", "white", "127.0.0.3")
+        wait_elements("white", lambda s: "127.0.0.3" in s,
+                      "127.0.0.3 in the white set")
+        with open(d.conf) as f:
+            conf = f.read()
+        d.write_config(conf.replace('set white "white"',
+                                    'set white "white2"'))
+        d.ctl("reload")
+        wait_elements("white2", lambda s: "127.0.0.3" in s,
+                      "127.0.0.3 in the renamed set")
+        d.wait_log("white table white, no longer configured: emptied")
+        assert elements("white") == {} and elements("white6") == {}, \
+            elements("white")
+        wait_for(lambda: firewall_rows(d).get("white2", {}).get(
+            "firewall_count") == 1, 10, "show tables to count the new set")
+
+
 def test_firewall_trap_hit_is_in_the_trap_set():
     with fwd(grey="\ttrap <traps>\n",
              extra="table traps { trap@example.org }\n") as d:

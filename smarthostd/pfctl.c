@@ -70,6 +70,7 @@ struct pfctl_table {
 
 static void	 pfctl_dispatch_peer(struct imsgev *, struct imsg *);
 static void	 pfctl_config_commit(struct smarthost_config *);
+static void	 pfctl_empty_old(const struct smarthost_config *);
 static void	 pfctl_tick(int, short, void *);
 static void	 pfctl_check(struct fw_entry *);
 static void	 pfctl_resync_start(int);
@@ -209,11 +210,45 @@ pfctl_config_commit(struct smarthost_config *old)
 	    (old == NULL || old->firewall.kind != env->firewall.kind))
 		log_warnx("this system's firewall is not the one configured; "
 		    "firewall tables are not mirrored");
+	if (old != NULL)
+		pfctl_empty_old(old);
 	for (t = 0; t < FW_TABLE_MAX; t++) {
 		tables[t].dirty = 1;
 		tables[t].failing = 0;
 	}
 	pfctl_flush(-1);
+}
+
+/*
+ * A table the new configuration no longer mirrors into, renamed or
+ * dropped, is emptied, so that the ruleset does not go on trusting or
+ * blocking what it held; it is not removed (a ruleset may name it).
+ */
+static void
+pfctl_empty_old(const struct smarthost_config *old)
+{
+	const struct firewall_config	*o = &old->firewall, *n = &env->firewall;
+	char				 err[MESSAGE_LEN];
+	int				 t;
+
+	if (!o->configured || o->kind != pfctl_backend.kind)
+		return;
+	for (t = 0; t < FW_TABLE_MAX; t++) {
+		if (o->tables[t][0] == '\0')
+			continue;
+		if (n->configured && n->kind == o->kind &&
+		    strcmp(n->nft_table, o->nft_table) == 0 &&
+		    strcmp(n->tables[t], o->tables[t]) == 0)
+			continue;
+		if (pfctl_backend.replace(o, t, NULL, 0, err,
+		    sizeof(err)) == -1)
+			log_warnx("%s table %s, no longer configured: not "
+			    "emptied: %s", pfctl_table_names[t], o->tables[t],
+			    err);
+		else
+			log_info("%s table %s, no longer configured: emptied",
+			    pfctl_table_names[t], o->tables[t]);
+	}
 }
 
 /*
