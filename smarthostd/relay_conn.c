@@ -49,6 +49,8 @@ static uint32_t			 conn_ids;
 static void	 conn_start(int, short, void *);
 static void	 conn_resolved(void *, int, const struct dns_addr *, size_t);
 static int	 conn_literal(struct relay_conn *, const char *);
+static void	 conn_bad_name(struct relay_conn *, const char *,
+		    const char *);
 static in_port_t conn_port(const struct relay_conn *);
 static void	 conn_connect(struct relay_conn *);
 static void	 conn_connected(struct relay_conn *);
@@ -113,15 +115,7 @@ conn_start(int fd, short event, void *arg)
 			conn_connect(c);
 			return;
 		case -1:
-			(void)snprintf(c->last_error, sizeof(c->last_error),
-			    "bad address literal %s", name);
-			(void)strlcpy(c->last_enhanced, "5.1.2",
-			    sizeof(c->last_enhanced));
-			job_all(c->job, RELAY_FAILED, 0, c->last_enhanced,
-			    c->last_error);
-			job_finish(c->job, c->dest);
-			c->job = NULL;
-			conn_close(c);
+			conn_bad_name(c, "bad address literal", name);
 			return;
 		}
 	}
@@ -135,19 +129,24 @@ conn_start(int fd, short event, void *arg)
 		c->resolving = 0;
 		/* A name that no DNS answer can make valid fails now. */
 		if (errno == EINVAL && c->target.host[0] == '\0') {
-			(void)snprintf(c->last_error, sizeof(c->last_error),
-			    "invalid domain name %s", name);
-			(void)strlcpy(c->last_enhanced, "5.1.2",
-			    sizeof(c->last_enhanced));
-			job_all(c->job, RELAY_FAILED, 0, c->last_enhanced,
-			    c->last_error);
-			job_finish(c->job, c->dest);
-			c->job = NULL;
-			conn_close(c);
+			conn_bad_name(c, "invalid domain name", name);
 			return;
 		}
 		conn_resolved(c, DNS_TEMPFAIL, NULL, 0);
 	}
+}
+
+/* A destination no DNS answer can make valid: the job fails, 5.1.2. */
+static void
+conn_bad_name(struct relay_conn *c, const char *what, const char *name)
+{
+	(void)snprintf(c->last_error, sizeof(c->last_error), "%s %s", what,
+	    name);
+	(void)strlcpy(c->last_enhanced, "5.1.2", sizeof(c->last_enhanced));
+	job_all(c->job, RELAY_FAILED, 0, c->last_enhanced, c->last_error);
+	job_finish(c->job, c->dest);
+	c->job = NULL;
+	conn_close(c);
 }
 
 /* 1: an address literal, now in c->addrs; 0: a name; -1: bad. */
