@@ -388,6 +388,15 @@ def test_config_grey_settings_reach_every_process_on_reload():
         reload_reaches_every_process(d, GREY_SETTINGS % {"tmp": d.tmp})
 
 
+def one_option(c, block, text):
+    """smarthostd -nv on a configuration of one block holding one line:
+    the file's path and the run."""
+    path = c.path("one-option.conf")
+    with open(path, "w") as f:
+        f.write("%s {\n\t%s\n}\n" % (block, text))
+    return path, smarthostd("-nv", "-f", path)
+
+
 # Each scan value at its bounds and just past them, alone in a scan block:
 # None means accepted.
 SCAN_VALUES = [
@@ -443,11 +452,8 @@ SCAN_VALUES = [
 
 def test_config_scan_values_at_and_past_their_bounds():
     with ConfigCopy() as c:
-        path = c.path("scan-value.conf")
         for text, error in SCAN_VALUES:
-            with open(path, "w") as f:
-                f.write("scan {\n\t%s\n}\n" % text)
-            proc = smarthostd("-n", "-f", path)
+            path, proc = one_option(c, "scan", text)
             if error is None:
                 assert proc.returncode == 0, (text, proc.stderr)
                 continue
@@ -514,12 +520,9 @@ FIREWALL_VALUES = [
 
 def test_config_firewall_values_at_and_past_their_bounds():
     with ConfigCopy() as c:
-        path = c.path("firewall-value.conf")
         for kind in ("pf", "nftables"):
             for text, error in FIREWALL_VALUES:
-                with open(path, "w") as f:
-                    f.write("firewall %s {\n\t%s\n}\n" % (kind, text))
-                proc = smarthostd("-n", "-f", path)
+                path, proc = one_option(c, "firewall " + kind, text)
                 if error is None:
                     assert proc.returncode == 0, (kind, text, proc.stderr)
                     continue
