@@ -397,6 +397,44 @@ def one_option(c, block, text):
     return path, smarthostd("-nv", "-f", path)
 
 
+# quarantine-expire at its bounds and past them, alone in a queue block:
+# None means accepted.
+QUARANTINE_EXPIRE_VALUES = [
+    ("1s", None),
+    ("365d", None),
+    ("8760h", None),
+    ("never", None),
+    ("0", "quarantine-expire must be between 1s and 365d"),
+    ("366d", "quarantine-expire must be between 1s and 365d"),
+    ("forever", 'invalid duration "forever"'),
+    ("off", "syntax error"),
+    ("", "syntax error"),
+]
+
+
+def test_config_quarantine_expire_values_at_and_past_their_bounds():
+    with ConfigCopy() as c:
+        for value, error in QUARANTINE_EXPIRE_VALUES:
+            path, proc = one_option(c, "queue", "quarantine-expire " + value)
+            if error is None:
+                assert proc.returncode == 0, (value, proc.stderr)
+                printed = "\tquarantine-expire %s\n" % (
+                    "365d" if value == "8760h" else value)
+                assert printed in proc.stdout, (value, proc.stdout)
+                continue
+            assert proc.returncode == 1, value
+            assert proc.stderr == "%s:2: %s\n" % (path, error), \
+                (value, proc.stderr)
+
+
+def test_config_quarantine_expire_reaches_every_process_on_reload():
+    # config_recv checks it again in every child: its longest value and
+    # never must pass there as they pass parse.y.
+    from lib import Daemon
+    with Daemon("queue { quarantine-expire 365d }\n") as d:
+        reload_reaches_every_process(d, "queue { quarantine-expire never }\n")
+
+
 # Each scan value at its bounds and just past them, alone in a scan block:
 # None means accepted.
 SCAN_VALUES = [

@@ -1,13 +1,15 @@
 """The quarantine (issue 6): messages the scanner holds are stored in
 queue.mdb like any other but never relayed, expired or bounced until
 smarthostctl releases them (then relayed as they would have been) or
-deletes them.  show quarantine lists them, show queue marks them, show
+deletes them, or quarantine-expire has passed and the queue deletes
+them itself.  show quarantine lists them, show queue marks them, show
 stats counts them."""
 
 import contextlib
 import json
 import os
 import pwd
+import re
 import smtplib
 import subprocess
 import time
@@ -132,8 +134,21 @@ def test_quarantine_commands_need_privilege_and_are_logged():
 EICAR_MD5 = "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"
 
 
+def scand_config(d, peer, queue=""):
+    """scand()'s configuration, with more queue options."""
+    return base_config(d.tmp,
+        "listen on 127.0.0.1 port %d\n"
+        "queue { retry-min 10m %s}\n"
+        "action \"inbound\" relay host \"smtp://127.0.0.1:%d\" scan\n"
+        "match for any action \"inbound\"\n"
+        "scan {\n"
+        "\tclamav database \"%s\"\n"
+        "\tspam tag 0.1 reject 50 quarantine 0.5\n"
+        "}\n" % (d.port, queue, peer.port, os.path.join(d.tmp, "clamav")))
+
+
 @contextlib.contextmanager
-def scand(peer):
+def scand(peer, queue=""):
     d = Daemon()
     d.port = free_port()
     db = os.path.join(d.tmp, "clamav")
@@ -143,15 +158,7 @@ def scand(peer):
     os.chmod(d.tmp, 0o755)
     os.chmod(db, 0o755)
     os.chmod(os.path.join(db, "test.hdb"), 0o644)
-    d.write_config(base_config(d.tmp,
-        "listen on 127.0.0.1 port %d\n"
-        "queue { retry-min 10m }\n"
-        "action \"inbound\" relay host \"smtp://127.0.0.1:%d\" scan\n"
-        "match for any action \"inbound\"\n"
-        "scan {\n"
-        "\tclamav database \"%s\"\n"
-        "\tspam tag 0.1 reject 50 quarantine 0.5\n"
-        "}\n" % (d.port, peer.port, db)))
+    d.write_config(scand_config(d, peer, queue))
     with d:
         try:
             scanner_ready(d)
@@ -168,18 +175,22 @@ def scanner_ready(d):
              "the scanner's database")
 
 
-def send(d, subject, helo="client"):
-    """One message from a client that says EHLO helo; its queue id."""
+def send(d, subject, helo="client", count=1):
+    """Messages from a client that says EHLO helo, in one session: the
+    queue id of one, or a list of count ids."""
+    ids = []
     c = smtplib.SMTP("127.0.0.1", d.port, timeout=30)
     try:
         c.ehlo(helo)
-        assert c.mail("alice@example.org")[0] == 250
-        assert c.rcpt("bob@example.com")[0] == 250
-        code, text = c.data(smtp_message(subject).encode())
-        assert code == 250, (code, text)
-        return queue_id_of(text.decode())
+        for _ in range(count):
+            assert c.mail("alice@example.org")[0] == 250
+            assert c.rcpt("bob@example.com")[0] == 250
+            code, text = c.data(smtp_message(subject).encode())
+            assert code == 250, (code, text)
+            ids.append(queue_id_of(text.decode()))
     finally:
         c.quit()
+    return ids[0] if count == 1 else ids
 
 
 def delivered(peer, subject):
@@ -292,3 +303,96 @@ def test_quarantine_survives_kill9_and_a_release_survives_it_too():
         time.sleep(1)
         assert delivered(peer, "second") == []
         assert len(delivered(peer, "first")) == 1
+
+
+# quarantine-expire: a message held that long is deleted as quarantine
+# delete would, never relayed and never bounced (a bounce of spam is
+# backscatter).  Arrival times are whole seconds, so "2s" is over after
+# one to two seconds.
+
+def expired_line(msgid):
+    return re.compile(r"%s: quarantined \d+ seconds? ago; expired and "
+                      r"deleted" % msgid)
+
+
+def test_quarantine_expire_deletes_a_held_message_without_a_bounce():
+    with ScriptedSmtpPeer() as peer, scand(peer, "quarantine-expire 2s") as d:
+        msgid = send(d, "expiring")
+        sent = time.monotonic()
+        assert held(d) == [msgid]
+        wait_for(lambda: held(d) == [], 10, "the message to expire")
+        assert time.monotonic() - sent > 0.9, "expired at once"
+        assert expired_line(msgid).search(d.logtext()), log_tail(d)
+        st = stats(d)
+        assert st["queue.quarantine_expired"] == 1, st
+        assert st["queue.quarantine_deleted"] == 0, st
+        assert st["queue.quarantined"] == 0, st
+        # Gone from queue.mdb, with no bounce queued in its place and
+        # nothing ever tried: nothing is left that could reach the peer.
+        assert st["queue.messages"] == 0 and show(d, "queue") == [], st
+        assert st["relay.runs"] == 0 and st["relay.bounces"] == 0, st
+        r = d.ctl("show", "message", msgid, check=False)
+        assert r.returncode == 1 and "no such message" in r.stderr, r
+        assert transactions(peer) == []
+
+
+def test_quarantine_default_keeps_a_message_and_a_reload_expires_it():
+    with ScriptedSmtpPeer() as peer, scand(peer) as d:
+        msgid = send(d, "kept")
+        time.sleep(2.5)         # past what "2s" would keep it
+        assert held(d) == [msgid]
+        assert stats(d)["queue.quarantine_expired"] == 0
+        assert "expired and deleted" not in d.logtext()
+        # The new duration applies to the messages already held.
+        d.write_config(scand_config(d, peer, "quarantine-expire 2s"))
+        d.ctl("reload")
+        wait_for(lambda: held(d) == [], 5, "the reload to expire it")
+        assert expired_line(msgid).search(d.logtext()), log_tail(d)
+        st = stats(d)
+        assert st["queue.quarantine_expired"] == 1, st
+        assert st["queue.messages"] == 0, st
+        assert transactions(peer) == []
+
+
+def test_quarantine_expire_leaves_a_released_message_alone():
+    with ScriptedSmtpPeer() as peer, scand(peer, "quarantine-expire 2s") as d:
+        # Paused, the released message stays in the queue past the
+        # expiry of the one that arrived after it.
+        d.ctl("pause", "relay")
+        released = send(d, "released")
+        expiring = send(d, "expiring")
+        d.ctl("quarantine", "release", released)
+        wait_for(lambda: expired_line(expiring).search(d.logtext()), 10,
+                 "the held message to expire")
+        assert [(m["id"], m["quarantined"]) for m in show(d, "queue")] == \
+            [(released, False)]
+        assert not expired_line(released).search(d.logtext())
+        assert "no longer held" not in d.logtext()
+        assert stats(d)["queue.quarantine_expired"] == 1
+        d.ctl("resume", "relay")
+        wait_for(lambda: show(d, "queue") == [], 10, "an empty queue")
+        assert len(delivered(peer, "released")) == 1
+        assert delivered(peer, "expiring") == []
+
+
+def test_quarantine_expire_deletes_at_startup_what_expired_while_down():
+    count = 40      # more than the queue process expires in one turn
+    with ScriptedSmtpPeer() as peer, scand(peer, "quarantine-expire 4s") as d:
+        ids = send(d, "held while down", count=count)
+        last = time.time()
+        assert sorted(held(d)) == sorted(ids), "expired before the kill"
+        kill9_all(d)
+        time.sleep(max(0, last + 5 - time.time()))
+        mark = len(d.logtext())
+        d.start()
+        wait_for(lambda: held(d) == [], 10, "the quarantine emptied")
+        after = d.logtext()[mark:]
+        assert "scheduler: %d messages in the queue" % count in after, after
+        missing = [i for i in ids if not expired_line(i).search(after)]
+        assert missing == [], after
+        st = stats(d)
+        assert st["queue.quarantine_expired"] == count, st
+        assert st["queue.quarantined"] == 0, st
+        assert st["queue.messages"] == 0, st
+        assert st["relay.runs"] == 0 and st["relay.bounces"] == 0, st
+        assert transactions(peer) == []

@@ -187,6 +187,8 @@ config_set_defaults(struct smarthost_config *conf)
 	conf->queue.retry_max = 4 * 3600;
 	conf->queue.lifetime = 4 * 24 * 3600;
 	conf->queue.delay_warning = 0;
+	/* A month for a false positive to be found and released. */
+	conf->queue.quarantine_expire = 30 * 24 * 3600;
 	conf->queue.max_deliveries = 100;
 	conf->queue.max_per_destination = 10;
 }
@@ -876,6 +878,8 @@ config_recv_globals(struct smarthost_config *conf, struct imsg *imsg)
 	    g.queue.delay_warning < 0 ||
 	    (g.queue.delay_warning != 0 &&
 	    g.queue.delay_warning >= g.queue.lifetime) ||
+	    g.queue.quarantine_expire < 0 ||
+	    g.queue.quarantine_expire > 365 * 86400 ||
 	    g.queue.max_deliveries < 1 || g.queue.max_per_destination < 1 ||
 	    g.queue.max_per_destination > g.queue.max_deliveries)
 		fatalx("config_recv: bad queue limits");

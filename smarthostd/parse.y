@@ -221,6 +221,7 @@ static struct string_list pending_list =
 #define QOPT_DELAYWARN	0x20
 #define QOPT_DELIVERIES	0x40
 #define QOPT_PERDEST	0x80
+#define QOPT_QUAREXPIRE	0x100
 
 #define KBYTE		1024LL
 #define MBYTE		(1024LL * KBYTE)
@@ -315,7 +316,7 @@ typedef struct {
 %token	MAXSESSIONSPERCLIENT MAXERRORS MAXHOPS MAXAUTHFAILURES
 %token	COMMANDTIMEOUT DATATIMEOUT TRANSACTIONTIMEOUT MAPSIZE MINFREE
 %token	RETRYMIN RETRYMAX LIFETIME DELAYWARNING OFF MAXDELIVERIES
-%token	MAXPERDESTINATION CA
+%token	MAXPERDESTINATION CA QUARANTINEEXPIRE NEVER
 %token	TRAPEXP IPV6PREFIX MAXENTRIES TARPIT STUTTER REPLY MAXCONNECTIONS
 %token	DNSBL WEIGHT THRESHOLD
 %token	THREADS LIMITS MAXFILESIZE MAXSCANSIZE MAXRECURSION MAXFILES
@@ -846,6 +847,18 @@ queueopt	: MAPSIZE size			{
 			if (option_once(&queue_set, QOPT_DELAYWARN,
 			    "delay-warning"))
 				conf->queue.delay_warning = 0;
+		}
+		| QUARANTINEEXPIRE duration	{
+			if (option_once(&queue_set, QOPT_QUAREXPIRE,
+			    "quarantine-expire"))
+				set_duration(&conf->queue.quarantine_expire,
+				    $2, "quarantine-expire", 1, 365 * DAY,
+				    "1s and 365d");
+		}
+		| QUARANTINEEXPIRE NEVER	{
+			if (option_once(&queue_set, QOPT_QUAREXPIRE,
+			    "quarantine-expire"))
+				conf->queue.quarantine_expire = 0;
 		}
 		| MAXDELIVERIES NUMBER		{
 			if (option_once(&queue_set, QOPT_DELIVERIES,
@@ -1669,6 +1682,7 @@ lookup(const char *s)
 		{ "max-sessions-per-client", MAXSESSIONSPERCLIENT },
 		{ "message",		MESSAGE },
 		{ "min-free",		MINFREE },
+		{ "never",		NEVER },
 		{ "nftables",		NFTABLES },
 		{ "no",			NO },
 		{ "no-rdns",		NORDNS },
@@ -1683,6 +1697,7 @@ lookup(const char *s)
 		{ "pki",		PKI },
 		{ "port",		PORT },
 		{ "quarantine",		QUARANTINE },
+		{ "quarantine-expire",	QUARANTINEEXPIRE },
 		{ "queue",		QUEUE },
 		{ "rcpt-to",		RCPTTO },
 		{ "rdns-mismatch",	RDNSMISMATCH },

@@ -377,6 +377,10 @@ print_queue(FILE *fp, struct smarthost_config *conf,
 			print_block_option(fp, &head, durations[i].name,
 			    durations[i].value == 0 ? "off" :
 			    duration_fmt(durations[i].value, buf, sizeof(buf)));
+	if (q->quarantine_expire != d->quarantine_expire)
+		print_block_option(fp, &head, "quarantine-expire",
+		    q->quarantine_expire == 0 ? "never" :
+		    duration_fmt(q->quarantine_expire, buf, sizeof(buf)));
 	for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
 		if (counts[i].value == counts[i].def)
 			continue;

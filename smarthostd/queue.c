@@ -31,7 +31,8 @@
  * The quarantine is no place of its own: a message whose envelope has
  * ENVELOPE_QUARANTINE (smtp sets it when the scanner says so) is stored
  * as any other and held by the scheduler until smarthostctl releases it
- * (the flag cleared in queue.mdb) or deletes it.
+ * (the flag cleared in queue.mdb) or deletes it, or quarantine-expire
+ * has passed and the scheduler deletes it the same way.
  */
 
 #include <sys/types.h>
@@ -69,6 +70,7 @@ struct queue_msg {
 	char			 sender[SMTP_ADDR_LEN];
 	uint32_t		 nrcpt;
 	uint32_t		 flags;		/* the envelope's */
+	int64_t			 arrived;	/* the envelope's */
 	unsigned char		*record;
 	size_t			 record_len;
 	uint64_t		 body_size;
@@ -98,7 +100,15 @@ static struct {
 	uint64_t	 removed;
 	uint64_t	 released;	/* from the quarantine */
 	uint64_t	 deleted;	/* from the quarantine */
+	uint64_t	 expired;	/* from the quarantine */
 } stats;
+
+/* How a message leaves the quarantine. */
+enum quarantine_end {
+	QUARANTINE_RELEASE,	/* on request, to be relayed */
+	QUARANTINE_DELETE,	/* on request */
+	QUARANTINE_EXPIRE	/* held longer than quarantine-expire */
+};
 
 static MDB_env			*queue_env;
 static MDB_dbi			 dbi_envelope, dbi_body;
@@ -138,6 +148,8 @@ static void	 queue_ctl_result(uint32_t, int, const char *, ...)
 		    __attribute__((__format__(printf, 3, 4)));
 static void	 queue_walk_run(int, short, void *);
 static int	 queue_walk_page(struct queue_walk *);
+static int	 queue_envelope_get(MDB_txn *, MDB_val *, struct envelope *,
+		    char *, size_t);
 static int	 queue_ctl_envelope(uint32_t, MDB_txn *, MDB_val *,
 		    struct envelope *);
 static void	 queue_show_message(uint32_t, const char *);
@@ -146,6 +158,8 @@ static void	 queue_message_text(FILE *, MDB_txn *, MDB_val *,
 static void	 queue_remove(uint32_t, const char *);
 static int	 queue_is_quarantined(const char *);
 static void	 queue_quarantine(uint32_t, const char *, int);
+static int	 queue_quarantine_end(const char *, enum quarantine_end,
+		    char *, size_t);
 static int	 queue_envelope_put(MDB_txn *, const struct envelope *,
 		    unsigned int);
 static int	 queue_message_del(MDB_txn *, MDB_val *);
@@ -389,6 +403,7 @@ queue_message_received(struct imsg *imsg)
 	(void)strlcpy(m->sender, e.sender, sizeof(m->sender));
 	m->nrcpt = e.nrcpt;
 	m->flags = e.flags;
+	m->arrived = e.arrived;
 	m->body_size = e.body_size;
 	envelope_clear(&e);
 
@@ -554,7 +569,7 @@ queue_txn_write(struct queue_msg **batch, size_t n)
 		ok++;
 		bytes += batch[i]->body_size;
 		if (batch[i]->flags & ENVELOPE_QUARANTINE)
-			scheduler_hold(batch[i]->id);
+			scheduler_hold(batch[i]->id, batch[i]->arrived);
 		else
 			scheduler_add(batch[i]->id);
 		log_info("%s: %s from <%s>, %u recipient%s, %llu bytes",
@@ -982,6 +997,35 @@ queue_walk_page(struct queue_walk *w)
 }
 
 /*
+ * The envelope under key in txn.  Returns 0, 1 when there is no such
+ * message (or its record does not decode), -1 when queue.mdb fails;
+ * why says which.
+ */
+static int
+queue_envelope_get(MDB_txn *txn, MDB_val *key, struct envelope *e,
+    char *why, size_t len)
+{
+	MDB_val	 data;
+	int	 rc;
+
+	if ((rc = mdb_get(txn, dbi_envelope, key, &data)) == MDB_NOTFOUND) {
+		(void)snprintf(why, len, "no such message: %.*s",
+		    (int)key->mv_size, (const char *)key->mv_data);
+		return (1);
+	}
+	if (rc != 0) {
+		(void)snprintf(why, len, "queue.mdb: %s", mdb_strerror(rc));
+		return (-1);
+	}
+	if (envelope_decode(data.mv_data, data.mv_size, e) == -1) {
+		(void)snprintf(why, len, "%.*s: invalid envelope record",
+		    (int)key->mv_size, (const char *)key->mv_data);
+		return (1);
+	}
+	return (0);
+}
+
+/*
  * The envelope of a message a client asked about; when it cannot be
  * had, the client is told why and the transaction is over.
  */
@@ -989,26 +1033,13 @@ static int
 queue_ctl_envelope(uint32_t client, MDB_txn *txn, MDB_val *key,
     struct envelope *e)
 {
-	MDB_val	 data;
-	int	 rc;
+	char	 why[MESSAGE_LEN];
 
-	if ((rc = mdb_get(txn, dbi_envelope, key, &data)) != 0) {
-		mdb_txn_abort(txn);
-		if (rc == MDB_NOTFOUND)
-			queue_ctl_result(client, 0, "no such message: %.*s",
-			    (int)key->mv_size, (const char *)key->mv_data);
-		else
-			queue_ctl_result(client, 0, "queue.mdb: %s",
-			    mdb_strerror(rc));
-		return (-1);
-	}
-	if (envelope_decode(data.mv_data, data.mv_size, e) == -1) {
-		mdb_txn_abort(txn);
-		queue_ctl_result(client, 0, "%.*s: invalid envelope record",
-		    (int)key->mv_size, (const char *)key->mv_data);
-		return (-1);
-	}
-	return (0);
+	if (queue_envelope_get(txn, key, e, why, sizeof(why)) == 0)
+		return (0);
+	mdb_txn_abort(txn);
+	queue_ctl_result(client, 0, "%s", why);
+	return (-1);
 }
 
 /*
@@ -1287,14 +1318,46 @@ queue_is_quarantined(const char *id)
 	return (held);
 }
 
-/*
- * quarantine release: the flag cleared for good, then the message is
- * scheduled as a new one would be, its lifetime counted from now;
- * quarantine delete: gone, as with remove.  Either refuses a message
- * that is not in the quarantine.
- */
+/* quarantine release and quarantine delete. */
 static void
 queue_quarantine(uint32_t client, const char *id, int release)
+{
+	char	 why[MESSAGE_LEN];
+
+	if (queue_quarantine_end(id, release ? QUARANTINE_RELEASE :
+	    QUARANTINE_DELETE, why, sizeof(why)) != 0) {
+		queue_ctl_result(client, 0, "%s", why);
+		return;
+	}
+	log_info("%s: %s from the quarantine on request", id,
+	    release ? "released" : "deleted");
+	queue_ctl_result(client, 1, "%s %s", release ? "released" : "deleted",
+	    id);
+}
+
+/*
+ * For the scheduler: a held message past quarantine-expire, deleted as
+ * quarantine delete deletes it.  Returns as queue_quarantine_end().
+ */
+int
+queue_quarantine_expire(const char *id, char *why, size_t len)
+{
+	return (queue_quarantine_end(id, QUARANTINE_EXPIRE, why, len));
+}
+
+/*
+ * A message leaves the quarantine, in one transaction.  Released, the
+ * flag is cleared for good and the message is scheduled as a new one
+ * would be, its lifetime counted from now; deleted, on request or by
+ * expiry, it is gone as with remove, and never bounced.  The envelope
+ * is read inside the transaction, so that a message released or
+ * deleted since it was asked about is refused, not touched.  Returns 0,
+ * 1 when the message is not in the quarantine (or not at all), -1 when
+ * queue.mdb fails; why says which.
+ */
+static int
+queue_quarantine_end(const char *id, enum quarantine_end how, char *why,
+    size_t len)
 {
 	struct envelope	 e;
 	MDB_txn		*txn;
@@ -1302,21 +1365,22 @@ queue_quarantine(uint32_t client, const char *id, int release)
 	int		 rc;
 
 	if ((rc = queue_txn_begin(0, &txn)) != 0) {
-		queue_ctl_result(client, 0, "queue.mdb: %s", mdb_strerror(rc));
-		return;
+		(void)snprintf(why, len, "queue.mdb: %s", mdb_strerror(rc));
+		return (-1);
 	}
 	key.mv_data = (void *)(uintptr_t)id;
 	key.mv_size = QUEUE_ID_LEN - 1;
-	if (queue_ctl_envelope(client, txn, &key, &e) == -1)
-		return;
+	if ((rc = queue_envelope_get(txn, &key, &e, why, len)) != 0) {
+		mdb_txn_abort(txn);
+		return (rc);
+	}
 	if (!(e.flags & ENVELOPE_QUARANTINE)) {
 		mdb_txn_abort(txn);
 		envelope_clear(&e);
-		queue_ctl_result(client, 0, "message %s is not quarantined",
-		    id);
-		return;
+		(void)snprintf(why, len, "message %s is not quarantined", id);
+		return (1);
 	}
-	if (release) {
+	if (how == QUARANTINE_RELEASE) {
 		e.flags &= ~ENVELOPE_QUARANTINE;
 		e.arrived = time(NULL);
 		rc = queue_envelope_put(txn, &e, 0);
@@ -1328,21 +1392,24 @@ queue_quarantine(uint32_t client, const char *id, int release)
 	else
 		rc = mdb_txn_commit(txn);
 	if (rc != 0) {
-		queue_ctl_result(client, 0, "queue.mdb: %s", mdb_strerror(rc));
-		return;
+		(void)snprintf(why, len, "queue.mdb: %s", mdb_strerror(rc));
+		return (-1);
 	}
 	scheduler_forget(id);
-	if (release) {
+	switch (how) {
+	case QUARANTINE_RELEASE:
 		stats.released++;
 		scheduler_add(id);
-		log_info("%s: released from the quarantine on request", id);
-		queue_ctl_result(client, 1, "released %s", id);
-	} else {
+		return (0);
+	case QUARANTINE_DELETE:
 		stats.deleted++;
-		log_info("%s: deleted from the quarantine on request", id);
-		queue_ctl_result(client, 1, "deleted %s", id);
-		queue_disk_check();
+		break;
+	case QUARANTINE_EXPIRE:
+		stats.expired++;
+		break;
 	}
+	queue_disk_check();
+	return (0);
 }
 
 static void
@@ -1380,6 +1447,7 @@ queue_show_stats(uint32_t client)
 		{ "queue.removed", stats.removed },
 		{ "queue.quarantine_released", stats.released },
 		{ "queue.quarantine_deleted", stats.deleted },
+		{ "queue.quarantine_expired", stats.expired },
 		{ "queue.disk_ok", disk_ok == 1 }
 	};
 

@@ -28,9 +28,12 @@
  * recorded as failed is never tried again.
  *
  * A message in the quarantine (ENVELOPE_QUARANTINE) is known here but
- * held: it has no next attempt, so it is neither relayed nor expired
- * nor bounced, until smarthostctl releases it (it then comes back as a
- * new message would) or deletes it.
+ * held: it has no next attempt, so it is neither relayed nor expired by
+ * lifetime nor bounced, until smarthostctl releases it (it then comes
+ * back as a new message would) or deletes it.  Held messages are kept
+ * by arrival too: once quarantine-expire has passed since a message
+ * arrived, it is deleted as quarantine delete would, never bounced (it
+ * is spam, and its bounce would be backscatter).
  */
 
 #include <sys/types.h>
@@ -54,22 +57,28 @@
 #define SCHED_RUNNING_MAX	512	/* runs at once */
 /* Message bodies of runs in memory at once; one run may pass it. */
 #define SCHED_BODY_BUDGET	(512ULL * 1024 * 1024)
+/* Quarantined messages expired per timer turn: a transaction each. */
+#define SCHED_EXPIRE_MAX	32
+#define SCHED_EXPIRE_RETRY	60	/* seconds, after queue.mdb failed */
 
 struct sched_run;
 
 struct sched_msg {
 	RB_ENTRY(sched_msg)	 by_id;
 	RB_ENTRY(sched_msg)	 by_time;
+	RB_ENTRY(sched_msg)	 by_arrival;	/* held ones */
 	char			 id[QUEUE_ID_LEN];
 	time_t			 next_try;
+	time_t			 arrived;	/* held: expiry counts from it */
 	int			 waiting;	/* in the by_time tree */
 	int			 removed;	/* while running */
 	int			 force;		/* schedule: every pending now */
-	int			 held;		/* in the quarantine */
+	int			 held;		/* in the by_arrival tree */
 	struct sched_run	*run;
 };
 RB_HEAD(sched_ids, sched_msg);
 RB_HEAD(sched_times, sched_msg);
+RB_HEAD(sched_held, sched_msg);
 
 /* One relay job: the recipients of one run that share a destination. */
 struct sched_job {
@@ -96,12 +105,15 @@ struct sched_run {
 
 static int	 sched_id_cmp(struct sched_msg *, struct sched_msg *);
 static int	 sched_time_cmp(struct sched_msg *, struct sched_msg *);
+static int	 sched_arrival_cmp(struct sched_msg *, struct sched_msg *);
 RB_PROTOTYPE(sched_ids, sched_msg, by_id, sched_id_cmp);
 RB_PROTOTYPE(sched_times, sched_msg, by_time, sched_time_cmp);
+RB_PROTOTYPE(sched_held, sched_msg, by_arrival, sched_arrival_cmp);
 
 static struct sched_ids		 ids = RB_INITIALIZER(&ids);
 static struct sched_times	 times = RB_INITIALIZER(&times);
-static struct event		 ev_sched;
+static struct sched_held	 quarantine = RB_INITIALIZER(&quarantine);
+static struct event		 ev_sched, ev_expire;
 static int			 initialized;
 static int			 paused;
 static int			 running;
@@ -125,8 +137,13 @@ static void	 text_set(char *, size_t, const char *, ...)
 static void	 sched_load_one(const struct envelope *, void *);
 static struct sched_msg *sched_find(const char *);
 static struct sched_msg *sched_insert(const char *);
+static void	 sched_forget_one(struct sched_msg *);
 static void	 sched_wait(struct sched_msg *, time_t);
 static void	 sched_unwait(struct sched_msg *);
+static void	 sched_hold(struct sched_msg *, int64_t);
+static void	 sched_unhold(struct sched_msg *);
+static void	 sched_expire_arm(void);
+static void	 sched_expire_timer(int, short, void *);
 static void	 sched_arm(void);
 static void	 sched_timer(int, short, void *);
 static void	 sched_start(struct sched_msg *);
@@ -152,6 +169,7 @@ static void	 sched_credentials(const struct action *, struct relay_target *);
 
 RB_GENERATE(sched_ids, sched_msg, by_id, sched_id_cmp);
 RB_GENERATE(sched_times, sched_msg, by_time, sched_time_cmp);
+RB_GENERATE(sched_held, sched_msg, by_arrival, sched_arrival_cmp);
 
 int
 sched_id_cmp(struct sched_msg *a, struct sched_msg *b)
@@ -168,6 +186,19 @@ sched_time_cmp(struct sched_msg *a, struct sched_msg *b)
 }
 
 /*
+ * By arrival, not by expiry: every held message expires the same time
+ * after it arrived, so the order holds whatever quarantine-expire a
+ * reload brings.
+ */
+int
+sched_arrival_cmp(struct sched_msg *a, struct sched_msg *b)
+{
+	if (a->arrived != b->arrived)
+		return (a->arrived < b->arrived ? -1 : 1);
+	return (strcmp(a->id, b->id));
+}
+
+/*
  * Start-up, reload, shutdown.
  */
 
@@ -177,6 +208,7 @@ scheduler_init(void)
 	size_t	 n;
 
 	evtimer_set(&ev_sched, sched_timer, NULL);
+	evtimer_set(&ev_expire, sched_expire_timer, NULL);
 	dns_init(env->resolver, env->resolver_port);
 	relay_init();
 	sched_relay_config();
@@ -197,10 +229,9 @@ sched_load_one(const struct envelope *e, void *arg)
 	if ((next = sched_next_try(e)) == -1)
 		return;		/* nothing pending: its end was recorded */
 	m = sched_insert(e->id);
-	if (e->flags & ENVELOPE_QUARANTINE) {
-		m->held = 1;
-		nheld++;
-	} else
+	if (e->flags & ENVELOPE_QUARANTINE)
+		sched_hold(m, e->arrived);
+	else
 		sched_wait(m, next);
 }
 
@@ -212,6 +243,7 @@ scheduler_config_changed(void)
 	dns_init(env->resolver, env->resolver_port);
 	sched_relay_config();
 	sched_arm();
+	sched_expire_arm();
 }
 
 void
@@ -222,6 +254,7 @@ scheduler_shutdown(void)
 	/* Jobs in flight end deferred, and their runs are recorded. */
 	relay_shutdown();
 	evtimer_del(&ev_sched);
+	evtimer_del(&ev_expire);
 }
 
 /*
@@ -278,15 +311,11 @@ scheduler_add(const char *id)
 
 /* A message committed into the quarantine: kept, never tried. */
 void
-scheduler_hold(const char *id)
+scheduler_hold(const char *id, int64_t arrived)
 {
-	struct sched_msg	*m;
-
 	if (!initialized || sched_find(id) != NULL)
 		return;
-	m = sched_insert(id);
-	m->held = 1;
-	nheld++;
+	sched_hold(sched_insert(id), arrived);
 }
 
 void
@@ -294,19 +323,27 @@ scheduler_forget(const char *what)
 {
 	struct sched_msg	*m, *next;
 
-	RB_FOREACH_SAFE(m, sched_ids, &ids, next) {
-		if (strcmp(what, "all") != 0 && strcmp(what, m->id) != 0)
-			continue;
-		if (m->run != NULL) {
-			m->removed = 1;	/* the run ends and records nothing */
-			continue;
-		}
-		if (m->held)
-			nheld--;
-		sched_unwait(m);
-		RB_REMOVE(sched_ids, &ids, m);
-		free(m);
+	/* By its id: expiry forgets a long quarantine one at a time. */
+	if (strcmp(what, "all") != 0) {
+		if ((m = sched_find(what)) != NULL)
+			sched_forget_one(m);
+		return;
 	}
+	RB_FOREACH_SAFE(m, sched_ids, &ids, next)
+		sched_forget_one(m);
+}
+
+static void
+sched_forget_one(struct sched_msg *m)
+{
+	if (m->run != NULL) {
+		m->removed = 1;		/* the run ends and records nothing */
+		return;
+	}
+	sched_unhold(m);
+	sched_unwait(m);
+	RB_REMOVE(sched_ids, &ids, m);
+	free(m);
 }
 
 /* smarthostctl schedule: try now. */
@@ -361,6 +398,31 @@ sched_unwait(struct sched_msg *m)
 }
 
 static void
+sched_hold(struct sched_msg *m, int64_t arrived)
+{
+	time_t	 now = time(NULL);
+
+	sched_unwait(m);
+	/* An arrival in the future (a clock set back) counts from now. */
+	m->arrived = arrived > now ? now : arrived < 0 ? 0 : (time_t)arrived;
+	m->held = 1;
+	RB_INSERT(sched_held, &quarantine, m);
+	nheld++;
+	if (RB_MIN(sched_held, &quarantine) == m)
+		sched_expire_arm();
+}
+
+static void
+sched_unhold(struct sched_msg *m)
+{
+	if (!m->held)
+		return;
+	RB_REMOVE(sched_held, &quarantine, m);
+	m->held = 0;
+	nheld--;
+}
+
+static void
 sched_arm(void)
 {
 	struct sched_msg	*m;
@@ -400,6 +462,73 @@ sched_timer(int fd, short event, void *arg)
 	sched_arm();
 }
 
+/* For the held message that arrived first; quarantine-expire 0 is never. */
+static void
+sched_expire_arm(void)
+{
+	struct sched_msg	*m;
+	struct timeval		 tv = { 0, 0 };
+	time_t			 now = time(NULL);
+	time_t			 expire = env->queue.quarantine_expire;
+
+	if (!initialized)
+		return;
+	evtimer_del(&ev_expire);
+	if (expire == 0 || (m = RB_MIN(sched_held, &quarantine)) == NULL)
+		return;
+	if (m->arrived + expire > now)
+		tv.tv_sec = m->arrived + expire - now;
+	evtimer_add(&ev_expire, &tv);
+}
+
+/*
+ * quarantine-expire: each held message that arrived longer ago is
+ * deleted in a transaction of its own, a bounded number per turn, so
+ * that a long quarantine (one found at start-up) is worked through
+ * between the other events rather than in one go.
+ */
+static void
+sched_expire_timer(int fd, short event, void *arg)
+{
+	struct sched_msg	*m;
+	struct timeval		 tv = { SCHED_EXPIRE_RETRY, 0 };
+	char			 id[QUEUE_ID_LEN], why[MESSAGE_LEN], age[32];
+	time_t			 now = time(NULL), arrived;
+	time_t			 expire = env->queue.quarantine_expire;
+	int			 n;
+
+	(void)fd;
+	(void)event;
+	(void)arg;
+	for (n = 0; n < SCHED_EXPIRE_MAX && expire != 0 &&
+	    (m = RB_MIN(sched_held, &quarantine)) != NULL &&
+	    now - m->arrived >= expire; n++) {
+		/* Deleted, m is freed: keep what the log line needs. */
+		(void)strlcpy(id, m->id, sizeof(id));
+		arrived = m->arrived;
+		switch (queue_quarantine_expire(id, why, sizeof(why))) {
+		case 0:
+			log_info("%s: quarantined %s ago; expired and deleted",
+			    id, sched_age(now - arrived, age, sizeof(age)));
+			break;
+		case 1:
+			/* Not held after all: a run finds out what it is. */
+			log_warnx("%s: %s; no longer held", id, why);
+			sched_unhold(m);
+			sched_wait(m, now);
+			sched_arm();
+			break;
+		default:
+			log_warnx("%s: not expired from the quarantine: %s; "
+			    "trying again later", id, why);
+			evtimer_del(&ev_expire);
+			evtimer_add(&ev_expire, &tv);
+			return;
+		}
+	}
+	sched_expire_arm();
+}
+
 /*
  * A run.
  */
@@ -430,10 +559,9 @@ sched_start(struct sched_msg *m)
 	if (r->env.flags & ENVELOPE_QUARANTINE) {
 		/* Not ours to relay, however it came to be waiting. */
 		log_warnx("%s: quarantined; held, not relayed", m->id);
+		sched_hold(m, r->env.arrived);
 		envelope_clear(&r->env);
 		free(r);
-		m->held = 1;
-		nheld++;
 		return;
 	}
 	if ((r->results = calloc(r->env.nrcpt, sizeof(*r->results))) == NULL ||

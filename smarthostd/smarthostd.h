@@ -473,6 +473,7 @@ struct queue_config {
 	time_t			 retry_max;	/* intervals double up to this */
 	time_t			 lifetime;	/* then bounce */
 	time_t			 delay_warning;	/* 0: none */
+	time_t			 quarantine_expire;	/* 0: never */
 	uint32_t		 max_deliveries;	/* connections, all */
 	uint32_t		 max_per_destination;	/* connections, one */
 };
@@ -981,12 +982,13 @@ size_t	 queue_envelope_walk(void (*)(const struct envelope *, void *),
 	    void *);
 int	 queue_delivery_commit(const struct envelope *, int,
 	    const struct envelope *, const unsigned char *, size_t);
+int	 queue_quarantine_expire(const char *, char *, size_t);
 
 /* scheduler.c */
 void	 scheduler_init(void);
 void	 scheduler_config_changed(void);
 void	 scheduler_add(const char *);
-void	 scheduler_hold(const char *);
+void	 scheduler_hold(const char *, int64_t);
 void	 scheduler_forget(const char *);
 size_t	 scheduler_schedule(const char *);
 int	 scheduler_pause(int);
