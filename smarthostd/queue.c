@@ -744,11 +744,12 @@ queue_disk_check(void)
 		return;
 	evtimer_del(&ev_disk);
 	evtimer_add(&ev_disk, &tv);
+	/* smtp refuses MAIL until told: a free space unknown is room. */
 	if (statvfs(queue_dir, &sv) == -1) {
 		log_warn("statvfs %s", queue_dir);
-		return;
-	}
-	avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+		avail = UINT64_MAX;
+	} else
+		avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
 	ok = avail >= env->queue.min_free;
 	if (ok == disk_ok)
 		return;

@@ -75,7 +75,7 @@ static uint32_t			 nsessions;
 static uint32_t			 next_session_id = 1;
 static struct smtp_pkis		 pkis = TAILQ_HEAD_INITIALIZER(pkis);
 static struct smtp_auth_client	 auth_clients[SMTP_AUTH_CLIENTS];
-static int			 disk_ok = 1;
+static int			 disk_ok = -1;	/* until queue says */
 static uint32_t			 nstuttering;	/* tarpit slots taken */
 static struct event		 accept_pause;
 static struct event		 shutdown_timer;
@@ -90,6 +90,7 @@ static void	 smtp_shutdown_timeout(int, short, void *);
 static void	 smtp_exit(void) __attribute__((__noreturn__));
 static void	 smtp_add_listener(struct imsg *);
 static void	 smtp_listen(int);
+static void	 smtp_listen_update(void);
 static void	 smtp_accept(int, short, void *);
 static void	 smtp_accept_resume(int, short, void *);
 static void	 smtp_refuse(int, const char *);
@@ -136,9 +137,8 @@ smtp_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 		break;
 	case IMSG_SMTP_LISTENERS_DONE:
 		imsg_expect_size(imsg, 0);
-		if (env != NULL)
-			smtp_listen(1);
 		listening = 1;
+		smtp_listen_update();
 		break;
 	case IMSG_SMTP_AUTH_RESULT:
 		smtp_auth_result(imsg);
@@ -151,7 +151,7 @@ smtp_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 static void
 smtp_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
 {
-	int	 ok;
+	int	 ok, told;
 
 	switch (iev->peer) {
 	case PROC_QUEUE:
@@ -162,11 +162,14 @@ smtp_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
 		case IMSG_QUEUE_DISK_OK:
 			imsg_expect_size(imsg, sizeof(ok));
 			(void)imsg_get_data(imsg, &ok, sizeof(ok));
-			if (ok != disk_ok)
+			if (ok != disk_ok && (disk_ok != -1 || !ok))
 				log_warnx("state directory %s its free-space "
 				    "reserve: %s MAIL", ok ? "is back above" :
 				    "is below", ok ? "accepting" : "refusing");
+			told = disk_ok != -1;
 			disk_ok = ok;
+			if (!told)
+				smtp_listen_update();
 			return;
 		}
 		break;
@@ -251,8 +254,7 @@ smtp_config_commit(struct smarthost_config *old)
 		p->key = NULL;
 		p->key_len = 0;
 	}
-	if (listening && !paused && !shutting_down)
-		smtp_listen(1);
+	smtp_listen_update();
 }
 
 /* TLS 1.2 and later only, with libtls's secure defaults otherwise. */
@@ -374,14 +376,27 @@ smtp_listen(int on)
 	}
 }
 
+/*
+ * Connections are accepted once the listeners and the configuration are
+ * there and the queue has said whether the state directory has room
+ * (until then they wait in the listen queue: a start on a full disk
+ * refuses mail from its first session), and not while paused or
+ * stopping.
+ */
+static void
+smtp_listen_update(void)
+{
+	smtp_listen(env != NULL && listening && disk_ok != -1 && !paused &&
+	    !shutting_down);
+}
+
 static void
 smtp_accept_resume(int fd, short event, void *arg)
 {
 	(void)fd;
 	(void)event;
 	(void)arg;
-	if (!paused && !shutting_down)
-		smtp_listen(1);
+	smtp_listen_update();
 }
 
 static void
@@ -500,7 +515,7 @@ smtp_shutting_down(void)
 int
 smtp_disk_ok(void)
 {
-	return (disk_ok);
+	return (disk_ok != 0);
 }
 
 /*
@@ -939,8 +954,7 @@ smtp_ctl_pause(struct imsgev *iev, uint32_t id, int pause)
 		    "smtp not paused", sizeof(res.message));
 	else {
 		paused = pause;
-		if (!shutting_down)
-			smtp_listen(!paused);
+		smtp_listen_update();
 		log_info("smtp %s", paused ? "paused: not accepting "
 		    "connections" : "resumed");
 		(void)strlcpy(res.message, pause ? "smtp paused" :
