@@ -1,12 +1,15 @@
-# bench/common.sh -- what bench/accept.sh, relay.sh and grey.sh share,
-# sourced by each once their knobs are set (they set BENCH, their name
+# bench/common.sh -- what bench/accept.sh, grey.sh, relay.sh and scan.sh
+# share, sourced by each once its knobs are set (it sets BENCH, its name
 # for log lines, and REPO first): tool paths, logging, Debian packages
 # and the smarthostd build, the scratch directory and the cleanup of
 # everything started (smarthostd, the private Postfix, PIDS_TO_STOP) on
-# exit, process trees and their CPU ticks, loopback ports, the private
-# Postfix instance (config, start, queue count) and smarthostd (scratch
-# directory, config head, check, start, counters).  Functions and
-# constants only: nothing runs until a script calls it.
+# exit, process trees and their CPU ticks, loopback ports, the counting
+# smtp-sink and the latency sink of bench/relay-lat.py (relay.sh and
+# scan.sh: the sink's "NS COUNT" file, waiting on it, the caller's
+# queues settling), the private Postfix instance (config, start, queue
+# count), smarthostd (scratch directory, config head, check, start,
+# counters) and the report's median and ratio.  Functions and constants
+# only: nothing runs until a script calls it.
 
 SMTP_SOURCE=/usr/sbin/smtp-source
 SMTP_SINK=/usr/sbin/smtp-sink
@@ -33,7 +36,7 @@ pkg_missing() {
 	echo "$missing"
 }
 
-install_packages() {	# the Debian packages both benches need
+install_packages() {	# the Debian packages every bench needs
 	postfix_was_running=0
 	if pgrep -x master >/dev/null 2>&1; then postfix_was_running=1; fi
 
@@ -160,6 +163,83 @@ wait_port() {	# port seconds
 		sleep 0.1
 	done
 	return 1
+}
+
+# ---------------------------------------------------------------- sinks
+
+# smtp-sink -c on 127.0.0.1:port; relay-lat.py watch turns its counter
+# into a counts file, a "NS COUNT" line each time it changes.  Sets
+# SINK_PID, the sink itself (for its CPU; the watcher is stopped too).
+counting_sink_start() {	# port counts-file stderr-file
+	local i
+	: >"$2"
+	# -u: smtp-sink refuses to run as root; 5000 is its listen backlog,
+	# -m the most connections it serves at once.
+	"$SMTP_SINK" -u nobody -c -m 1000 127.0.0.1:"$1" 5000 2>"$3" |
+	    python3 "$REPO/bench/relay-lat.py" watch "$2" &
+	# $! is the watcher; stop the sink itself by its pid.
+	PIDS_TO_STOP="$PIDS_TO_STOP $!"
+	SINK_PID=""
+	for i in $(seq 50); do
+		SINK_PID=$(pgrep -f "^$SMTP_SINK -u nobody -c -m 1000 127.0.0.1:$1 " ||
+		    :)
+		[ -n "$SINK_PID" ] && break
+		sleep 0.1
+	done
+	[ -n "$SINK_PID" ] || die "smtp-sink on port $1 did not start"
+	PIDS_TO_STOP="$SINK_PID $PIDS_TO_STOP"
+	wait_port "$1" 10 || die "smtp-sink did not listen on $1"
+}
+sink_count() {	# counts-file: messages received so far
+	local n
+	n=$(tail -n 1 "$1" | awk '{ print $2 }')
+	echo "${n:-0}"
+}
+sink_time_of() {	# counts-file count: time (ns) the counter reached count
+	awk -v n="$2" '$2 >= n { print $1; exit }' "$1"
+}
+# Wait until a sink's counter reaches a value; give up after STALL
+# seconds without an arrival.
+sink_wait() {	# counts-file count: 0 when reached, 1 when given up
+	local n last=-1 still=0
+	while :; do
+		n=$(sink_count "$1")
+		[ "$n" -ge "$2" ] && return 0
+		if [ "$n" = "$last" ]; then
+			still=$((still + 1))
+			[ "$still" -ge $((STALL * 10)) ] && return 1
+		else
+			still=0
+			last=$n
+		fi
+		sleep 0.1
+	done
+}
+
+# Wait until a target's queue is empty, bounded by STALL seconds.  The
+# caller defines queued (target: the messages in its queue): each bench
+# has its own targets and queues.
+queue_settle() {	# target
+	local i n
+	for i in $(seq $((STALL * 10))); do
+		n=$(queued "$1")
+		[ "$n" = 0 ] && return 0
+		sleep 0.1
+	done
+	log "warning: $1 still has $n messages queued after ${STALL}s"
+	return 1
+}
+
+# relay-lat.py sink on LAT_PORT: an "ID NS" line in LAT_LOG for every
+# message that arrives (latency: end of DATA -> arrival).
+lat_sink_start() {
+	LAT_PORT=$(next_port)
+	LAT_LOG=$WORK/lat.arrivals
+	: >"$LAT_LOG"
+	python3 "$REPO/bench/relay-lat.py" sink "$LAT_PORT" "$LAT_LOG" \
+	    2>"$WORK/lat-sink.err" &
+	PIDS_TO_STOP="$PIDS_TO_STOP $!"
+	wait_port "$LAT_PORT" 10 || die "latency sink did not listen"
 }
 
 # ---------------------------------------------------------------- postfix
@@ -315,4 +395,12 @@ median() {	# numbers...: their median; "nan" (a run with no result) skipped
 	echo "$@" | tr ' ' '\n' | grep -v '^nan$' | grep . | sort -g |
 	    awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2];
 	    else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+# a/b with 2 decimals and an "x"; "-" when either is missing ("" or "-")
+# or b is 0.
+ratio() {	# a b
+	awk -v a="$1" -v b="$2" 'BEGIN {
+	    if (a == "" || a == "-" || b == "" || b == "-" || b + 0 == 0)
+		print "-";
+	    else printf "%.2fx\n", a / b }'
 }

@@ -122,51 +122,20 @@ now_ns() { date +%s%N; }
 
 # ---------------------------------------------------------------- sinks
 
-# One smtp-sink per relay, so that each has its own message counter;
-# its -c counters go through relay-lat.py watch into a "NS COUNT" file.
+# One counting smtp-sink per relay, so that each has its own message
+# counter and counts file; the latency sink takes the latency recipients
+# of both.
 declare -A SINK_PORT SINK_COUNTS
-start_sink() {	# target
-	local port=$(next_port)
-	SINK_PORT[$1]=$port
-	SINK_COUNTS[$1]=$WORK/sink.$1.counts
-	: >"${SINK_COUNTS[$1]}"
-	# -u: smtp-sink refuses to run as root; 5000 is its listen backlog,
-	# -m the most connections it serves at once.
-	"$SMTP_SINK" -u nobody -c -m 1000 127.0.0.1:"$port" 5000 \
-	    2>"$WORK/sink.$1.err" |
-	    python3 "$LAT" watch "${SINK_COUNTS[$1]}" &
-	# $! is the watcher; stop the sink itself by its pid.
-	PIDS_TO_STOP="$PIDS_TO_STOP $!"
-	local i spid=""
-	for i in $(seq 50); do
-		spid=$(pgrep -f "^$SMTP_SINK -u nobody -c -m 1000 127.0.0.1:$port " ||
-		    :)
-		[ -n "$spid" ] && break
-		sleep 0.1
-	done
-	[ -n "$spid" ] || die "smtp-sink on port $port did not start"
-	PIDS_TO_STOP="$spid $PIDS_TO_STOP"
-	wait_port "$port" 10 || die "smtp-sink did not listen on $port"
-}
-sink_count() {	# target: messages received so far
-	local n
-	n=$(tail -n 1 "${SINK_COUNTS[$1]}" | awk '{ print $2 }')
-	echo "${n:-0}"
-}
-sink_time_of() {	# target count: time (ns) the counter reached count
-	awk -v n="$2" '$2 >= n { print $1; exit }' "${SINK_COUNTS[$1]}"
-}
+for t in $TARGETS; do
+	SINK_PORT[$t]=$(next_port)
+	SINK_COUNTS[$t]=$WORK/sink.$t.counts
+	counting_sink_start "${SINK_PORT[$t]}" "${SINK_COUNTS[$t]}" \
+	    "$WORK/sink.$t.err"
+done
 
-for t in $TARGETS; do start_sink "$t"; done
-
-LAT_PORT=$(next_port)
-LAT_LOG=$WORK/lat.arrivals
+lat_sink_start
 LAT_SENT=$WORK/lat.sent
-: >"$LAT_LOG"
 : >"$LAT_SENT"
-python3 "$LAT" sink "$LAT_PORT" "$LAT_LOG" 2>"$WORK/lat-sink.err" &
-PIDS_TO_STOP="$PIDS_TO_STOP $!"
-wait_port "$LAT_PORT" 10 || die "latency sink did not listen"
 
 # ---------------------------------------------------------------- postfix
 
@@ -232,41 +201,11 @@ target_pid() {
 	smarthostd) echo "$SHD_PID" ;;
 	esac
 }
-queued() {
+queued() {	# target: for queue_settle (common.sh)
 	case $1 in
 	postfix) postfix_queued ;;
 	smarthostd) smarthostd_queued ;;
 	esac
-}
-
-# Wait until the relay's queue is empty: bounded by STALL seconds.
-queue_settle() {	# target
-	local i n
-	for i in $(seq $((STALL * 10))); do
-		n=$(queued "$1")
-		[ "$n" = 0 ] && return 0
-		sleep 0.1
-	done
-	log "warning: $1 still has $n messages queued after ${STALL}s"
-	return 1
-}
-
-# Wait until the sink counter reaches a value; give up after STALL
-# seconds without an arrival.
-sink_wait() {	# target count: 0 when reached
-	local n last=-1 still=0
-	while :; do
-		n=$(sink_count "$1")
-		[ "$n" -ge "$2" ] && return 0
-		if [ "$n" = "$last" ]; then
-			still=$((still + 1))
-			[ "$still" -ge $((STALL * 10)) ] && return 1
-		else
-			still=0
-			last=$n
-		fi
-		sleep 0.1
-	done
 }
 
 SRC_FLAGS=""
@@ -280,10 +219,11 @@ STATUS=0
 # cpu-ticks", or to "fail" when not every message arrived.
 RES=""
 source_run() {	# target count size label
-	local t=$1 n=$2 size=$3 port pid base c0 c1 t0 t1 tl rc
+	local t=$1 n=$2 size=$3 counts=${SINK_COUNTS[$1]} port pid base c0 c1
+	local t0 t1 tl rc
 	port=$(target_port "$t")
 	pid=$(target_pid "$t")
-	base=$(sink_count "$t")
+	base=$(sink_count "$counts")
 	c0=$(tree_ticks "$pid")
 	t0=$(now_ns)
 	rc=0
@@ -298,8 +238,8 @@ source_run() {	# target count size label
 		head -5 "$WORK/source.$t.$4.log" >&2
 		exit 1
 	fi
-	if ! sink_wait "$t" $((base + n)); then
-		log "$t: only $(($(sink_count "$t") - base)) of $n messages" \
+	if ! sink_wait "$counts" $((base + n)); then
+		log "$t: only $(($(sink_count "$counts") - base)) of $n messages" \
 		    "arrived, none for ${STALL}s; $(queued "$t") queued"
 		[ "$t" = smarthostd ] && smarthostd_stats | python3 -c '
 import json, sys
@@ -310,7 +250,7 @@ print("relay.sh:   " + ", ".join("%s %s" % (k, d[k]) for k in (
 		RES=fail
 		return 0
 	fi
-	tl=$(sink_time_of "$t" $((base + n)))
+	tl=$(sink_time_of "$counts" $((base + n)))
 	queue_settle "$t" || :
 	c1=$(tree_ticks "$pid")
 	RES=$(awk -v t0="$t0" -v t1="$t1" -v tl="$tl" -v c=$((c1 - c0)) \
@@ -406,7 +346,7 @@ for t in $TARGETS; do
 	# Late duplicates would arrive within a few seconds of the last
 	# delivery.
 	sleep 2
-	got=$(sink_count "$t")
+	got=$(sink_count "${SINK_COUNTS[$t]}")
 	q=$(queued "$t")
 	if [ "$got" -lt "${SENT[$t]}" ]; then
 		checks="${checks}$t: $got of ${SENT[$t]} messages arrived at smtp-sink, $q still queued: MISSING\n"
@@ -440,11 +380,6 @@ label() {
 	postfix) echo "Postfix $(postconf -d -h mail_version 2>/dev/null)" ;;
 	smarthostd) echo "smarthostd" ;;
 	esac
-}
-ratio() {	# a b: a/b with 2 decimals, "-" when either is missing
-	awk -v a="$1" -v b="$2" 'BEGIN {
-	    if (a == "-" || b == "-" || b + 0 == 0) print "-";
-	    else printf "%.2fx\n", a / b }'
 }
 
 echo

@@ -188,55 +188,13 @@ log "signatures: $DB_KIND"
 
 # ---------------------------------------------------------------- sinks
 
-# One smtp-sink for every stack (the runs take turns); its -c counter
-# goes through relay-lat.py watch into a "NS COUNT" file.
+# One counting smtp-sink for every stack (the runs take turns), so one
+# counts file; the latency sink takes the latency recipients of all.
 SINK_PORT=$(next_port)
 SINK_COUNTS=$WORK/sink.counts
-: >"$SINK_COUNTS"
-"$SMTP_SINK" -u nobody -c -m 1000 127.0.0.1:"$SINK_PORT" 5000 \
-    2>"$WORK/sink.err" | python3 "$LAT" watch "$SINK_COUNTS" &
-PIDS_TO_STOP="$PIDS_TO_STOP $!"
-SINK_PID=""
-for i in $(seq 50); do
-	SINK_PID=$(pgrep -f "^$SMTP_SINK -u nobody -c -m 1000 127.0.0.1:$SINK_PORT " ||
-	    :)
-	[ -n "$SINK_PID" ] && break
-	sleep 0.1
-done
-[ -n "$SINK_PID" ] || die "smtp-sink did not start"
-PIDS_TO_STOP="$SINK_PID $PIDS_TO_STOP"
-wait_port "$SINK_PORT" 10 || die "smtp-sink did not listen"
+counting_sink_start "$SINK_PORT" "$SINK_COUNTS" "$WORK/sink.err"
 
-sink_count() {
-	local n
-	n=$(tail -n 1 "$SINK_COUNTS" | awk '{ print $2 }')
-	echo "${n:-0}"
-}
-sink_time_of() {	# count: time (ns) the counter reached count
-	awk -v n="$1" '$2 >= n { print $1; exit }' "$SINK_COUNTS"
-}
-sink_wait() {	# count: 0 when reached; 1 after STALL s without arrivals
-	local n last=-1 still=0
-	while :; do
-		n=$(sink_count)
-		[ "$n" -ge "$1" ] && return 0
-		if [ "$n" = "$last" ]; then
-			still=$((still + 1))
-			[ "$still" -ge $((STALL * 10)) ] && return 1
-		else
-			still=0
-			last=$n
-		fi
-		sleep 0.1
-	done
-}
-
-LAT_PORT=$(next_port)
-LAT_LOG=$WORK/lat.arrivals
-: >"$LAT_LOG"
-python3 "$LAT" sink "$LAT_PORT" "$LAT_LOG" 2>"$WORK/lat-sink.err" &
-PIDS_TO_STOP="$PIDS_TO_STOP $!"
-wait_port "$LAT_PORT" 10 || die "latency sink did not listen"
+lat_sink_start
 
 # ---------------------------------------------------------------- amavis
 
@@ -500,22 +458,12 @@ pss_kb() {	# root-pids...: summed PSS (kB) of their process trees
 		    2>/dev/null || :
 	done | awk '{ s += $1 } END { print s + 0 }'
 }
-queued() {
+queued() {	# target: for queue_settle (common.sh)
 	case $1 in
 	smarthostd) stat_of "$(smarthostd_stats || echo '{}')" queue.messages ;;
 	amavis) postfix_queued ;;
 	*) echo 0 ;;
 	esac
-}
-queue_settle() {	# target
-	local i n
-	for i in $(seq $((STALL * 10))); do
-		n=$(queued "$1")
-		[ "$n" = 0 ] && return 0
-		sleep 0.1
-	done
-	log "warning: $1 still has $n messages queued after ${STALL}s"
-	return 1
 }
 
 field() {	# scan-load-line name: that field's value
@@ -584,8 +532,8 @@ load_send() {	# target kind count sessions rate label sent-log
 # to "fail".
 RES=""
 load_run() {	# target kind count label
-	local t=$1 base c0 c1 t0 tl line want
-	base=$(sink_count)
+	local t=$1 base c0 c1 t0 tl line want got
+	base=$(sink_count "$SINK_COUNTS")
 	c0=$(target_ticks "$t")
 	t0=$(date +%s%N)
 	load_send "$t" "$2" "$3" "$SESSIONS" 0 "$4" "$WORK/throughput.$t.log"
@@ -597,20 +545,21 @@ load_run() {	# target kind count label
 		RES=fail
 		return 0
 	fi
-	if ! sink_wait "$want"; then
-		log "$t ($4): only $(($(sink_count) - base)) of" \
+	if ! sink_wait "$SINK_COUNTS" "$want"; then
+		log "$t ($4): only $(($(sink_count "$SINK_COUNTS") - base)) of" \
 		    "$((want - base)) messages arrived, none for ${STALL}s;" \
 		    "$(queued "$t") queued"
 		STATUS=1
 		RES=fail
 		return 0
 	fi
-	tl=$(sink_time_of "$want")
+	tl=$(sink_time_of "$SINK_COUNTS" "$want")
 	[ -n "$tl" ] || tl=$(date +%s%N)
 	queue_settle "$t" || STATUS=1
 	c1=$(target_ticks "$t")
-	if [ "$(sink_count)" -gt "$want" ]; then
-		log "$t ($4): $(($(sink_count) - want)) more messages arrived" \
+	got=$(sink_count "$SINK_COUNTS")
+	if [ "$got" -gt "$want" ]; then
+		log "$t ($4): $((got - want)) more messages arrived" \
 		    "than were clean: EICAR got through"
 		STATUS=1
 	fi
@@ -725,11 +674,6 @@ label() {	# phase target
 	esac
 }
 maxof() { echo "$@" | tr ' ' '\n' | grep . | sort -g | tail -1; }
-ratio() {	# a b: a/b, "-" when either is missing
-	awk -v a="$1" -v b="$2" 'BEGIN {
-	    if (a == "" || b == "" || b + 0 == 0) print "-";
-	    else printf "%.2fx\n", a / b }'
-}
 
 echo
 echo "scan.sh: $(nproc) cores, $(uname -r); Postfix" \
