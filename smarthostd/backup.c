@@ -52,7 +52,7 @@ static void	 parent_backup_written(int, short, void *);
 static void	 parent_backup_finish(int, const char *);
 static void	 parent_backup_clean(void);
 static int	 backup_archive(int, char *, size_t);
-static void	 backup_writer_main(int, int);
+static void	 backup_writer_main(int, int) __attribute__((__noreturn__));
 static int	 backup_state_path(char *, size_t, const char *);
 static void	 backup_named_files(struct string_list *);
 static void	 backup_name_add(struct string_list *, const char *);
@@ -239,8 +239,10 @@ parent_backup_fork(void)
 	pid_t		 pid;
 	int		 fds[2], fd;
 
+	/* backup.tmp names a file to remove only once mkstemp made it. */
 	if ((size_t)snprintf(backup.tmp, sizeof(backup.tmp), "%s.XXXXXX",
 	    backup.path) >= sizeof(backup.tmp)) {
+		backup.tmp[0] = '\0';
 		backup_msg(backup.failed, sizeof(backup.failed),
 		    "%s: path too long", backup.path);
 		return (-1);
@@ -248,14 +250,14 @@ parent_backup_fork(void)
 	if ((fd = mkstemp(backup.tmp)) == -1) {
 		backup_msg(backup.failed, sizeof(backup.failed), "%s: %s",
 		    backup.tmp, strerror(errno));
+		backup.tmp[0] = '\0';
 		return (-1);
 	}
 	if (fchmod(fd, 0600) == -1 || pipe2(fds, O_CLOEXEC) == -1) {
 		backup_msg(backup.failed, sizeof(backup.failed), "%s: %s",
 		    backup.tmp, strerror(errno));
 		(void)close(fd);
-		(void)unlink(backup.tmp);
-		return (-1);
+		return (-1);	/* parent_backup_finish removes it */
 	}
 	(void)sigemptyset(&mask);
 	(void)sigaddset(&mask, SIGTERM);
@@ -279,8 +281,7 @@ parent_backup_fork(void)
 		backup_msg(backup.failed, sizeof(backup.failed), "fork: %s",
 		    strerror(errno));
 		(void)close(fds[0]);
-		(void)unlink(backup.tmp);
-		return (-1);
+		return (-1);	/* parent_backup_finish removes the file */
 	}
 	backup.writer_pid = pid;
 	event_set(&backup.writer, fds[0], EV_READ, parent_backup_written,
