@@ -100,13 +100,7 @@ FSYNC_OVERWRITE=$(echo "$FSYNC" | awk '$1 == "overwrite" { print $2 }')
 
 SINK_PORT=""
 if want sink; then
-	SINK_PORT=$(next_port)
-	# -u: smtp-sink refuses to run as root; 5000 is its listen backlog.
-	"$SMTP_SINK" -u nobody 127.0.0.1:"$SINK_PORT" 5000 \
-	    >"$WORK/sink.log" 2>&1 &
-	SINK_PID=$!
-	PIDS_TO_STOP="$PIDS_TO_STOP $SINK_PID"
-	wait_port "$SINK_PORT" 10 || die "smtp-sink did not listen"
+	plain_sink_start
 fi
 
 # ---------------------------------------------------------------- postfix

@@ -3,13 +3,14 @@
 # for log lines, and REPO first): tool paths, logging, Debian packages
 # and the smarthostd build, the scratch directory and the cleanup of
 # everything started (smarthostd, the private Postfix, PIDS_TO_STOP) on
-# exit, process trees and their CPU ticks, loopback ports, the counting
-# smtp-sink and the latency sink of bench/relay-lat.py (relay.sh and
-# scan.sh: the sink's "NS COUNT" file, waiting on it, the caller's
-# queues settling), the private Postfix instance (config, start, queue
-# count), smarthostd (scratch directory, config head, check, start,
-# counters) and the report's median and ratio.  Functions and constants
-# only: nothing runs until a script calls it.
+# exit, process trees and their CPU ticks, loopback ports, a plain
+# smtp-sink (accept.sh, grey.sh), the counting smtp-sink and the latency
+# sink of bench/relay-lat.py (relay.sh and scan.sh: the sink's "NS
+# COUNT" file, waiting on it, the caller's queues settling), the private
+# Postfix instance (config, start, queue count), smarthostd (scratch
+# directory, config head, check, start, counters) and the report's
+# median and ratio.  Functions and constants only: nothing runs until a
+# script calls it.
 
 SMTP_SOURCE=/usr/sbin/smtp-source
 SMTP_SINK=/usr/sbin/smtp-sink
@@ -166,6 +167,18 @@ wait_port() {	# port seconds
 }
 
 # ---------------------------------------------------------------- sinks
+
+# A plain smtp-sink on a new loopback port: SINK_PORT and SINK_PID set.
+# -u: smtp-sink refuses to run as root; 5000 is its listen backlog.
+plain_sink_start() {
+	[ -x "$SMTP_SINK" ] || die "$SMTP_SINK missing"
+	SINK_PORT=$(next_port)
+	"$SMTP_SINK" -u nobody 127.0.0.1:"$SINK_PORT" 5000 \
+	    >"$WORK/sink.log" 2>&1 &
+	SINK_PID=$!
+	PIDS_TO_STOP="$PIDS_TO_STOP $SINK_PID"
+	wait_port "$SINK_PORT" 10 || die "smtp-sink did not listen"
+}
 
 # smtp-sink -c on 127.0.0.1:port; relay-lat.py watch turns its counter
 # into a counts file, a "NS COUNT" line each time it changes.  Sets
