@@ -85,22 +85,31 @@ compat_caps_keep(void)
 	return (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0));
 }
 
+/*
+ * 0 when CAP_NET_ADMIN is all that is left; 1 when it was not there to
+ * keep (a container, a unit without it), and nothing is left.
+ */
 int
 compat_caps_net_admin_only(void)
 {
 	struct __user_cap_header_struct	 head;
 	struct __user_cap_data_struct	 data[_LINUX_CAPABILITY_U32S_3];
+	int				 i = CAP_TO_INDEX(CAP_NET_ADMIN);
+	uint32_t			 bit = CAP_TO_MASK(CAP_NET_ADMIN);
+	int				 had;
 
 	memset(&head, 0, sizeof(head));
-	memset(data, 0, sizeof(data));
 	head.version = _LINUX_CAPABILITY_VERSION_3;
-	data[CAP_TO_INDEX(CAP_NET_ADMIN)].permitted =
-	    CAP_TO_MASK(CAP_NET_ADMIN);
-	data[CAP_TO_INDEX(CAP_NET_ADMIN)].effective =
-	    CAP_TO_MASK(CAP_NET_ADMIN);
-	if (syscall(SYS_capset, &head, data) == -1)
+	if (syscall(SYS_capget, &head, data) == -1)
 		return (-1);
-	return (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0));
+	had = (data[i].permitted & bit) != 0;
+	memset(data, 0, sizeof(data));
+	if (had)
+		data[i].permitted = data[i].effective = bit;
+	if (syscall(SYS_capset, &head, data) == -1 ||
+	    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) == -1)
+		return (-1);
+	return (had ? 0 : 1);
 }
 #else
 /* No capabilities: the descriptors opened as root are what is kept. */
@@ -215,6 +224,7 @@ compat_crypt_newhash(const char *password, int cost, char *hash, size_t len)
 	char			*salt, *res;
 	int			 rc = -1;
 
+	errno = 0;
 	if ((salt = crypt_gensalt_ra("$2b$", cost, NULL, 0)) == NULL)
 		return (-1);
 	if ((cd = calloc(1, sizeof(*cd))) == NULL) {

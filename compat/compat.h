@@ -40,7 +40,8 @@ int	 unveil(const char *, const char *);
 int	 compat_no_new_privs(void);
 /*
  * Around setresuid: keep the capabilities (PR_SET_KEEPCAPS), then keep
- * CAP_NET_ADMIN only, permitted and effective.
+ * CAP_NET_ADMIN only, permitted and effective: 0, or 1 when there was
+ * no CAP_NET_ADMIN to keep and none is left.
  */
 int	 compat_caps_keep(void);
 int	 compat_caps_net_admin_only(void);

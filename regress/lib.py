@@ -95,7 +95,7 @@ class Daemon:
     state directory, control socket and pidfile."""
 
     def __init__(self, extra_config="", config=None, args=(), user=None,
-                 nofile=None):
+                 nofile=None, preexec=None):
         self.tmp = tempfile.mkdtemp(prefix="smarthostd-test-")
         os.chmod(self.tmp, 0o755)
         self.conf = os.path.join(self.tmp, "smarthostd.conf")
@@ -108,6 +108,7 @@ class Daemon:
         self.args = list(args)
         self.user = user
         self.nofile = nofile        # (soft, hard) to start with
+        self.preexec = preexec      # run in the child before exec
         self.proc = None
 
     def write_config(self, text):
@@ -123,6 +124,8 @@ class Daemon:
             os.chown(self.conf, pw.pw_uid, pw.pw_gid)
 
         def preexec():
+            if self.preexec is not None:
+                self.preexec()
             if self.nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
             if pw is not None:

@@ -1,6 +1,7 @@
 """The process tree: seven named processes, privilege separation,
 supervision, shutdown and reload, all against the real daemon."""
 
+import ctypes
 import os
 import pwd
 import signal
@@ -229,3 +230,22 @@ def test_descriptor_limit_below_max_sessions_is_said_at_startup():
     with Daemon(nofile=(256, 512)) as d:
         d.wait_log("max-sessions 1000 needs about 2064 file descriptors, "
                    "but the limit is 512")
+
+
+def _drop_net_admin_from_bounding_set():
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(24, 12, 0, 0, 0) != 0:     # PR_CAPBSET_DROP, NET_ADMIN
+        raise OSError(ctypes.get_errno(), "PR_CAPBSET_DROP")
+
+
+def test_pf_without_cap_net_admin_runs_with_nothing_and_says_so():
+    """In a container or a unit without CAP_NET_ADMIN the daemon still
+    starts: the pf process keeps no capability and says why."""
+    if os.geteuid() != 0:
+        return
+    with Daemon(preexec=_drop_net_admin_from_bounding_set) as d:
+        d.wait_log("pf: no CAP_NET_ADMIN to keep")
+        st = proc_status(d.pids()["pf"])
+        for field in ("CapEff", "CapPrm", "CapInh", "CapAmb"):
+            assert int(st[field], 16) == 0, (field, st[field])
+        assert st["NoNewPrivs"] == "1", st

@@ -229,19 +229,26 @@ pfctl_empty_old(const struct smarthost_config *old)
 {
 	const struct firewall_config	*o = &old->firewall, *n = &env->firewall;
 	char				 err[MESSAGE_LEN];
-	int				 t;
+	int				 t, u, kept;
 
 	if (!o->configured || o->kind != pfctl_backend.kind)
 		return;
 	for (t = 0; t < FW_TABLE_MAX; t++) {
 		if (o->tables[t][0] == '\0')
 			continue;
-		if (n->configured && n->kind == o->kind &&
-		    strcmp(n->nft_table, o->nft_table) == 0 &&
-		    strcmp(n->tables[t], o->tables[t]) == 0)
+		/* Still mirrored into, maybe as another of the tables. */
+		kept = 0;
+		for (u = 0; u < FW_TABLE_MAX; u++)
+			if (n->configured && n->kind == o->kind &&
+			    strcmp(n->nft_table, o->nft_table) == 0 &&
+			    strcmp(n->tables[u], o->tables[t]) == 0)
+				kept = 1;
+		if (kept)
 			continue;
-		if (pfctl_backend.replace(o, t, NULL, 0, err,
-		    sizeof(err)) == -1)
+		if ((pfctl_backend.empty != NULL ?
+		    pfctl_backend.empty(o, t, err, sizeof(err)) :
+		    pfctl_backend.replace(o, t, NULL, 0, err,
+		    sizeof(err))) == -1)
 			log_warnx("%s table %s, no longer configured: not "
 			    "emptied: %s", pfctl_table_names[t], o->tables[t],
 			    err);

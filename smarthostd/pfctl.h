@@ -41,6 +41,11 @@ struct pfctl_backend {
 		    const struct fw_entry *, size_t, char *, size_t);
 	/* What the firewall holds for a table; -1 if unknown. */
 	int64_t	(*count)(const struct firewall_config *, int);
+	/*
+	 * Empty a table the configuration no longer names, without
+	 * creating it; NULL when a replace with nothing does that.
+	 */
+	int	(*empty)(const struct firewall_config *, int, char *, size_t);
 	/* Does the firewall drop timed-out entries by itself? */
 	int	 expires;
 };

@@ -28,6 +28,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 
+#include <linux/netlink.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
@@ -36,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "smarthostd.h"
 #include "pfctl.h"
@@ -48,6 +50,8 @@ static int	 nft_replace(const struct firewall_config *, int,
 static int	 nft_apply(const struct firewall_config *,
 		    const struct fw_entry *, size_t, char *, size_t);
 static int64_t	 nft_count(const struct firewall_config *, int);
+static int	 nft_empty(const struct firewall_config *, int, char *,
+		    size_t);
 static int	 nft_names(const struct firewall_config *, int, char *,
 		    size_t);
 static void	 nft_elem(FILE *, const struct fw_entry *);
@@ -61,6 +65,7 @@ const struct pfctl_backend pfctl_backend = {
 	.replace =	nft_replace,
 	.apply =	nft_apply,
 	.count =	nft_count,
+	.empty =	nft_empty,
 	.expires =	1
 };
 
@@ -69,7 +74,20 @@ static struct nft_ctx	*nft;
 static void
 nft_init(void)
 {
-	/* Failure is said at the first replace, and mail flows on. */
+	int	 fd;
+
+	/*
+	 * libnftables opens its netlink socket in nft_ctx_new and exits
+	 * the process when it cannot: try first, so that a kernel without
+	 * nf_tables leaves a process that says so at each replace while
+	 * mail flows on.
+	 */
+	if ((fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC,
+	    NETLINK_NETFILTER)) == -1) {
+		log_warn("netlink socket for nftables");
+		return;
+	}
+	(void)close(fd);
 	if ((nft = nft_ctx_new(NFT_CTX_DEFAULT)) == NULL)
 		return;
 	if (nft_ctx_buffer_output(nft) != 0 || nft_ctx_buffer_error(nft) != 0) {
@@ -253,6 +271,29 @@ nft_elem(FILE *f, const struct fw_entry *e)
 		(void)fprintf(f, " timeout %ud%uh%um%us", e->timeout / 86400,
 		    e->timeout / 3600 % 24, e->timeout / 60 % 60,
 		    e->timeout % 60);
+}
+
+/*
+ * Only "flush": a set that is gone (the ruleset dropped it too) is not
+ * made again, and the error says so.
+ */
+static int
+nft_empty(const struct firewall_config *fw, int t, char *err,
+    size_t errsize)
+{
+	FILE	*f;
+	char	*buf, set[2 * NAME_MAX_LEN + 8];
+	size_t	 len;
+
+	if (nft_names(fw, t, set, sizeof(set)) == -1) {
+		(void)snprintf(err, errsize, "invalid nftables name \"%s\" "
+		    "or \"%s\"", fw->nft_table, fw->tables[t]);
+		return (-1);
+	}
+	if ((f = open_memstream(&buf, &len)) == NULL)
+		fatal("open_memstream");
+	(void)fprintf(f, "flush set %s\nflush set %s6\n", set, set);
+	return (nft_run(f, &buf, err, errsize));
 }
 
 /* Run the commands written to f as one transaction. */

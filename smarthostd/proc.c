@@ -191,6 +191,7 @@ proc_drop_privileges(const char *user, const char *chroot_dir,
     int keep_net_admin)
 {
 	struct passwd	*pw;
+	int		 rc = 0;
 
 	if (geteuid() != 0 || user == NULL) {
 		if (compat_no_new_privs() == -1)
@@ -211,8 +212,11 @@ proc_drop_privileges(const char *user, const char *chroot_dir,
 	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1 ||
 	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)
 		fatal("cannot drop privileges to %s", user);
-	if (keep_net_admin && compat_caps_net_admin_only() == -1)
+	if (keep_net_admin && (rc = compat_caps_net_admin_only()) == -1)
 		fatal("cannot keep only CAP_NET_ADMIN");
+	if (keep_net_admin && rc == 1)
+		log_warnx("no CAP_NET_ADMIN to keep (a container, or a "
+		    "service without it): firewall tables cannot be changed");
 	if (compat_no_new_privs() == -1)
 		fatal("no_new_privs");
 }
