@@ -765,6 +765,8 @@ queue_disk_check(void)
 	if (smtp == NULL || imsgev_compose(smtp, IMSG_QUEUE_DISK_OK, 0, 0, -1,
 	    &ok, sizeof(ok)) == -1)
 		return;
+	/* Now: at a start, smtp accepts nothing until it has this. */
+	(void)imsgbuf_flush(&smtp->ibuf);
 	disk_ok = ok;
 }
 

@@ -239,6 +239,8 @@ smtp_config_commit(struct smarthost_config *old)
 	char		 reason[MESSAGE_LEN];
 
 	(void)old;
+	if (!evtimer_initialized(&accept_pause))
+		evtimer_set(&accept_pause, smtp_accept_resume, NULL);
 	while ((sp = TAILQ_FIRST(&pkis)) != NULL) {
 		TAILQ_REMOVE(&pkis, sp, entry);
 		sp->retired = 1;
@@ -387,7 +389,7 @@ static void
 smtp_listen_update(void)
 {
 	smtp_listen(env != NULL && listening && disk_ok != -1 && !paused &&
-	    !shutting_down);
+	    !shutting_down && !evtimer_pending(&accept_pause, NULL));
 }
 
 static void
@@ -415,7 +417,6 @@ smtp_accept(int fd, short event, void *arg)
 		    errno == ENOMEM) {
 			log_warn("accept");
 			smtp_listen(0);
-			evtimer_set(&accept_pause, smtp_accept_resume, NULL);
 			evtimer_add(&accept_pause, &pause);
 		} else if (errno != EINTR && errno != EAGAIN &&
 		    errno != ECONNABORTED)
