@@ -52,6 +52,8 @@ static int	 nft_apply(const struct firewall_config *,
 static int64_t	 nft_count(const struct firewall_config *, int);
 static int	 nft_empty(const struct firewall_config *, int, char *,
 		    size_t);
+static FILE	*nft_begin(const struct firewall_config *, int, char *, size_t,
+		    char **, size_t *, char *, size_t);
 static int	 nft_names(const struct firewall_config *, int, char *,
 		    size_t);
 static void	 nft_elem(FILE *, const struct fw_entry *);
@@ -123,6 +125,27 @@ nft_names(const struct firewall_config *fw, int t, char *buf, size_t size)
 	return (0);
 }
 
+/*
+ * The set's name for table t into set, and a stream for the commands
+ * of one transaction on it; NULL, with the reason in err, for a name
+ * nft would not take.
+ */
+static FILE *
+nft_begin(const struct firewall_config *fw, int t, char *set,
+    size_t setsize, char **buf, size_t *len, char *err, size_t errsize)
+{
+	FILE	*f;
+
+	if (nft_names(fw, t, set, setsize) == -1) {
+		(void)snprintf(err, errsize, "invalid nftables name \"%s\" "
+		    "or \"%s\"", fw->nft_table, fw->tables[t]);
+		return (NULL);
+	}
+	if ((f = open_memstream(buf, len)) == NULL)
+		fatal("open_memstream");
+	return (f);
+}
+
 static int
 nft_replace(const struct firewall_config *fw, int t,
     const struct fw_entry *e, size_t n, char *err, size_t errsize)
@@ -132,13 +155,9 @@ nft_replace(const struct firewall_config *fw, int t,
 	size_t		 i, line, len;
 	int		 v6;
 
-	if (nft_names(fw, t, set, sizeof(set)) == -1) {
-		(void)snprintf(err, errsize, "invalid nftables name \"%s\" "
-		    "or \"%s\"", fw->nft_table, fw->tables[t]);
+	if ((f = nft_begin(fw, t, set, sizeof(set), &buf, &len, err,
+	    errsize)) == NULL)
 		return (-1);
-	}
-	if ((f = open_memstream(&buf, &len)) == NULL)
-		fatal("open_memstream");
 	(void)fprintf(f, "add table %s\n", fw->nft_table);
 	for (v6 = 0; v6 <= 1; v6++) {
 		(void)fprintf(f, "add set %s%s { type %s; "
@@ -285,13 +304,9 @@ nft_empty(const struct firewall_config *fw, int t, char *err,
 	char	*buf, set[2 * NAME_MAX_LEN + 8];
 	size_t	 len;
 
-	if (nft_names(fw, t, set, sizeof(set)) == -1) {
-		(void)snprintf(err, errsize, "invalid nftables name \"%s\" "
-		    "or \"%s\"", fw->nft_table, fw->tables[t]);
+	if ((f = nft_begin(fw, t, set, sizeof(set), &buf, &len, err,
+	    errsize)) == NULL)
 		return (-1);
-	}
-	if ((f = open_memstream(&buf, &len)) == NULL)
-		fatal("open_memstream");
 	(void)fprintf(f, "flush set %s\nflush set %s6\n", set, set);
 	return (nft_run(f, &buf, err, errsize));
 }
