@@ -459,7 +459,9 @@ spf_run(int fd, short event, void *arg)
 		if (x == NULL)
 			break;
 		TAILQ_REMOVE(&expansions, x, entry);
-		qsort(x->nets, x->nnets, sizeof(*x->nets), spf_net_cmp);
+		if (x->nnets > 1)	/* none: nets is NULL, not for qsort */
+			qsort(x->nets, x->nnets, sizeof(*x->nets),
+			    spf_net_cmp);
 		log_debug("spf: expand %s: %zu network%s%s%s", x->domain,
 		    x->nnets, x->nnets == 1 ? "" : "s",
 		    x->reason[0] != '\0' ? ", " : "", x->reason);
