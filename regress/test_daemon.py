@@ -232,6 +232,18 @@ def test_descriptor_limit_below_max_sessions_is_said_at_startup():
                    "but the limit is 512")
 
 
+def test_descriptor_limit_below_max_sessions_is_said_at_a_reload():
+    with Daemon(extra_config="smtp {\n\tmax-sessions 100\n}\n",
+                nofile=(256, 512)) as d:
+        with open(d.conf) as f:
+            conf = f.read()
+        assert "file descriptors" not in d.logtext()
+        d.write_config(conf.replace("max-sessions 100", "max-sessions 300"))
+        d.ctl("reload")
+        d.wait_log("max-sessions 300 needs about 664 file descriptors, "
+                   "but the limit is 512")
+
+
 def _drop_net_admin_from_bounding_set():
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(24, 12, 0, 0, 0) != 0:     # PR_CAPBSET_DROP, NET_ADMIN

@@ -1114,6 +1114,9 @@ parent_config_end(int ok, const char *reason)
 	old = env;
 	env = conf_pending;
 	conf_pending = NULL;
+	/* A reload may ask for more sessions than descriptors allow. */
+	if (old != env && old->smtp.max_sessions != env->smtp.max_sessions)
+		parent_raise_fd_limit(env);
 	if (old != env)
 		config_free(old);
 	config_loaded = time(NULL);
