@@ -367,7 +367,7 @@ grey_not_ready(struct imsgev *iev, struct imsg *imsg)
 	    imsg_get_type(imsg) == IMSG_CTL_SHOW_TABLES))
 		grey_ctl_send(imsg_get_id(imsg), IMSG_CTL_END, NULL, 0);
 	else if (iev->peer == PROC_CONTROL)
-		grey_ctl_result(imsg_get_id(imsg), 0, "grey is starting");
+		proc_ctl_result(imsg_get_id(imsg), 0, "grey is starting");
 	else
 		log_debug("imsg %u from %s before the configuration",
 		    imsg_get_type(imsg), proc_name(iev->peer));

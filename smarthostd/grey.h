@@ -139,8 +139,6 @@ void	 grey_auth_failed(const struct sockaddr_storage *);
 void	 grey_ctl_init(void);
 void	 grey_dispatch_control(struct imsg *);
 void	 grey_ctl_send(uint32_t, uint32_t, const void *, size_t);
-void	 grey_ctl_result(uint32_t, int, const char *, ...)
-	    __attribute__((__format__(printf, 3, 4)));
 void	 grey_spf_remember(const char *, const char *, enum spf_verdict);
 
 #endif /* GREY_H */

@@ -162,21 +162,6 @@ grey_ctl_send(uint32_t id, uint32_t type, const void *data, size_t len)
 		log_warnx("cannot answer %s", proc_name(to));
 }
 
-void
-grey_ctl_result(uint32_t client, int ok, const char *fmt, ...)
-{
-	struct ctl_result	 res;
-	va_list			 ap;
-
-	memset(&res, 0, sizeof(res));
-	res.ok = ok;
-	va_start(ap, fmt);
-	(void)vsnprintf(res.message, sizeof(res.message), fmt, ap);
-	va_end(ap);
-	grey_ctl_send(client, ok ? IMSG_CTL_OK : IMSG_CTL_FAIL, &res,
-	    sizeof(res));
-}
-
 static void
 grey_ctl_text(uint32_t client, const char *fmt, ...)
 {
@@ -373,16 +358,16 @@ grey_white(uint32_t client, const char *text)
 
 	if (grey_parse_addr(text, &ss) == -1 || addr_client_key(&ss,
 	    env->greylist.ipv6_prefix, key, sizeof(key)) == -1) {
-		grey_ctl_result(client, 0, "not an address: %s", text);
+		proc_ctl_result(client, 0, "not an address: %s", text);
 		return;
 	}
 	if (greydb_white_add(&env->greylist, key, time(NULL)) == -1 ||
 	    greydb_commit() == -1) {
-		grey_ctl_result(client, 0, "%s: cannot update grey.mdb", key);
+		proc_ctl_result(client, 0, "%s: cannot update grey.mdb", key);
 		return;
 	}
 	grey_fw_change(FW_WHITE, key, 1, env->greylist.whiteexp);
-	grey_ctl_result(client, 1, "%s is white", key);
+	proc_ctl_result(client, 1, "%s is white", key);
 }
 
 static void
@@ -395,17 +380,17 @@ grey_delete(uint32_t client, const char *text)
 	if (grey_parse_addr(text, &ss) == 0) {
 		if (addr_client_key(&ss, env->greylist.ipv6_prefix, key,
 		    sizeof(key)) == -1) {
-			grey_ctl_result(client, 0, "bad address: %s", text);
+			proc_ctl_result(client, 0, "bad address: %s", text);
 			return;
 		}
 	} else
 		(void)strlcpy(key, text, sizeof(key));
 	if ((n = greydb_delete(key)) == -1 || greydb_commit() == -1) {
-		grey_ctl_result(client, 0, "%s: cannot update grey.mdb", key);
+		proc_ctl_result(client, 0, "%s: cannot update grey.mdb", key);
 		return;
 	}
 	if (n == 0) {
-		grey_ctl_result(client, 0, "no entry for %s", key);
+		proc_ctl_result(client, 0, "no entry for %s", key);
 		return;
 	}
 	if (strchr(key, '|') == NULL) {
@@ -415,7 +400,7 @@ grey_delete(uint32_t client, const char *text)
 		grey_fw_resync(FW_BLOCK);
 		grey_fw_flush();
 	}
-	grey_ctl_result(client, 1, "%s: %d entr%s deleted", key, n,
+	proc_ctl_result(client, 1, "%s: %d entr%s deleted", key, n,
 	    n == 1 ? "y" : "ies");
 }
 
@@ -425,21 +410,21 @@ grey_trap_set(uint32_t client, const char *addr, int on)
 	int	 n;
 
 	if (strchr(addr, '@') == NULL || strlen(addr) >= SMTP_ADDR_LEN) {
-		grey_ctl_result(client, 0, "not a mail address: %s", addr);
+		proc_ctl_result(client, 0, "not a mail address: %s", addr);
 		return;
 	}
 	if ((n = greydb_spamtrap_set(addr, on)) == -1 ||
 	    greydb_commit() == -1) {
-		grey_ctl_result(client, 0, "%s: cannot update grey.mdb", addr);
+		proc_ctl_result(client, 0, "%s: cannot update grey.mdb", addr);
 		return;
 	}
 	if (on)
-		grey_ctl_result(client, 1, "%s: %s", addr, n ? "spamtrap added" :
+		proc_ctl_result(client, 1, "%s: %s", addr, n ? "spamtrap added" :
 		    "already a spamtrap");
 	else if (n)
-		grey_ctl_result(client, 1, "%s: spamtrap deleted", addr);
+		proc_ctl_result(client, 1, "%s: spamtrap deleted", addr);
 	else
-		grey_ctl_result(client, 0, "%s: not a spamtrap", addr);
+		proc_ctl_result(client, 0, "%s: not a spamtrap", addr);
 }
 
 static void
@@ -543,7 +528,7 @@ grey_explain(uint32_t client, const char *text)
 
 	if (grey_parse_addr(text, &ss) == -1 || addr_client_key(&ss,
 	    env->greylist.ipv6_prefix, key, sizeof(key)) == -1) {
-		grey_ctl_result(client, 0, "not an address: %s", text);
+		proc_ctl_result(client, 0, "not an address: %s", text);
 		return;
 	}
 	(void)addr_string(&ss, addr, sizeof(addr));

@@ -614,6 +614,32 @@ imsg_expect_string(struct imsg *imsg)
 	return (s);
 }
 
+/* An answer to control, for its client's request id. */
+void
+proc_ctl_send(uint32_t client, uint32_t type, const void *data, size_t len)
+{
+	if (iev_peer[PROC_CONTROL] == NULL ||
+	    imsgev_compose(iev_peer[PROC_CONTROL], type, client, 0, -1, data,
+	    len) == -1)
+		log_warnx("cannot answer control");
+}
+
+/* The final answer to a control command: ok or not, and a message. */
+void
+proc_ctl_result(uint32_t client, int ok, const char *fmt, ...)
+{
+	struct ctl_result	 res;
+	va_list			 ap;
+
+	memset(&res, 0, sizeof(res));
+	res.ok = ok;
+	va_start(ap, fmt);
+	(void)vsnprintf(res.message, sizeof(res.message), fmt, ap);
+	va_end(ap);
+	proc_ctl_send(client, ok ? IMSG_CTL_OK : IMSG_CTL_FAIL, &res,
+	    sizeof(res));
+}
+
 /*
  * One counter of show stats to control for client, named after this
  * process ("grey.checks").
@@ -627,8 +653,5 @@ proc_ctl_stat(uint32_t client, const char *name, uint64_t value)
 	(void)snprintf(st.name, sizeof(st.name), "%s.%s",
 	    proc_name(smarthost_process), name);
 	st.value = value;
-	if (iev_peer[PROC_CONTROL] == NULL ||
-	    imsgev_compose(iev_peer[PROC_CONTROL], IMSG_CTL_STAT, client, 0,
-	    -1, &st, sizeof(st)) == -1)
-		log_warnx("cannot answer control");
+	proc_ctl_send(client, IMSG_CTL_STAT, &st, sizeof(st));
 }

@@ -143,9 +143,6 @@ static int	 queue_txn_begin(unsigned int, MDB_txn **);
 static void	 queue_disk_timer(int, short, void *);
 static void	 queue_disk_check(void);
 static void	 queue_dispatch_control(struct imsg *);
-static void	 queue_ctl_send(uint32_t, uint32_t, const void *, size_t);
-static void	 queue_ctl_result(uint32_t, int, const char *, ...)
-		    __attribute__((__format__(printf, 3, 4)));
 static void	 queue_walk_run(int, short, void *);
 static int	 queue_walk_page(struct queue_walk *);
 static int	 queue_envelope_get(MDB_txn *, MDB_val *, struct envelope *,
@@ -832,11 +829,11 @@ queue_dispatch_control(struct imsg *imsg)
 			fatalx("control sent an invalid message id");
 		n = scheduler_schedule(arg);
 		if (n == 0 && strcmp(arg, "all") != 0)
-			queue_ctl_result(client, 0, queue_is_quarantined(arg) ?
+			proc_ctl_result(client, 0, queue_is_quarantined(arg) ?
 			    "message %s is quarantined; release it first" :
 			    "no such message: %s", arg);
 		else
-			queue_ctl_result(client, 1, "%zu message%s scheduled",
+			proc_ctl_result(client, 1, "%zu message%s scheduled",
 			    n, n == 1 ? "" : "s");
 		free(arg);
 		break;
@@ -845,41 +842,16 @@ queue_dispatch_control(struct imsg *imsg)
 		imsg_expect_size(imsg, 0);
 		pause = imsg_get_type(imsg) == IMSG_CTL_PAUSE_RELAY;
 		if (scheduler_pause(pause) == 0)
-			queue_ctl_result(client, 1, "relay already %s",
+			proc_ctl_result(client, 1, "relay already %s",
 			    pause ? "paused" : "running");
 		else
-			queue_ctl_result(client, 1, "relay %s",
+			proc_ctl_result(client, 1, "relay %s",
 			    pause ? "paused" : "resumed");
 		break;
 	default:
 		fatalx("unexpected imsg %u from control",
 		    imsg_get_type(imsg));
 	}
-}
-
-static void
-queue_ctl_send(uint32_t client, uint32_t type, const void *data, size_t len)
-{
-	struct imsgev	*ctl = iev_peer[PROC_CONTROL];
-
-	if (ctl == NULL || imsgev_compose(ctl, type, client, 0, -1, data,
-	    len) == -1)
-		log_warnx("cannot answer control");
-}
-
-static void
-queue_ctl_result(uint32_t client, int ok, const char *fmt, ...)
-{
-	struct ctl_result	 res;
-	va_list			 ap;
-
-	memset(&res, 0, sizeof(res));
-	res.ok = ok;
-	va_start(ap, fmt);
-	(void)vsnprintf(res.message, sizeof(res.message), fmt, ap);
-	va_end(ap);
-	queue_ctl_send(client, ok ? IMSG_CTL_OK : IMSG_CTL_FAIL, &res,
-	    sizeof(res));
 }
 
 /*
@@ -902,7 +874,7 @@ queue_walk_run(int fd, short event, void *arg)
 		/* More to come: to the back, after the others' pages. */
 		TAILQ_INSERT_TAIL(&walks, w, entry);
 	} else {
-		queue_ctl_send(w->client, IMSG_CTL_END, NULL, 0);
+		proc_ctl_send(w->client, IMSG_CTL_END, NULL, 0);
 		free(w);
 	}
 	if (!TAILQ_EMPTY(&walks))
@@ -976,7 +948,7 @@ queue_walk_page(struct queue_walk *w)
 		(void)strlcpy(qm.sender, e.sender, sizeof(qm.sender));
 		qm.nrcpt = e.nrcpt;
 		qm.flags = e.flags;
-		queue_ctl_send(w->client, IMSG_CTL_QUEUE_MESSAGE, &qm,
+		proc_ctl_send(w->client, IMSG_CTL_QUEUE_MESSAGE, &qm,
 		    sizeof(qm));
 		for (i = 0; i < e.nrcpt; i++) {
 			memset(&qr, 0, sizeof(qr));
@@ -989,7 +961,7 @@ queue_walk_page(struct queue_walk *w)
 			qr.next_try = e.rcpts[i].next_try;
 			(void)strlcpy(qr.last_error, e.rcpts[i].last_error,
 			    sizeof(qr.last_error));
-			queue_ctl_send(w->client, IMSG_CTL_QUEUE_RCPT, &qr,
+			proc_ctl_send(w->client, IMSG_CTL_QUEUE_RCPT, &qr,
 			    sizeof(qr));
 		}
 		envelope_clear(&e);
@@ -1041,7 +1013,7 @@ queue_ctl_envelope(uint32_t client, MDB_txn *txn, MDB_val *key,
 	if (queue_envelope_get(txn, key, e, why, sizeof(why)) == 0)
 		return (0);
 	mdb_txn_abort(txn);
-	queue_ctl_result(client, 0, "%s", why);
+	proc_ctl_result(client, 0, "%s", why);
 	return (-1);
 }
 
@@ -1061,13 +1033,13 @@ queue_show_message(uint32_t client, const char *id)
 	int		 rc;
 
 	if (queue_env == NULL) {
-		queue_ctl_result(client, 0, "the queue is not open yet");
+		proc_ctl_result(client, 0, "the queue is not open yet");
 		return;
 	}
 	key.mv_data = (void *)(uintptr_t)id;
 	key.mv_size = QUEUE_ID_LEN - 1;
 	if ((rc = mdb_txn_begin(queue_env, NULL, MDB_RDONLY, &txn)) != 0) {
-		queue_ctl_result(client, 0, "queue.mdb: %s", mdb_strerror(rc));
+		proc_ctl_result(client, 0, "queue.mdb: %s", mdb_strerror(rc));
 		return;
 	}
 	if (queue_ctl_envelope(client, txn, &key, &e) == -1)
@@ -1086,10 +1058,10 @@ queue_show_message(uint32_t client, const char *id)
 		    sizeof(chunk) - 1;
 		memcpy(chunk, text + off, n);
 		chunk[n] = '\0';
-		queue_ctl_send(client, IMSG_CTL_MESSAGE_TEXT, chunk, n + 1);
+		proc_ctl_send(client, IMSG_CTL_MESSAGE_TEXT, chunk, n + 1);
 	}
 	free(text);
-	queue_ctl_send(client, IMSG_CTL_END, NULL, 0);
+	proc_ctl_send(client, IMSG_CTL_END, NULL, 0);
 }
 
 static void
@@ -1239,7 +1211,7 @@ queue_remove(uint32_t client, const char *what)
 
 	memset(&st, 0, sizeof(st));
 	if ((rc = queue_txn_begin(0, &txn)) != 0) {
-		queue_ctl_result(client, 0, "queue.mdb: %s", mdb_strerror(rc));
+		proc_ctl_result(client, 0, "queue.mdb: %s", mdb_strerror(rc));
 		return;
 	}
 	if (strcmp(what, "all") == 0) {
@@ -1256,22 +1228,22 @@ queue_remove(uint32_t client, const char *what)
 	if (rc != 0) {
 		mdb_txn_abort(txn);
 		if (rc == MDB_NOTFOUND)
-			queue_ctl_result(client, 0, "no such message: %s",
+			proc_ctl_result(client, 0, "no such message: %s",
 			    what);
 		else
-			queue_ctl_result(client, 0, "queue.mdb: %s",
+			proc_ctl_result(client, 0, "queue.mdb: %s",
 			    mdb_strerror(rc));
 		return;
 	}
 	if ((rc = mdb_txn_commit(txn)) != 0) {
-		queue_ctl_result(client, 0, "queue.mdb: %s", mdb_strerror(rc));
+		proc_ctl_result(client, 0, "queue.mdb: %s", mdb_strerror(rc));
 		return;
 	}
 	stats.removed += n;
 	scheduler_forget(what);
 	log_info("removed %zu message%s (%s) on request", n,
 	    n == 1 ? "" : "s", what);
-	queue_ctl_result(client, 1, "removed %zu message%s", n,
+	proc_ctl_result(client, 1, "removed %zu message%s", n,
 	    n == 1 ? "" : "s");
 	queue_disk_check();
 }
@@ -1329,12 +1301,12 @@ queue_quarantine(uint32_t client, const char *id, int release)
 
 	if (queue_quarantine_end(id, release ? QUARANTINE_RELEASE :
 	    QUARANTINE_DELETE, why, sizeof(why)) != 0) {
-		queue_ctl_result(client, 0, "%s", why);
+		proc_ctl_result(client, 0, "%s", why);
 		return;
 	}
 	log_info("%s: %s from the quarantine on request", id,
 	    release ? "released" : "deleted");
-	queue_ctl_result(client, 1, "%s %s", release ? "released" : "deleted",
+	proc_ctl_result(client, 1, "%s %s", release ? "released" : "deleted",
 	    id);
 }
 
@@ -1424,7 +1396,7 @@ queue_stat_send(const char *name, uint64_t value, void *arg)
 	memset(&s, 0, sizeof(s));
 	(void)strlcpy(s.name, name, sizeof(s.name));
 	s.value = value;
-	queue_ctl_send(client, IMSG_CTL_STAT, &s, sizeof(s));
+	proc_ctl_send(client, IMSG_CTL_STAT, &s, sizeof(s));
 }
 
 static void
@@ -1465,10 +1437,10 @@ queue_show_stats(uint32_t client)
 		memset(&s, 0, sizeof(s));
 		(void)strlcpy(s.name, list[i].name, sizeof(s.name));
 		s.value = list[i].value;
-		queue_ctl_send(client, IMSG_CTL_STAT, &s, sizeof(s));
+		proc_ctl_send(client, IMSG_CTL_STAT, &s, sizeof(s));
 	}
 	scheduler_stats(queue_stat_send, &client);
-	queue_ctl_send(client, IMSG_CTL_END, NULL, 0);
+	proc_ctl_send(client, IMSG_CTL_END, NULL, 0);
 }
 
 /*

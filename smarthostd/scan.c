@@ -499,8 +499,7 @@ scan_stats(uint32_t client)
 	proc_ctl_stat(client, "tempfail", stats.tempfail);
 	proc_ctl_stat(client, "engine_reloads", stats.engine_reloads);
 	proc_ctl_stat(client, "signatures", stats.signatures);
-	imsgev_compose(iev_peer[PROC_CONTROL], IMSG_CTL_END, client, 0, -1,
-	    NULL, 0);
+	proc_ctl_send(client, IMSG_CTL_END, NULL, 0);
 }
 
 /*

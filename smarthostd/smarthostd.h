@@ -920,6 +920,9 @@ int	 imsgev_compose(struct imsgev *, uint32_t, uint32_t, pid_t, int,
 void	 imsgev_clear(struct imsgev *);
 void	 imsg_expect_size(struct imsg *, size_t);
 char	*imsg_expect_string(struct imsg *);
+void	 proc_ctl_send(uint32_t, uint32_t, const void *, size_t);
+void	 proc_ctl_result(uint32_t, int, const char *, ...)
+	    __attribute__((__format__(printf, 3, 4)));
 void	 proc_ctl_stat(uint32_t, const char *, uint64_t);
 
 /* parent.c */

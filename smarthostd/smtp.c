@@ -103,8 +103,8 @@ static void	 smtp_grey_check_result(struct imsg *);
 static void	 smtp_grey_facts_result(struct imsg *);
 static void	 smtp_scan_result(struct imsg *);
 static void	 smtp_peer_lost(enum smarthost_proc);
-static void	 smtp_ctl_stats(struct imsgev *, uint32_t);
-static void	 smtp_ctl_pause(struct imsgev *, uint32_t, int);
+static void	 smtp_ctl_stats(uint32_t);
+static void	 smtp_ctl_pause(uint32_t, int);
 static struct smtp_pki *smtp_pki_build(struct pki *, char *, size_t);
 static void	 smtp_pki_free(struct smtp_pki *);
 
@@ -196,12 +196,12 @@ smtp_dispatch_peer(struct imsgev *iev, struct imsg *imsg)
 		switch (imsg_get_type(imsg)) {
 		case IMSG_CTL_SHOW_STATS:
 			imsg_expect_size(imsg, 0);
-			smtp_ctl_stats(iev, imsg_get_id(imsg));
+			smtp_ctl_stats(imsg_get_id(imsg));
 			return;
 		case IMSG_CTL_PAUSE_SMTP:
 		case IMSG_CTL_RESUME_SMTP:
 			imsg_expect_size(imsg, 0);
-			smtp_ctl_pause(iev, imsg_get_id(imsg),
+			smtp_ctl_pause(imsg_get_id(imsg),
 			    imsg_get_type(imsg) == IMSG_CTL_PAUSE_SMTP);
 			return;
 		}
@@ -909,7 +909,7 @@ smtp_auth_tell_grey(const struct smtp_session *s)
  */
 
 static void
-smtp_ctl_stats(struct imsgev *iev, uint32_t id)
+smtp_ctl_stats(uint32_t id)
 {
 	const struct smtp_stats	*s = &smtp_stats;
 
@@ -939,29 +939,23 @@ smtp_ctl_stats(struct imsgev *iev, uint32_t id)
 	proc_ctl_stat(id, "scan_rejected", s->scan_rejected);
 	proc_ctl_stat(id, "scan_tempfail", s->scan_tempfail);
 	proc_ctl_stat(id, "quarantined", s->quarantined);
-	imsgev_compose(iev, IMSG_CTL_END, id, 0, -1, NULL, 0);
+	proc_ctl_send(id, IMSG_CTL_END, NULL, 0);
 }
 
 /* Pausing stops accepting connections; sessions in progress go on. */
 static void
-smtp_ctl_pause(struct imsgev *iev, uint32_t id, int pause)
+smtp_ctl_pause(uint32_t id, int pause)
 {
-	struct ctl_result	 res;
-
-	memset(&res, 0, sizeof(res));
-	res.ok = 1;
-	if (pause == paused)
-		(void)strlcpy(res.message, pause ? "smtp already paused" :
-		    "smtp not paused", sizeof(res.message));
-	else {
-		paused = pause;
-		smtp_listen_update();
-		log_info("smtp %s", paused ? "paused: not accepting "
-		    "connections" : "resumed");
-		(void)strlcpy(res.message, pause ? "smtp paused" :
-		    "smtp resumed", sizeof(res.message));
+	if (pause == paused) {
+		proc_ctl_result(id, 1, "smtp %s", pause ? "already paused" :
+		    "not paused");
+		return;
 	}
-	imsgev_compose(iev, IMSG_CTL_OK, id, 0, -1, &res, sizeof(res));
+	paused = pause;
+	smtp_listen_update();
+	log_info("smtp %s", paused ? "paused: not accepting connections" :
+	    "resumed");
+	proc_ctl_result(id, 1, "smtp %s", pause ? "paused" : "resumed");
 }
 
 /*
