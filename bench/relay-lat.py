@@ -39,6 +39,8 @@ import signal
 import sys
 import time
 
+from smtpreply import SMTPError, reply
+
 HOST = "127.0.0.1"
 
 
@@ -150,22 +152,6 @@ def cmd_sink(port, log_path):
 
 
 # ------------------------------------------------------------------ send
-
-class SMTPError(Exception):
-    pass
-
-
-async def reply(reader, want):
-    while True:
-        line = await reader.readline()
-        if not line:
-            raise SMTPError("connection closed, expected %d" % want)
-        if len(line) < 4 or line[3:4] != b"-":
-            break
-    code = int(line[:3]) if line[:3].isdigit() else 0
-    if code != want:
-        raise SMTPError("expected %d, got %r" % (want, line.strip()))
-
 
 def cmd_send(port, label, count, sessions, rate, size, log_path):
     line = b"X" * 76 + b"\r\n"

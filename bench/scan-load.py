@@ -40,6 +40,8 @@ import random
 import sys
 import time
 
+from smtpreply import SMTPError, reply
+
 HOST = "127.0.0.1"
 EICAR = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-"
          b"FILE!$H+H*")
@@ -140,23 +142,6 @@ class Messages:
             parts.append(self.eicar)
         parts.append(("--%s--\r\n" % BOUNDARY).encode())
         return b"".join(parts)
-
-
-class SMTPError(Exception):
-    pass
-
-
-async def reply(reader, want=None):
-    while True:
-        line = await reader.readline()
-        if not line:
-            raise SMTPError("connection closed, expected %s" % want)
-        if len(line) < 4 or line[3:4] != b"-":
-            break
-    code = int(line[:3]) if line[:3].isdigit() else 0
-    if want is not None and code != want:
-        raise SMTPError("expected %d, got %r" % (want, line.strip()))
-    return code
 
 
 def dot_stuff(msg):
