@@ -39,7 +39,7 @@ import signal
 import sys
 import time
 
-from smtpreply import SMTPError, reply
+from smtpreply import SMTPError, quit_session, reply
 
 HOST = "127.0.0.1"
 
@@ -192,12 +192,7 @@ def cmd_send(port, label, count, sessions, rate, size, log_path):
             eod = time.time_ns()
             await reply(reader, 250)
             log.append("%s %d %d\n" % (mid, eod, time.time_ns()))
-        writer.write(b"QUIT\r\n")
-        await writer.drain()
-        try:
-            await asyncio.wait_for(reader.read(), 5)
-        except asyncio.TimeoutError:
-            pass
+        await quit_session(reader, writer)
         writer.close()
 
     async def guarded():

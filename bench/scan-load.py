@@ -40,7 +40,7 @@ import random
 import sys
 import time
 
-from smtpreply import SMTPError, reply
+from smtpreply import SMTPError, quit_session, reply
 
 HOST = "127.0.0.1"
 EICAR = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-"
@@ -192,12 +192,7 @@ def cmd_send(port, kind, count, sessions, rate, label, log_path):
                 log.append("%s %d %d\n" % (mid, eod, ack))
                 if eicar:
                     counts["eicar_accepted"] += 1
-            writer.write(b"QUIT\r\n")
-            await writer.drain()
-            try:
-                await asyncio.wait_for(reader.read(), 5)
-            except asyncio.TimeoutError:
-                pass
+            await quit_session(reader, writer)
         finally:
             writer.close()
 

@@ -1,5 +1,8 @@
-"""The SMTP reply reader that bench/relay-lat.py and bench/scan-load.py
-share: read one (multi-line) reply from an asyncio stream."""
+"""What bench/relay-lat.py and bench/scan-load.py share of the SMTP
+dialogue on asyncio streams: reading one (multi-line) reply, and
+ending a session."""
+
+import asyncio
 
 
 class SMTPError(Exception):
@@ -19,3 +22,13 @@ async def reply(reader, want=None):
     if want is not None and code != want:
         raise SMTPError("expected %d, got %r" % (want, line.strip()))
     return code
+
+
+async def quit_session(reader, writer):
+    """QUIT, then wait up to 5 s for the server to close."""
+    writer.write(b"QUIT\r\n")
+    await writer.drain()
+    try:
+        await asyncio.wait_for(reader.read(), 5)
+    except asyncio.TimeoutError:
+        pass
